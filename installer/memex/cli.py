@@ -1,0 +1,122 @@
+"""The `memex` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import psycopg
+
+from memex import __version__
+from memex.dsn import connect, resolve_dsn
+from memex.errors import MemexError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_dsn(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dsn", help="libpq DSN or URI (default: $MEMEX_DSN, else the dev cluster)"
+    )
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from memex.devcluster import cluster
+
+    dev = cluster("dev")
+    if args.action == "up":
+        dev.start()
+        print(f"dev cluster running: {dev.dsn()}", file=sys.stderr)
+    elif args.action == "down":
+        dev.stop()
+        print("dev cluster stopped", file=sys.stderr)
+    elif args.action == "status":
+        state = "running" if dev.is_running() else "stopped"
+        if not dev.is_initialised():
+            state = "not created (run `memex dev up`)"
+        print(f"state:   {state}\ndata:    {dev.data_dir}\nport:    {dev.port}\n"
+              f"socket:  {dev.socket_dir}\nlog:     {dev.log_file}\ndsn:     {dev.dsn()}")  # fmt: skip
+        return 0 if dev.is_running() else 1
+    elif args.action == "dsn":
+        print(dev.dsn())
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from memex.install import install
+
+    report = install(resolve_dsn(args.dsn), say=lambda m: print(m, file=sys.stderr))
+    print(report.summary())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with connect(resolve_dsn(args.dsn)) as conn:
+        installed = conn.execute("select to_regprocedure('memex.status()')").fetchone()
+        if installed == (None,):
+            print("memex is not installed in this database (run `memex install`)")
+            return 1
+        row = conn.execute("select memex.status()").fetchone()
+        print(json.dumps(row[0] if row else {}, indent=2))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from memex.doctor import doctor
+
+    return doctor(resolve_dsn(args.dsn))
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from memex.image import build
+
+    return build(pg_major=args.pg_major, tag=args.tag)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memex", description="Postgres-native memory and RAG.")
+    parser.add_argument("--version", action="version", version=f"memex {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="the embedded local PostgreSQL cluster")
+    dev.add_argument("action", choices=["up", "down", "status", "dsn"])
+    dev.set_defaults(handler=cmd_dev)
+
+    for name, handler, text in (
+        ("install", cmd_install, "install or upgrade memex in a database"),
+        ("status", cmd_status, "what is installed, and this backend's state"),
+        ("doctor", cmd_doctor, "what is missing or broken, and how to fix it"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _add_dsn(p)
+        p.set_defaults(handler=handler)
+
+    image = sub.add_parser("image", help="the custom PostgreSQL image")
+    image.add_argument("action", choices=["build"])
+    image.add_argument("--pg-major", default="17")
+    image.add_argument("--tag", default=f"memex-postgres:{__version__}")
+    image.set_defaults(handler=cmd_image)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except MemexError as exc:
+        print(f"memex: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except psycopg.Error as exc:
+        state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+        print(f"memex: database error{state}: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memex: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The embedded local PostgreSQL cluster: memex's default database when no DSN is given.
+
+Data lives outside git (under MEMEX_HOME, or XDG_DATA_HOME for a non-root user), on a
+non-default port, with its own socket directory and no TCP listener. PostgreSQL refuses to run
+as root, so when invoked as root every server command runs as the `postgres` OS user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from memex.errors import MemexError
+from memex.paths import memex_home
+
+PG_MAJOR = os.environ.get("MEMEX_PG_MAJOR", "15")
+DEFAULT_DATABASE = "memex"
+PORTS = {"dev": 5439, "test": 5440}
+
+
+def pg_bindir() -> Path:
+    return Path(os.environ.get("MEMEX_PG_BINDIR", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    root: Path
+    port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgresql.log"
+
+    def dsn(self, database: str = DEFAULT_DATABASE, user: str = "postgres") -> str:
+        host = quote(str(self.socket_dir), safe="")
+        return f"postgresql://{user}@{host}:{self.port}/{database}"
+
+    # -- commands --------------------------------------------------------------------------
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(pg_bindir() / args[0]), *args[1:]]
+        if _running_as_root():
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+    def is_initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def is_running(self) -> bool:
+        if not self.is_initialised():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+
+    def init(self) -> None:
+        if not (pg_bindir() / "initdb").exists():
+            raise MemexError(
+                f"PostgreSQL {PG_MAJOR} server binaries not found in {pg_bindir()}.\n"
+                "Fix: run `make setup` (installs postgresql-15, its headers and plpython3)."
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if _running_as_root():
+            pg = pwd.getpwnam("postgres")
+            for path in (self.root, self.socket_dir):
+                os.chown(path, pg.pw_uid, pg.pw_gid)
+        self._run(
+            "initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
+            "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
+        )  # fmt: skip
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(self._config())
+
+    def _config(self) -> str:
+        lines = [
+            "",
+            "# --- memex dev cluster ---",
+            f"port = {self.port}",
+            "listen_addresses = ''",
+            f"unix_socket_directories = '{self.socket_dir}'",
+            # Only the postgres OS user (and root) may reach this trust-authenticated socket.
+            "unix_socket_permissions = 0700",
+            "shared_buffers = 256MB",
+            "maintenance_work_mem = 512MB",
+            "max_connections = 100",
+            "log_min_messages = warning",
+        ]
+        if self.name == "test":
+            # Throwaway test data: durability only costs time here.
+            lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        if memex_home() != Path("/var/lib/memex"):
+            lines.append(f"memex.home = '{memex_home()}'")
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        if not self.is_initialised():
+            self.init()
+        if self.is_running():
+            return
+        if _running_as_root():
+            pg = pwd.getpwnam("postgres")
+            self.log_file.touch()
+            os.chown(self.log_file, pg.pw_uid, pg.pw_gid)
+        result = self._run(
+            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
+            check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-15:]
+            raise MemexError(
+                f"the {self.name} cluster did not start:\n{result.stderr}\n" + "\n".join(tail)
+            )
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        psql = [str(pg_bindir() / "psql"), "-X", "-q", "-d", self.dsn("postgres"), "-tAc"]
+        exists = subprocess.run(
+            [*psql, f"select 1 from pg_database where datname = '{DEFAULT_DATABASE}'"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        if not exists:
+            subprocess.run([*psql, f"create database {DEFAULT_DATABASE}"], check=True)
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def cluster(name: str = "dev") -> Cluster:
+    if _running_as_root():
+        base = memex_home() / "clusters"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", str(Path.home() / ".local" / "share"))
+        base = Path(xdg) / "memex" / "clusters"
+    port = int(os.environ.get(f"MEMEX_{name.upper()}_PORT", PORTS.get(name, 5441)))
+    return Cluster(name=name, root=base / f"pg{PG_MAJOR}-{name}", port=port)

@@ -1,0 +1,48 @@
+"""`memex doctor`: every prerequisite and the installed state, each with a fix when broken."""
+
+from __future__ import annotations
+
+import psycopg
+
+from memex import __version__
+from memex.dsn import connect
+from memex.migrate import pending_migrations
+from memex.prereqs import Finding, check_all
+
+
+def _installed_state(conn: psycopg.Connection[tuple[object, ...]], dsn: str) -> list[Finding]:
+    row = conn.execute("select to_regprocedure('memex.version()')").fetchone()
+    if row == (None,):
+        return [Finding("memex installed", False, "not installed", "run `memex install`")]
+    installed = conn.execute("select memex.version()").fetchone()
+    version = str(installed[0]) if installed else "?"
+    findings = [
+        Finding(
+            "memex installed",
+            version == __version__,
+            f"SQL {version}, CLI {__version__}",
+            "run `memex install` to upgrade the database",
+        )
+    ]
+    pending = pending_migrations(dsn)
+    findings.append(
+        Finding(
+            "migrations",
+            not pending,
+            f"{len(pending)} pending: {', '.join(pending)}" if pending else "all applied",
+            "run `memex install`",
+        )
+    )
+    return findings
+
+
+def doctor(dsn: str) -> int:
+    with connect(dsn) as conn:
+        findings = check_all(conn, deep=True)
+        if all(f.ok or f.warning_only for f in findings):
+            findings += _installed_state(conn, dsn)
+    for finding in findings:
+        print(finding.line())
+    broken = [f for f in findings if not f.ok and not f.warning_only]
+    print(f"\n{len(broken)} problem(s) found" if broken else "\nall checks passed")
+    return 1 if broken else 0

@@ -1,0 +1,203 @@
+"""`memex install`: prerequisites, extensions, roles, migrations once, sql/ every time, versions.
+
+The whole run holds an advisory lock, so two installers at once serialise instead of racing.
+A second run on an up-to-date database applies no migration and leaves every definition as it
+was (sql/ is re-applied, but to identical text): pg_dump --schema-only does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from memex import __version__
+from memex.dsn import connect
+from memex.errors import PrerequisiteError
+from memex.migrate import apply_migrations, apply_sql_dir
+from memex.prereqs import Finding, blocking, check_all
+
+ROLES = ("memex_owner", "memex_admin", "memex_app")
+INSTALL_LOCK_KEY = 7_274_617_001  # arbitrary, constant: pg_advisory_lock key for installs
+
+
+@dataclass
+class InstallReport:
+    version: str
+    migrations_applied: list[str] = field(default_factory=list)
+    sql_files: int = 0
+    created: list[str] = field(default_factory=list)
+    definitions_changed: bool = False
+    warnings: list[Finding] = field(default_factory=list)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.migrations_applied or self.created or self.definitions_changed)
+
+    def summary(self) -> str:
+        lines = [f"memex {self.version}"]
+        lines += [f"warning: {w.name}: {w.detail} ({w.fix})" for w in self.warnings]
+        if self.nothing_to_do:
+            lines.append("nothing to do: no pending migration, sql/ definitions unchanged")
+            return "\n".join(lines)
+        if self.created:
+            lines.append("created: " + ", ".join(self.created))
+        lines.append(
+            f"migrations applied: {', '.join(self.migrations_applied)}"
+            if self.migrations_applied
+            else "migrations: none pending"
+        )
+        lines.append(
+            f"sql/: {self.sql_files} files re-applied"
+            + (", definitions changed" if self.definitions_changed else ", no definition changed")
+        )
+        return "\n".join(lines)
+
+
+# Definitions that sql/ owns: if this fingerprint is equal before and after, sql/ changed nothing.
+_FINGERPRINT = """
+select md5(coalesce(string_agg(d, E'\\n' order by d), '')) from (
+    select p.oid::regprocedure::text || pg_get_functiondef(p.oid)
+           || coalesce(p.proacl::text, '') || p.proowner::regrole::text as d
+      from pg_proc p where p.pronamespace = 'memex'::regnamespace
+    union all
+    select c.relname || coalesce(c.relacl::text, '') || c.relowner::regrole::text
+           || c.relrowsecurity::text || c.relforcerowsecurity::text
+           || coalesce(pg_get_viewdef(c.oid), '')
+      from pg_class c where c.relnamespace = 'memex'::regnamespace
+    union all
+    select pol.polname || pol.polrelid::regclass::text || coalesce(pg_get_expr(pol.polqual,
+           pol.polrelid), '') || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '')
+      from pg_policy pol join pg_class c on c.oid = pol.polrelid
+     where c.relnamespace = 'memex'::regnamespace
+    union all
+    select d.objoid::text || d.classoid::text || d.objsubid::text || d.description
+      from pg_description d
+      join pg_class c on d.classoid = 'pg_class'::regclass and c.oid = d.objoid
+     where c.relnamespace = 'memex'::regnamespace
+    union all
+    select d.objoid::text || d.description
+      from pg_description d
+      join pg_proc p on d.classoid = 'pg_proc'::regclass and p.oid = d.objoid
+     where p.pronamespace = 'memex'::regnamespace
+) defs
+"""
+
+
+def _fingerprint(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    if conn.execute("select to_regnamespace('memex')").fetchone() == (None,):
+        return ""
+    row = conn.execute(_FINGERPRINT).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _bootstrap(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Roles, schema and extensions: created when missing, never altered when present."""
+    created = []
+    for role in ROLES:
+        if conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone() is None:
+            conn.execute(
+                psycopg.sql.SQL(
+                    "create role {} nologin nosuperuser nocreatedb nocreaterole noinherit "
+                    "nobypassrls"
+                ).format(psycopg.sql.Identifier(role))
+            )
+            created.append(f"role {role}")
+    if conn.execute("select to_regnamespace('memex')").fetchone() == (None,):
+        conn.execute("create schema memex authorization memex_owner")
+        created.append("schema memex")
+    for ext in ("vector", "plpython3u"):
+        if conn.execute("select 1 from pg_extension where extname = %s", (ext,)).fetchone() is None:
+            conn.execute(psycopg.sql.SQL("create extension {}").format(psycopg.sql.Identifier(ext)))
+            created.append(f"extension {ext}")
+    return created
+
+
+def vector_schema(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    row = conn.execute(
+        "select extnamespace::regnamespace::text from pg_extension where extname = 'vector'"
+    ).fetchone()
+    return str(row[0]) if row else "public"
+
+
+_REASSIGN = """
+do $reassign$
+declare
+    obj record;
+begin
+    for obj in
+        select format('alter %s %s owner to memex_owner',
+                      case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                                     when 'S' then 'sequence' else 'table' end,
+                      c.oid::regclass) as stmt
+          from pg_class c
+         where c.relnamespace = 'memex'::regnamespace
+           and c.relkind in ('r', 'p', 'v', 'm', 'S')
+           and c.relowner <> 'memex_owner'::regrole
+           and not exists (select 1 from pg_depend d            -- identity/serial sequences
+                            where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                              and d.deptype in ('a', 'i'))
+        union all
+        select format('alter %s %s owner to memex_owner',
+                      case p.prokind when 'p' then 'procedure' else 'function' end,
+                      p.oid::regprocedure)
+          from pg_proc p
+         where p.pronamespace = 'memex'::regnamespace and p.proowner <> 'memex_owner'::regrole
+        union all
+        select format('alter type %s owner to memex_owner', t.oid::regtype)
+          from pg_type t
+         where t.typnamespace = 'memex'::regnamespace and t.typowner <> 'memex_owner'::regrole
+           and t.typtype in ('e', 'd', 'c') and (t.typtype <> 'c' or exists (
+               select 1 from pg_class c where c.oid = t.typrelid and c.relkind = 'c'))
+    loop
+        execute obj.stmt;
+    end loop;
+end
+$reassign$
+"""
+
+
+def install(dsn: str, say: Callable[[str], None] = print) -> InstallReport:
+    with connect(dsn) as conn:
+        findings = check_all(conn)
+        failed = blocking(findings)
+        if failed:
+            raise PrerequisiteError(
+                "memex cannot be installed in this database; nothing was changed.\n"
+                + "\n".join(f.line() for f in failed)
+            )
+        report = InstallReport(version=__version__)
+        report.warnings = [f for f in findings if not f.ok and f.warning_only]
+        conn.execute("select pg_advisory_lock(%s)", (INSTALL_LOCK_KEY,))
+        try:
+            before = _fingerprint(conn)
+            report.created = _bootstrap(conn)
+            say("applying migrations")
+            report.migrations_applied = apply_migrations(dsn)
+            say("applying sql/")
+            report.sql_files = apply_sql_dir(conn, vector_schema(conn))
+            conn.execute(_REASSIGN)
+            _record_version(conn)
+            report.definitions_changed = _fingerprint(conn) != before
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (INSTALL_LOCK_KEY,))
+        return report
+
+
+def _record_version(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    conn.execute(
+        """
+        insert into memex.installs (version, postgres_version, vector_version)
+        select %s, current_setting('server_version'),
+               (select extversion from pg_extension where extname = 'vector')
+         where not exists (
+               select 1 from memex.installs i
+                where i.version = %s
+                  and i.postgres_version = current_setting('server_version')
+                  and i.vector_version is not distinct from
+                      (select extversion from pg_extension where extname = 'vector')
+                  and i.id = (select max(id) from memex.installs))
+        """,
+        (__version__, __version__),
+    )

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# PostgreSQL server + headers + plpython3 from Debian. Skips apt entirely when present.
+source "$(dirname "$0")/common.sh"
+
+packages=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-plpython3-${PG_MAJOR}" python3-venv)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    log "system packages present: ${packages[*]}"
+    exit 0
+fi
+log "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+as_root apt-get update -qq
+as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

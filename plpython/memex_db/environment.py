@@ -1,0 +1,44 @@
+"""Process-level facts and settings of the backend memex_db runs in."""
+
+from __future__ import annotations
+
+import os
+import time
+
+# Set before any Hugging Face / tokenizers import: nothing may try the network, print progress
+# bars into the server log, or fork tokenizer threads inside a PostgreSQL backend.
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def prepare_process() -> None:
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ[key] = value
+
+
+def process_rss_mb() -> float:
+    """Resident memory of this process, from /proc (no psutil needed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def now() -> float:
+    return time.perf_counter()

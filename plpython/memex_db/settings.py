@@ -1,0 +1,51 @@
+"""memex settings read from PostgreSQL GUCs (documented in docs/settings.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memex_db.environment import cpu_count
+from memex_db.errors import InvalidParameter
+from memex_db.plpy_types import Plpy
+
+GUCS = {
+    "threads": "memex.embed_threads",
+    "memory_budget_mb": "memex.memory_budget_mb",
+    "batch_size": "memex.embed_batch_size",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    threads: int
+    memory_budget_mb: int  # 0 = no budget
+    batch_size: int
+
+
+def _int_setting(plpy: Plpy, name: str, default: int, minimum: int) -> int:
+    rows = plpy.execute(f"select current_setting('{name}', true) as v")
+    raw = rows[0]["v"] if rows else None
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise InvalidParameter(
+            f"setting {name} must be an integer, not {raw!r}", hint=f"SET {name} = {default}"
+        ) from None
+    if value < minimum:
+        raise InvalidParameter(f"setting {name} must be >= {minimum}, not {value}")
+    return value
+
+
+def default_threads(concurrent_embedders: int) -> int:
+    """Cores shared by the backends embedding at once: two sessions must not oversubscribe."""
+    return max(1, cpu_count() // max(1, concurrent_embedders))
+
+
+def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
+    return Settings(
+        threads=_int_setting(plpy, GUCS["threads"], default_threads(concurrent_embedders), 1),
+        memory_budget_mb=_int_setting(plpy, GUCS["memory_budget_mb"], 0, 0),
+        batch_size=_int_setting(plpy, GUCS["batch_size"], 64, 1),
+    )

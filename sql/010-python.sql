@@ -1,0 +1,109 @@
+-- The PL/Python bridge. Every wrapper is a few lines: import memex_db once per backend (this
+-- function), then call one memex_db function through memex_db.entry.call, passing plpy and GD.
+
+-- memex._python_init(): put the server venv and this version's memex_db lib dir on sys.path,
+-- once per backend, and check the package version. memex.home may only come from the server's
+-- configuration (a session SET would let a caller choose which code the backend imports).
+create or replace function memex._python_init()
+returns void
+language plpython3u
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" in GD:
+    return
+import os
+import sys
+
+version = "@memex_version@"
+home = "/var/lib/memex"
+rows = plpy.execute("select setting, source from pg_catalog.pg_settings where name = 'memex.home'")
+if rows:
+    if rows[0]["source"] not in ("configuration file", "command line", "default"):
+        plpy.error("memex.home may only be set in the server configuration",
+                   detail="it was set with source %r" % rows[0]["source"],
+                   hint="set memex.home in postgresql.conf or with ALTER SYSTEM", sqlstate="42501")
+    home = rows[0]["setting"]
+py = "python%d.%d" % sys.version_info[:2]
+site = os.path.join(home, "server-venv", "current", "lib", py, "site-packages")
+lib = os.path.join(home, "lib", version)
+for path in (site, lib):
+    if not os.path.isdir(path):
+        plpy.error("memex server-side Python is not installed: %s is missing" % path,
+                   hint="run `make setup` on the database server, then `memex install`",
+                   sqlstate="58000")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+try:
+    import memex_db
+    import memex_db.entry
+except Exception as exc:
+    plpy.error("memex_db cannot be imported: %s: %s" % (type(exc).__name__, exc),
+               hint="run `memex doctor` for details", sqlstate="58000")
+if memex_db.__version__ != version:
+    plpy.error("memex SQL %s is installed but %s holds memex_db %s" % (version, lib, memex_db.__version__),
+               hint="run `make setup` so the server package matches, then open a new session",
+               sqlstate="55000")
+GD["memex_paths"] = {"home": home, "site_packages": site, "lib": lib}
+GD["memex_db"] = memex_db
+$py$;
+
+comment on function memex._python_init() is
+'Internal: loads the memex_db package into this backend (once per session).';
+
+-- memex.python_check(): is the server-side Python environment what memex needs?
+create or replace function memex.python_check()
+returns table (check_name text, ok boolean, detail text)
+language plpython3u
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "python_check")
+$py$;
+
+comment on function memex.python_check() is
+'Checks the server-side Python: interpreter, venv, pinned packages (imported for real), memex_db, bundled model.';
+
+-- memex._backend_status(): this backend's loaded models and memory, as JSON.
+create or replace function memex._backend_status()
+returns jsonb
+language plpython3u
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "status")
+$py$;
+
+comment on function memex._backend_status() is
+'Internal: this backend''s memex_db version, loaded models, load times and memory.';
+
+-- memex.status(): versions and this backend's state in one JSON document.
+create or replace function memex.status()
+returns jsonb
+language sql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.jsonb_build_object(
+        'memex_version', memex.version()
+        , 'postgres_version', pg_catalog.current_setting('server_version')
+        , 'vector_version', (select e.extversion from pg_catalog.pg_extension as e where e.extname = 'vector')
+        , 'installed_at', (select max(i.installed_at) from memex.installs as i)
+        , 'backend', memex._backend_status()
+    )
+$$;
+
+comment on function memex.status() is
+'memex, PostgreSQL and pgvector versions, and this backend''s loaded models and memory.';
