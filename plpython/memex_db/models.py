@@ -2,6 +2,8 @@
 
 A loaded model is cached in GD (one per backend process, shared by every memex function of
 the session). Providers:
+  onnx                   the fast path: a validated ONNX export run by onnxruntime (default
+                         where an export exists: see onnx_runtime / onnx_export)
   sentence-transformers  the reference implementation (torch), any local ST model directory
   hash:<dims>            deterministic vectors from a hash, FOR TESTS ONLY (no semantics)
 """
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 
 from memex_db.environment import now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
+from memex_db.onnx_runtime import OnnxEncoder, validated_manifest
 from memex_db.plpy_types import GD
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -133,11 +136,36 @@ class SentenceTransformerEncoder:
         return [[float(x) for x in row] for row in vectors]
 
 
-def load(gd: GD, model: str, threads: int, memory_budget_mb: int) -> LoadedModel:
-    """The model for `model`, loaded at most once per backend."""
+RUNTIMES = ("auto", "onnx", "sentence-transformers")
+
+
+def _make_encoder(model: str, runtime: str, threads: int, breakdown: dict[str, float]) -> Encoder:
+    if model.startswith(HASH_PREFIX):
+        return HashEncoder(_hash_dimensions(model))
+    model_dir = resolve_model_dir(model)
+    if runtime in ("auto", "onnx"):
+        manifest = validated_manifest(model_dir)
+        if manifest is not None:
+            return OnnxEncoder(model_dir, manifest, threads, breakdown)
+        if runtime == "onnx":
+            raise InvalidParameter(
+                f"model {model!r} has no validated ONNX export",
+                hint="run `python -m memex_db.onnx_export --model DIR` in the server venv, or "
+                "use runtime 'sentence-transformers'",
+            )
+    return SentenceTransformerEncoder(model_dir, threads, breakdown)
+
+
+def load(
+    gd: GD, model: str, threads: int, memory_budget_mb: int, runtime: str = "auto"
+) -> LoadedModel:
+    """The model for `model` with `runtime`, loaded at most once per backend."""
+    if runtime not in RUNTIMES:
+        raise InvalidParameter(f"unknown runtime {runtime!r}", hint=f"one of {RUNTIMES}")
     cache: dict[str, LoadedModel] = gd.setdefault("memex_models", {})
-    if model in cache:
-        return cache[model]
+    key = f"{model}|{runtime}"
+    if key in cache:
+        return cache[key]
     prepare_process()
     rss_before = process_rss_mb()
     if memory_budget_mb and rss_before >= memory_budget_mb:
@@ -148,11 +176,7 @@ def load(gd: GD, model: str, threads: int, memory_budget_mb: int) -> LoadedModel
         )
     breakdown: dict[str, float] = {}
     started = now()
-    encoder: Encoder
-    if model.startswith(HASH_PREFIX):
-        encoder = HashEncoder(_hash_dimensions(model))
-    else:
-        encoder = SentenceTransformerEncoder(resolve_model_dir(model), threads, breakdown)
+    encoder = _make_encoder(model, runtime, threads, breakdown)
     loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown)
     if memory_budget_mb and loaded.rss_after_mb > memory_budget_mb:
         raise ResourceLimit(
@@ -160,7 +184,7 @@ def load(gd: GD, model: str, threads: int, memory_budget_mb: int) -> LoadedModel
             f"memex.memory_budget_mb ({memory_budget_mb} MB)",
             hint="raise memex.memory_budget_mb; the model was not kept",
         )
-    cache[model] = loaded
+    cache[key] = loaded
     return loaded
 
 
