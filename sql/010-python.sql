@@ -2,8 +2,9 @@
 -- function), then call one memex_db function through memex_db.entry.call, passing plpy and GD.
 
 -- memex._python_init(): put the server venv and this version's memex_db lib dir on sys.path,
--- once per backend, and check the package version. memex.home may only come from the server's
--- configuration (a session SET would let a caller choose which code the backend imports).
+-- once per backend, and check the package version. The root comes from the server process's
+-- environment (MEMEX_HOME, default /var/lib/memex), never from a setting: a session that could
+-- choose the path would choose which Python code the backend imports.
 create or replace function memex._python_init()
 returns void
 language plpython3u
@@ -18,14 +19,7 @@ import os
 import sys
 
 version = "@memex_version@"
-home = "/var/lib/memex"
-rows = plpy.execute("select setting, source from pg_catalog.pg_settings where name = 'memex.home'")
-if rows:
-    if rows[0]["source"] not in ("configuration file", "command line", "default"):
-        plpy.error("memex.home may only be set in the server configuration",
-                   detail="it was set with source %r" % rows[0]["source"],
-                   hint="set memex.home in postgresql.conf or with ALTER SYSTEM", sqlstate="42501")
-    home = rows[0]["setting"]
+home = os.environ.get("MEMEX_HOME") or "/var/lib/memex"
 py = "python%d.%d" % sys.version_info[:2]
 site = os.path.join(home, "server-venv", "current", "lib", py, "site-packages")
 lib = os.path.join(home, "lib", version)

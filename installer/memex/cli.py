@@ -36,8 +36,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         state = "running" if dev.is_running() else "stopped"
         if not dev.is_initialised():
             state = "not created (run `memex dev up`)"
-        print(f"state:   {state}\ndata:    {dev.data_dir}\nport:    {dev.port}\n"
-              f"socket:  {dev.socket_dir}\nlog:     {dev.log_file}\ndsn:     {dev.dsn()}")  # fmt: skip
+        facts = [("state", state), ("data", dev.data_dir), ("port", dev.port),
+                 ("socket", dev.socket_dir), ("log", dev.log_file), ("dsn", dev.dsn())]  # fmt: skip
+        print("\n".join(f"{name + ':':8} {value}" for name, value in facts))
         return 0 if dev.is_running() else 1
     elif args.action == "dsn":
         print(dev.dsn())
@@ -69,6 +70,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor(resolve_dsn(args.dsn))
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from memex.demo import demo
+
+    return demo(resolve_dsn(args.dsn))
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     from memex.image import build
 
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("install", cmd_install, "install or upgrade memex in a database"),
         ("status", cmd_status, "what is installed, and this backend's state"),
         ("doctor", cmd_doctor, "what is missing or broken, and how to fix it"),
+        ("demo", cmd_demo, "load the sample corpus and run a few searches"),
     ):
         p = sub.add_parser(name, help=text)
         _add_dsn(p)

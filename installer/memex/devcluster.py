@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+from psycopg import sql
+
 from memex.errors import MemexError
 from memex.paths import memex_home
 
@@ -58,7 +61,9 @@ class Cluster:
         cmd = [str(pg_bindir() / args[0]), *args[1:]]
         if _running_as_root():
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, check=check, capture_output=True, text=True)
+        # The server inherits MEMEX_HOME: memex._python_init finds the server venv through it.
+        env = {**os.environ, "MEMEX_HOME": str(memex_home())}
+        return subprocess.run(cmd, check=check, capture_output=True, text=True, env=env)
 
     def is_initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -104,8 +109,6 @@ class Cluster:
         if self.name == "test":
             # Throwaway test data: durability only costs time here.
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
-        if memex_home() != Path("/var/lib/memex"):
-            lines.append(f"memex.home = '{memex_home()}'")
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:
@@ -129,13 +132,12 @@ class Cluster:
         self._ensure_database()
 
     def _ensure_database(self) -> None:
-        psql = [str(pg_bindir() / "psql"), "-X", "-q", "-d", self.dsn("postgres"), "-tAc"]
-        exists = subprocess.run(
-            [*psql, f"select 1 from pg_database where datname = '{DEFAULT_DATABASE}'"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        if not exists:
-            subprocess.run([*psql, f"create database {DEFAULT_DATABASE}"], check=True)
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            found = conn.execute(
+                "select 1 from pg_database where datname = %s", (DEFAULT_DATABASE,)
+            ).fetchone()
+            if found is None:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEFAULT_DATABASE)))
 
     def stop(self) -> None:
         if self.is_running():

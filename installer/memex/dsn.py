@@ -9,9 +9,8 @@ from urllib.parse import urlencode
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from memex.errors import MemexError
-
 from memex.devcluster import cluster
+from memex.errors import MemexError
 
 
 def resolve_dsn(explicit: str | None) -> str:

@@ -1,4 +1,4 @@
-"""`memex image build`: docker build of Dockerfile.postgres, with a clear word when no engine runs."""
+"""`memex image build`: docker build of Dockerfile.postgres; says so when no engine runs."""
 
 from __future__ import annotations
 

@@ -57,4 +57,6 @@ def server_site_packages() -> Path:
     major, minor = sys.version_info[:2]
     # The server venv is built with Debian's python3; find its site-packages whatever its minor.
     candidates = sorted((server_venv() / "lib").glob("python3.*/site-packages"))
-    return candidates[-1] if candidates else server_venv() / f"lib/python{major}.{minor}/site-packages"
+    return (
+        candidates[-1] if candidates else server_venv() / f"lib/python{major}.{minor}/site-packages"
+    )

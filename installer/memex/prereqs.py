@@ -10,10 +10,9 @@ import inspect
 import json
 import re
 from dataclasses import dataclass
+from importlib.resources import files
 
 import psycopg
-
-from importlib.resources import files
 
 import memex_db.probe
 from memex import __version__
@@ -54,16 +53,15 @@ def check_server(conn: psycopg.Connection[tuple[object, ...]]) -> list[Finding]:
     num = int(str(conn.execute("show server_version_num").fetchone()[0]))  # type: ignore[index]
     major, minor = num // 10000, num % 10000
     findings.append(
-        Finding(
-            "postgresql", major >= 15, f"{major}.{minor}", "memex needs PostgreSQL 15 or later"
-        )
+        Finding("postgresql", major >= 15, f"{major}.{minor}", "memex needs PostgreSQL 15 or later")
     )
     if major in SECURE_MINOR and minor < SECURE_MINOR[major]:
         findings.append(
             Finding(
                 "postgresql security fixes",
                 False,
-                f"{major}.{minor} predates {major}.{SECURE_MINOR[major]} (RLS and search_path CVEs)",
+                f"{major}.{minor} predates {major}.{SECURE_MINOR[major]}"
+                " (RLS and search_path security fixes)",
                 f"upgrade to {major}.{SECURE_MINOR[major]} or later",
                 warning_only=True,
             )
@@ -77,7 +75,7 @@ def check_server(conn: psycopg.Connection[tuple[object, ...]]) -> list[Finding]:
             "run memex install as a superuser (plpython3u is an untrusted language)",
         )
     )
-    available = dict(
+    available: dict[str, object] = dict(
         conn.execute(  # type: ignore[arg-type]
             "select name, coalesce(installed_version, default_version) from pg_available_extensions"
             " where name in ('vector', 'plpython3u')"
@@ -115,17 +113,16 @@ def probe_server_python(
         source
         + "\nimport json as _json\n"
         + f"_args = _json.loads({args!r})\n"
-        + "_home = plpy.execute(\"select current_setting('memex.home', true) as h\")[0]['h']\n"
-        + "_out = run(_home or '/var/lib/memex', _args['version'], _args['requirements'],"
+        + "import os as _os\n"
+        + "_out = run(_os.environ.get('MEMEX_HOME') or '/var/lib/memex', _args['version'],"
+        + " _args['requirements'],"
         + " _args['deep'])\n"
         + "plpy.execute(\"select set_config('memex.probe_result', %s, true)\""
         + " % plpy.quote_literal(_json.dumps(_out)))\n"
     )
     with conn.transaction(force_rollback=True):
         conn.execute("create extension if not exists plpython3u")
-        conn.execute(
-            psycopg.sql.SQL("do {} language plpython3u").format(psycopg.sql.Literal(body))
-        )
+        conn.execute(psycopg.sql.SQL("do {} language plpython3u").format(psycopg.sql.Literal(body)))
         raw = conn.execute("select current_setting('memex.probe_result')").fetchone()
     results = json.loads(str(raw[0])) if raw else []
     return [Finding(r["name"], r["ok"], r["detail"], r["fix"]) for r in results]

@@ -23,7 +23,8 @@ else
     mkdir -p "$venv_root"
     "$SERVER_PYTHON" -m venv "$venv"
     pip_quiet "$venv/bin/pip" install -q --upgrade pip
-    pip_quiet "$venv/bin/pip" install -q "$torch_spec"
+    # TORCH_INDEX_URL (optional): a CPU-only wheel index, for hosts without a local CPU wheel.
+    pip_quiet "$venv/bin/pip" install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$torch_spec"
     pip_quiet "$venv/bin/pip" install -q -r "$REQUIREMENTS"
     touch "$venv/.memex-complete"
 fi

@@ -26,12 +26,14 @@ def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> list[float
     if text is None:
         return None
     conf = settings.read(plpy)
-    loaded = models.load(gd, _model_for_space(space), conf.threads, conf.memory_budget_mb)
+    loaded = models.load(
+        gd, _model_for_space(space), conf.threads, conf.memory_budget_mb, conf.runtime
+    )
     return loaded.encoder.encode([text], conf.batch_size)[0]
 
 
 def python_check(plpy: Plpy, gd: GD) -> list[tuple[str, bool, str]]:
-    home = gd.get("memex_paths", {}).get("home", "/var/lib/memex")
+    home = gd.get("memex_paths", {}).get("home") or os.environ.get("MEMEX_HOME", "/var/lib/memex")
     pins = probe.pinned_requirements()
     checks = probe.run(home, __version__, pins, deep=True)
     try:

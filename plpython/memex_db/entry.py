@@ -24,8 +24,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 def check_version(sql_version: str) -> None:
     if sql_version != __version__:
         raise VersionMismatch(
-            f"memex SQL {sql_version} is installed but this session loaded memex_db "
-            f"{__version__}",
+            f"memex SQL {sql_version} is installed but this session loaded memex_db {__version__}",
             hint="open a new database session (memex was upgraded while this one was open); "
             "if it persists, run `memex install` and `make setup` so both sides match",
         )

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from memex_db.environment import now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
-from memex_db.onnx_runtime import OnnxEncoder, validated_manifest
+from memex_db.onnx_runtime import EXPORT_DIRNAME, OnnxEncoder, validated_manifest
 from memex_db.plpy_types import GD
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -137,6 +137,29 @@ class SentenceTransformerEncoder:
 
 
 RUNTIMES = ("auto", "onnx", "sentence-transformers")
+# Resident memory a runtime adds besides the weights (measured: ENVIRONMENT.md, docs/embedding.md).
+RUNTIME_OVERHEAD_MB = {"onnx": 60.0, "sentence-transformers": 350.0, "hash": 0.0}
+
+
+def _dir_size_mb(path: str, suffixes: tuple[str, ...]) -> float:
+    total = 0
+    for name in os.listdir(path):
+        if name.endswith(suffixes):
+            total += os.path.getsize(os.path.join(path, name))
+    return total / 2**20
+
+
+def estimate_load_mb(model: str, runtime: str) -> tuple[str, float]:
+    """(runtime that will serve `model`, resident MB that loading it will add): an estimate
+    made before loading, so a budget refuses instead of loading past it."""
+    if model.startswith(HASH_PREFIX):
+        return "hash", 1.0
+    model_dir = resolve_model_dir(model)
+    if runtime in ("auto", "onnx") and validated_manifest(model_dir) is not None:
+        weights = _dir_size_mb(os.path.join(model_dir, EXPORT_DIRNAME), (".onnx", ".data"))
+        return "onnx", weights * 1.2 + RUNTIME_OVERHEAD_MB["onnx"]
+    weights = _dir_size_mb(model_dir, (".safetensors", ".bin"))
+    return "sentence-transformers", weights * 1.5 + RUNTIME_OVERHEAD_MB["sentence-transformers"]
 
 
 def _make_encoder(model: str, runtime: str, threads: int, breakdown: dict[str, float]) -> Encoder:
@@ -168,12 +191,15 @@ def load(
         return cache[key]
     prepare_process()
     rss_before = process_rss_mb()
-    if memory_budget_mb and rss_before >= memory_budget_mb:
-        raise ResourceLimit(
-            f"backend already uses {rss_before:.0f} MB, at or over memex.memory_budget_mb "
-            f"({memory_budget_mb} MB); not loading model {model!r}",
-            hint="raise memex.memory_budget_mb, or use a smaller model/runtime",
-        )
+    if memory_budget_mb:
+        serving, estimate = estimate_load_mb(model, runtime)
+        if rss_before + estimate > memory_budget_mb:
+            raise ResourceLimit(
+                f"loading model {model!r} ({serving}) would take this backend from "
+                f"{rss_before:.0f} MB to about {rss_before + estimate:.0f} MB, over "
+                f"memex.memory_budget_mb ({memory_budget_mb} MB); the model was not loaded",
+                hint="raise memex.memory_budget_mb (0 = no budget), or use the onnx runtime",
+            )
     breakdown: dict[str, float] = {}
     started = now()
     encoder = _make_encoder(model, runtime, threads, breakdown)

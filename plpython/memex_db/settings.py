@@ -12,7 +12,9 @@ GUCS = {
     "threads": "memex.embed_threads",
     "memory_budget_mb": "memex.memory_budget_mb",
     "batch_size": "memex.embed_batch_size",
+    "runtime": "memex.embed_runtime",
 }
+RUNTIMES = ("auto", "onnx", "sentence-transformers")
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Settings:
     threads: int
     memory_budget_mb: int  # 0 = no budget
     batch_size: int
+    runtime: str  # auto = the validated ONNX export when there is one, else sentence-transformers
 
 
 def _int_setting(plpy: Plpy, name: str, default: int, minimum: int) -> int:
@@ -48,4 +51,16 @@ def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
         threads=_int_setting(plpy, GUCS["threads"], default_threads(concurrent_embedders), 1),
         memory_budget_mb=_int_setting(plpy, GUCS["memory_budget_mb"], 0, 0),
         batch_size=_int_setting(plpy, GUCS["batch_size"], 64, 1),
+        runtime=_runtime_setting(plpy),
     )
+
+
+def _runtime_setting(plpy: Plpy) -> str:
+    rows = plpy.execute(f"select current_setting('{GUCS['runtime']}', true) as v")
+    raw = (rows[0]["v"] if rows else None) or "auto"
+    value = str(raw).strip()
+    if value not in RUNTIMES:
+        raise InvalidParameter(
+            f"setting {GUCS['runtime']} must be one of {', '.join(RUNTIMES)}, not {value!r}"
+        )
+    return value

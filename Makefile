@@ -1,0 +1,65 @@
+# memex — the README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+MEMEX     := $(VENV)/bin/memex
+SETUP     := installer/setup
+# The project venv uses the python3 on PATH; the server venv always uses Debian's /usr/bin/python3.
+HOST_PY   ?= python3
+STAMP     := $(VENV)/.memex-installed
+
+.PHONY: help setup system pgvector server-venv venv demo test test-fast lint format bench clean-dev
+
+help:
+	@echo "make setup   install everything (idempotent, fast when present)"
+	@echo "make demo    setup + dev cluster + install + sample corpus + searches"
+	@echo "make test    setup + the whole test suite"
+	@echo "make lint    ruff, mypy, sqlfluff"
+	@echo "make bench   benchmarks (ratios against baselines measured in the same run)"
+
+setup: system pgvector server-venv venv
+
+system:
+	@bash $(SETUP)/system-packages.sh
+
+pgvector: system
+	@bash $(SETUP)/pgvector.sh
+
+server-venv: system
+	@bash $(SETUP)/server-venv.sh plpython
+
+# Re-install only when the project's metadata changes (editable install: code changes need none).
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(HOST_PY) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+	@$(PY) -m pip install -q -e '.[dev]' 2> >(grep -v "is ignored: it is neither" >&2)
+	@touch $(STAMP)
+
+demo: setup
+	@$(MEMEX) dev up
+	@$(MEMEX) install
+	@$(MEMEX) demo
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check installer plpython tests bench
+	$(VENV)/bin/ruff format --check installer plpython tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/sqlfluff lint sql migrations
+
+format: venv
+	$(VENV)/bin/ruff check --fix installer plpython tests bench
+	$(VENV)/bin/ruff format installer plpython tests bench
+	$(VENV)/bin/sqlfluff fix sql migrations
+
+bench: setup
+	@$(MEMEX) dev up
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-dev:
+	@$(MEMEX) dev down || true

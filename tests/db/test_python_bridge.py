@@ -1,0 +1,66 @@
+"""The PL/Python bridge: version, checks, status, version mismatch, settings guard."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from memex import __version__
+
+
+def test_version(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    assert conn.execute("select memex.version()").fetchone() == (__version__,)
+
+
+def test_python_check_all_ok(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    rows = conn.execute("select check_name, ok, detail from memex.python_check()").fetchall()
+    names = {r[0] for r in rows}
+    assert {"server venv", "memex_db", "import onnxruntime", "bundled model"} <= names
+    assert all(r[1] for r in rows), [r for r in rows if not r[1]]
+
+
+def test_status_reports_versions_and_backend(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    row = conn.execute("select memex.status()").fetchone()
+    assert row is not None
+    status = row[0]
+    assert isinstance(status, dict)
+    assert status["memex_version"] == __version__
+    assert status["vector_version"].startswith("0.8")
+    assert status["backend"]["memex_db_version"] == __version__
+    assert status["backend"]["backend_rss_mb"] > 0
+
+
+def test_version_mismatch_asks_for_a_new_session(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    # SQL installed by another memex version calling into this backend's memex_db.
+    conn.execute(
+        """
+        create function memex._test_other_version() returns text language plpython3u as $py$
+        if "memex_db" not in GD:
+            plpy.execute("select memex._python_init()")
+        return GD["memex_db"].entry.call(plpy, GD, "0.0.0-other", "status")
+        $py$
+        """
+    )
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as info:
+        conn.execute("select memex._test_other_version()")
+    assert "new database session" in (info.value.diag.message_hint or "")
+
+
+def test_a_session_cannot_choose_where_python_code_comes_from(db: str) -> None:
+    # The lib dir comes from the server's environment only: a setting would let a caller choose
+    # which Python code the backend imports.
+    with psycopg.connect(db, autocommit=True) as fresh:
+        fresh.execute("set memex.home = '/tmp/elsewhere'")
+        fresh.execute("select memex.embed('x')")
+        row = fresh.execute("select memex.status()->'backend'->'paths'->>'lib'").fetchone()
+        assert row is not None
+        assert not str(row[0]).startswith("/tmp/elsewhere")
+
+
+def test_memory_budget_too_small_is_a_clear_error(db: str) -> None:
+    with psycopg.connect(db, autocommit=True) as fresh:
+        fresh.execute("set memex.memory_budget_mb = 20")
+        with pytest.raises(psycopg.errors.OutOfMemory, match=r"memex\.memory_budget_mb"):
+            fresh.execute("select memex.embed('x')")

@@ -1,0 +1,125 @@
+"""memex_db without a database: settings, the SQL entry door, providers, the probe."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from memex_db import __version__, entry, models, probe, settings
+from memex_db.errors import InvalidParameter
+from memex_db.onnx_runtime import read_pipeline_config, validated_manifest
+from tests.unit.fake_plpy import FakePlpy, PlpyError
+
+
+def test_settings_defaults() -> None:
+    conf = settings.read(FakePlpy())
+    assert conf.batch_size == 64
+    assert conf.memory_budget_mb == 0
+    assert conf.threads >= 1
+    assert conf.runtime == "auto"
+
+
+def test_threads_are_shared_between_concurrent_embedders() -> None:
+    one = settings.default_threads(1)
+    assert settings.default_threads(one * 2) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("memex.embed_threads", "many", "must be an integer"),
+        ("memex.embed_threads", "0", "must be >= 1"),
+        ("memex.embed_runtime", "gpu", "must be one of"),
+    ],
+)
+def test_bad_settings_are_named(name: str, value: str, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=message) as info:
+        settings.read(FakePlpy({name: value}))
+    assert name in info.value.message
+
+
+def test_entry_turns_memex_errors_into_sqlstates() -> None:
+    with pytest.raises(PlpyError) as info:
+        entry.call(FakePlpy(), {}, __version__, "embed", "x", "no-such-space")
+    assert info.value.kwargs["sqlstate"] == "22023"
+    assert "no-such-space" in str(info.value)
+
+
+def test_entry_refuses_another_sql_version() -> None:
+    with pytest.raises(PlpyError) as info:
+        entry.call(FakePlpy(), {}, "9.9.9", "status")
+    assert info.value.kwargs["sqlstate"] == "55000"
+    assert "new database session" in info.value.kwargs["hint"]
+
+
+def test_hash_provider_is_deterministic_and_normalised() -> None:
+    loaded = models.load({}, "hash:16", threads=1, memory_budget_mb=0)
+    a, b = loaded.encoder.encode(["same", "same"], batch_size=8)
+    assert a == b
+    assert len(a) == 16
+    assert math.isclose(sum(x * x for x in a), 1.0, rel_tol=1e-9)
+    assert loaded.encoder.provider == "hash"
+
+
+def test_models_are_cached_per_backend() -> None:
+    gd: dict[str, object] = {}
+    first = models.load(gd, "hash:8", 1, 0)
+    assert models.load(gd, "hash:8", 1, 0) is first
+
+
+@pytest.mark.parametrize("model", ["some/hub-model", "relative/dir", "hash:0", "hash:x"])
+def test_unknown_models_are_refused_without_download(model: str) -> None:
+    with pytest.raises(InvalidParameter):
+        models.load({}, model, 1, 0)
+
+
+def test_missing_model_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameter, match="does not exist"):
+        models.resolve_model_dir(str(tmp_path / "absent"))
+
+
+def test_pinned_requirements_parse() -> None:
+    pins = probe.pinned_requirements("a==1.0  # c\n# x\nB_c==2\nno-pin\n")
+    assert pins == {"a": "1.0", "b-c": "2"}
+    assert "sentence-transformers" in probe.pinned_requirements()
+
+
+def test_probe_reports_a_missing_venv(tmp_path: Path) -> None:
+    checks = probe.run(str(tmp_path), __version__, {"x": "1"})
+    venv = next(c for c in checks if c["name"] == "server venv")
+    assert venv["ok"] is False
+    assert "make setup" in venv["fix"]
+
+
+def _model_dir(tmp_path: Path, pooling: str, modules: list[str]) -> Path:
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "modules.json").write_text(
+        json.dumps([{"type": f"sentence_transformers.models.{m}"} for m in modules])
+    )
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 8, f"pooling_mode_{pooling}": True})
+    )
+    return tmp_path
+
+
+def test_fast_path_accepts_mean_pooling(tmp_path: Path) -> None:
+    pipeline = ["Transformer", "Pooling", "Normalize"]
+    config = read_pipeline_config(str(_model_dir(tmp_path, "mean_tokens", pipeline)))
+    assert config == {"dimensions": 8, "normalize": True, "max_length": 512}
+
+
+def test_fast_path_refuses_other_pipelines(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="pooling"):
+        read_pipeline_config(str(_model_dir(tmp_path, "cls_token", ["Transformer", "Pooling"])))
+
+
+def test_unvalidated_export_is_never_used(tmp_path: Path) -> None:
+    export = tmp_path / "memex-onnx"
+    export.mkdir()
+    (export / "model.onnx").write_bytes(b"x")
+    (export / "manifest.json").write_text(json.dumps({"onnx_file": "model.onnx",
+                                                       "min_cosine": 0.99}))  # fmt: skip
+    assert validated_manifest(str(tmp_path)) is None
