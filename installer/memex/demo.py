@@ -48,7 +48,8 @@ def demo(dsn: str, k: int = 3) -> int:
         conn.execute(SETUP_SQL)
         started = time.perf_counter()
         count = load_corpus(conn)
-        print(f"{count} passages embedded in the database in {time.perf_counter() - started:.1f} s\n")
+        elapsed = time.perf_counter() - started
+        print(f"{count} passages embedded in the database in {elapsed:.1f} s\n")
         queries = (samples_dir() / "queries.txt").read_text().splitlines()
         for query in queries:
             rows = conn.execute(
