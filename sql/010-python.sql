@@ -101,3 +101,4 @@ $$;
 
 comment on function memex.status() is
 'memex, PostgreSQL and pgvector versions, and this backend''s loaded models and memory.';
+

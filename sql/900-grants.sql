@@ -13,5 +13,35 @@ grant execute on function memex.embed(text, text) to memex_admin, memex_app;
 grant execute on function memex._python_init() to memex_admin, memex_app;
 grant execute on function memex._backend_status() to memex_admin, memex_app;
 
+-- tenancy
+grant execute on function memex.current_tenant() to memex_admin, memex_app;
+grant execute on function memex._require_tenant() to memex_admin, memex_app;
+grant execute on function memex.set_tenant(text, boolean) to memex_admin, memex_app;
+grant execute on function memex.create_tenant(text, jsonb) to memex_admin;
+
+-- content (SECURITY INVOKER: the caller's RLS applies inside every one of them)
+grant execute on function memex.chunk_text(text, integer, integer, text) to memex_admin, memex_app;
+grant execute on function memex._check_messages(jsonb) to memex_admin, memex_app;
+grant execute on function memex._check_artefact(jsonb, text) to memex_admin, memex_app;
+grant execute on function memex._ts_config(jsonb) to memex_admin, memex_app;
+grant execute on function memex._replace_chunks(text, uuid, uuid, text, regconfig) to memex_admin, memex_app;
+grant execute on function memex._folder(text) to memex_admin, memex_app;
+grant execute on function memex._lock_conversation(text) to memex_admin, memex_app;
+grant execute on function memex.upsert_document(text, text, text, jsonb, text) to memex_admin, memex_app;
+grant execute on function memex.upsert_conversation(text, text, date, jsonb, text) to memex_admin, memex_app;
+grant execute on function memex.upsert_messages(text, jsonb) to memex_admin, memex_app;
+grant execute on function memex.upsert_summaries(text, jsonb) to memex_admin, memex_app;
+grant execute on function memex.delete_document(text) to memex_admin, memex_app;
+grant execute on function memex.delete_conversation(text) to memex_admin, memex_app;
+
 revoke all on all tables in schema memex from public;
 grant select on memex.installs to memex_admin;
+grant usage on type memex.message_role to memex_admin, memex_app;
+
+-- Tenant tables: applications and admins read and write them under RLS.
+grant select, insert, update, delete
+on memex.users, memex.folders, memex.conversations, memex.messages, memex.summaries
+, memex.documents, memex.chunks
+to memex_admin, memex_app;
+grant select on memex.tenants to memex_app;
+grant select, insert, update, delete on memex.tenants to memex_admin;

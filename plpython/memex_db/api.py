@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from memex_db import __version__, models, probe, settings
+from memex_db import __version__, chunking, models, payloads, probe, settings
 from memex_db.environment import process_rss_mb
 from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD, Plpy
@@ -30,6 +31,22 @@ def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> list[float
         gd, _model_for_space(space), conf.threads, conf.memory_budget_mb, conf.runtime
     )
     return loaded.encoder.encode([text], conf.batch_size)[0]
+
+
+def chunk_text(plpy: Plpy, gd: GD, text: str | None, max_tokens: int | None,
+               overlap: int | None, space: str | None) -> Iterator[tuple[int, str, int]]:  # fmt: skip
+    if text is None:
+        return iter(())
+    tokenizer, cap = chunking.load_tokenizer(gd, _model_for_space(space))
+    return chunking.chunk(tokenizer, cap, text, max_tokens, overlap)
+
+
+def check_messages(plpy: Plpy, gd: GD, messages: str) -> str:
+    return json.dumps(payloads.check_messages(messages))
+
+
+def check_artefact(plpy: Plpy, gd: GD, artefact: str, conversation_slug: str | None) -> str:
+    return json.dumps(payloads.check_artefact(artefact, conversation_slug))
 
 
 def python_check(plpy: Plpy, gd: GD) -> list[tuple[str, bool, str]]:

@@ -16,6 +16,9 @@ from memex_db.plpy_types import GD
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "embed": api.embed,
+    "chunk_text": api.chunk_text,
+    "check_messages": api.check_messages,
+    "check_artefact": api.check_artefact,
     "python_check": api.python_check,
     "status": api.status,
 }
@@ -35,4 +38,5 @@ def call(plpy: Any, gd: GD, sql_version: str, name: str, *args: Any) -> Any:
         check_version(sql_version)
         return FUNCTIONS[name](plpy, gd, *args)
     except MemexDbError as exc:
-        plpy.error(exc.message, hint=exc.hint, sqlstate=exc.sqlstate)
+        details = {"hint": exc.hint} if exc.hint else {}
+        plpy.error(exc.message, sqlstate=exc.sqlstate, **details)

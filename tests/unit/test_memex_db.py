@@ -46,6 +46,7 @@ def test_entry_turns_memex_errors_into_sqlstates() -> None:
         entry.call(FakePlpy(), {}, __version__, "embed", "x", "no-such-space")
     assert info.value.kwargs["sqlstate"] == "22023"
     assert "no-such-space" in str(info.value)
+    assert info.value.kwargs["hint"]
 
 
 def test_entry_refuses_another_sql_version() -> None:

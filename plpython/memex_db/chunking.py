@@ -1,0 +1,102 @@
+"""Token-aware splitting with the model's own tokenizer (loaded alone: no model, no torch).
+
+Long texts are tokenised segment by segment (about SEGMENT_CHARS characters, cut at whitespace),
+so a 10 MB document never holds millions of token offsets at once. Chunk ends are moved back to
+a word boundary so no word is cut in two; consecutive chunks overlap by `overlap` tokens.
+"""
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from memex_db import models
+from memex_db.errors import InvalidParameter
+from memex_db.plpy_types import GD
+
+SEGMENT_CHARS = 64_000
+DEFAULT_MAX_TOKENS = 200
+DEFAULT_OVERLAP = 32
+SPECIAL_TOKENS = 2  # [CLS] and [SEP] take two of the model's positions
+
+
+def _model_max_tokens(model_dir: str) -> int:
+    path = os.path.join(model_dir, "sentence_bert_config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return int(json.load(handle).get("max_seq_length", 512))
+    except OSError:
+        return 512
+
+
+def load_tokenizer(gd: GD, model: str) -> tuple[Any, int]:
+    """(tokenizer, largest chunk in tokens) for `model`, cached per backend."""
+    cache: dict[str, tuple[Any, int]] = gd.setdefault("memex_tokenizers", {})
+    if model not in cache:
+        from tokenizers import Tokenizer
+
+        # The hash test provider chunks with the default model's tokenizer.
+        name = models.DEFAULT_MODEL if model.startswith(models.HASH_PREFIX) else model
+        model_dir = models.resolve_model_dir(name)
+        tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        cache[model] = (tokenizer, _model_max_tokens(model_dir) - SPECIAL_TOKENS)
+    return cache[model]
+
+
+def _segments(text: str) -> Iterator[tuple[int, str]]:
+    start = 0
+    while start < len(text):
+        end = min(start + SEGMENT_CHARS, len(text))
+        if end < len(text):
+            cut = text.rfind("\n", start + SEGMENT_CHARS // 2, end)
+            if cut < 0:
+                cut = text.rfind(" ", start + SEGMENT_CHARS // 2, end)
+            end = cut + 1 if cut >= 0 else end
+        yield start, text[start:end]
+        start = end
+
+
+def chunk(tokenizer: Any, cap: int, text: str, max_tokens: int | None,
+          overlap: int | None) -> Iterator[tuple[int, str, int]]:  # fmt: skip
+    size = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    size = min(size, cap) if max_tokens is None else size
+    lap = min(DEFAULT_OVERLAP, size // 4) if overlap is None else overlap
+    if not 1 <= size <= cap:
+        raise InvalidParameter(
+            f"max_tokens must be between 1 and {cap} (the model's maximum sequence length "
+            f"minus its special tokens), not {size}"
+        )
+    if not 0 <= lap < size:
+        raise InvalidParameter(
+            f"overlap must be >= 0 and smaller than max_tokens ({size}), not {lap}"
+        )
+    # Validated now, generated lazily: errors above reach the caller before any row.
+    return _generate(tokenizer, text, size, lap)
+
+
+def _generate(tokenizer: Any, text: str, size: int, lap: int) -> Iterator[tuple[int, str, int]]:
+    ord_ = 0
+    for _base, segment in _segments(text):
+        enc = tokenizer.encode(segment, add_special_tokens=False)
+        offsets, words, n = enc.offsets, enc.word_ids, len(enc.ids)
+        start = 0
+        while start < n:
+            end = min(start + size, n)
+            if end < n:  # do not cut a word in two (unless one word fills the window)
+                e = end
+                while e > start + 1 and words[e] is not None and words[e] == words[e - 1]:
+                    e -= 1
+                end = e if e > start + size // 2 else end
+            content = segment[offsets[start][0] : offsets[end - 1][1]].strip()
+            if content:
+                yield ord_, content, end - start
+                ord_ += 1
+            if end >= n:
+                break
+            nxt = max(end - lap, start + 1)
+            while nxt > start + 1 and words[nxt] is not None and words[nxt] == words[nxt - 1]:
+                nxt -= 1
+            start = nxt
+        del enc, offsets, words

@@ -1,0 +1,144 @@
+"""Validation of the JSON payloads of upsert_messages and upsert_summaries (artefact v2).
+
+A payload is checked whole before anything is written; the first problem raises InvalidParameter
+(SQLSTATE 22023) naming the field, e.g. `summaries[2].covers[1]: expected an integer or a string`.
+"""
+
+import json
+from datetime import datetime
+from typing import Any
+
+from memex_db.errors import InvalidParameter
+
+ROLES = ("user", "assistant", "system", "tool")
+ARTEFACT_VERSION = 2
+
+
+def _type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            int: "integer", float: "number", type(None): "null"}.get(type(value), "value")  # fmt: skip
+
+
+def _want(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise InvalidParameter(f"{where}: {message}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    _want(isinstance(value, dict), where, f"expected an object, got {_type(value)}")
+    result: dict[str, Any] = value
+    return result
+
+
+def _text(value: Any, where: str) -> str:
+    _want(isinstance(value, str), where, f"expected a string, got {_type(value)}")
+    text: str = value
+    _want("\x00" not in text, where, "contains a NUL byte (PostgreSQL text cannot hold one)")
+    return text
+
+
+def _load(raw: str | Any, name: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidParameter(f"{name}: not valid JSON ({exc})") from None
+
+
+def check_messages(raw: str | Any) -> list[dict[str, Any]]:
+    """Normalised messages sorted by seq; identical duplicates collapsed, conflicting ones refused."""
+    messages = _load(raw, "messages")
+    _want(isinstance(messages, list), "messages", f"expected an array, got {_type(messages)}")
+    by_seq: dict[int, dict[str, Any]] = {}
+    for i, item in enumerate(messages):
+        where = f"messages[{i}]"
+        _want(isinstance(item, dict), where, f"expected an object, got {_type(item)}")
+        unknown = set(item) - {"seq", "role", "ts", "content", "metadata"}
+        _want(not unknown, where, f"unknown key(s) {', '.join(sorted(unknown))}")
+        seq = item.get("seq", i)
+        _want(_is_int(seq) and seq >= 0, f"{where}.seq", "expected an integer >= 0")
+        role = item.get("role")
+        _want(isinstance(role, str) and role in ROLES, f"{where}.role",
+              f"unknown role {role!r} (expected one of {', '.join(ROLES)})")  # fmt: skip
+        content = _text(item.get("content"), f"{where}.content")
+        ts = item.get("ts")
+        if ts is not None:
+            _text(ts, f"{where}.ts")
+            try:
+                datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidParameter(f"{where}.ts: not an ISO 8601 timestamp: {ts!r}") from None
+        message = {"seq": seq, "role": role, "ts": ts, "content": content,
+                   "metadata": _object(item.get("metadata"), f"{where}.metadata")}  # fmt: skip
+        if seq in by_seq and by_seq[seq] != message:
+            raise InvalidParameter(f"{where}: seq {seq} appears twice with different content")
+        by_seq[seq] = message
+    return [by_seq[s] for s in sorted(by_seq)]
+
+
+def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, Any]:
+    """A normalised artefact v2; see docs/artefact-v2.md for the format."""
+    doc = _object(_load(raw, "artefact"), "artefact")
+    _want(bool(doc), "artefact", "empty document")
+    _want(doc.get("version") == ARTEFACT_VERSION, "artefact.version",
+          f"expected {ARTEFACT_VERSION}, got {doc.get('version')!r}")  # fmt: skip
+    slug = doc.get("slug")
+    if slug is not None:
+        _text(slug, "artefact.slug")
+        _want(conversation_slug is None or slug == conversation_slug, "artefact.slug",
+              f"{slug!r} does not match conversation {conversation_slug!r}")  # fmt: skip
+    level = doc.get("level")
+    _want(_is_int(level) and level >= 1, "artefact.level", f"expected an integer >= 1, got {level!r}")
+    title = doc.get("title")
+    if title is not None:
+        _text(title, "artefact.title")
+    date = doc.get("date")
+    if date is not None:
+        _text(date, "artefact.date")
+        try:
+            datetime.strptime(date[:10], "%Y-%m-%d")
+        except ValueError:
+            raise InvalidParameter(f"artefact.date: not a YYYY-MM-DD date: {date!r}") from None
+    items = doc.get("summaries")
+    _want(isinstance(items, list), "artefact.summaries", f"expected an array, got {_type(items)}")
+    seen_index: set[int] = set()
+    summaries = []
+    for i, item in enumerate(items):
+        where = f"summaries[{i}]"
+        _want(isinstance(item, dict), where, f"expected an object, got {_type(item)}")
+        text = item.get("summary")
+        _want(text is not None, f"{where}.summary", "missing: a summary needs its text")
+        text = _text(text, f"{where}.summary")
+        _want(text.strip() != "", f"{where}.summary", "empty: a summary needs its text")
+        index = item.get("index")
+        if index is not None:
+            _want(_is_int(index) and index >= 0, f"{where}.index", "expected an integer >= 0")
+            _want(index not in seen_index, f"{where}.index", f"index {index} appears twice")
+            seen_index.add(index)
+        covers = item.get("covers", [])
+        _want(isinstance(covers, list), f"{where}.covers", f"expected an array, got {_type(covers)}")
+        for j, c in enumerate(covers):
+            _want(_is_int(c) or isinstance(c, str), f"{where}.covers[{j}]",
+                  f"expected an integer or a string, got {_type(c)}")  # fmt: skip
+        char_count = item.get("char_count")
+        if char_count is not None:
+            _want(_is_int(char_count) and char_count >= 0, f"{where}.char_count",
+                  "expected an integer >= 0")  # fmt: skip
+        tags = item.get("tags", [])
+        _want(isinstance(tags, list), f"{where}.tags", f"expected an array, got {_type(tags)}")
+        for j, tag in enumerate(tags):
+            _text(tag, f"{where}.tags[{j}]")
+        meta = {key: _object(item.get(key), f"{where}.{key}")
+                for key in ("entities", "signals", "extras") if key in item}  # fmt: skip
+        summaries.append({"index": index, "content": text, "covers": covers,
+                          "char_count": char_count if char_count is not None else len(text),
+                          "topics": tags, "meta": meta})  # fmt: skip
+    return {"level": level, "title": title, "date": date[:10] if date else None,
+            "slug": slug, "summaries": summaries}  # fmt: skip

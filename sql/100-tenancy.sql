@@ -1,0 +1,105 @@
+-- Tenancy: which tenant this transaction acts for. RLS policies (sql/200-policies.sql) compare
+-- every row's tenant_id with memex.current_tenant(); unset or '' means no tenant: zero rows.
+
+-- memex.current_tenant(): the tenant of this transaction, null when unset or empty.
+create or replace function memex.current_tenant()
+returns uuid
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select nullif(pg_catalog.current_setting('memex.tenant_id', true), '')::uuid $$;
+
+comment on function memex.current_tenant() is
+'The tenant this transaction acts for (setting memex.tenant_id); null when unset or empty.';
+
+-- memex._require_tenant(): the current tenant, or a 42501 error when none is set.
+create or replace function memex._require_tenant()
+returns uuid
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid := memex.current_tenant();
+begin
+    if tenant is null then
+        raise exception 'no tenant is set for this transaction'
+            using errcode = '42501', hint = 'call memex.set_tenant(''<tenant name or id>'') first';
+    end if;
+    return tenant;
+end
+$$;
+
+comment on function memex._require_tenant() is
+'Internal: the current tenant, or error 42501 when none is set (writes fail closed).';
+
+-- memex.create_tenant(name, settings): idempotent by name; for memex_admin.
+create or replace function memex.create_tenant(name text, settings jsonb default '{}')
+returns uuid
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid;
+begin
+    if name is null or pg_catalog.btrim(name) = '' then
+        raise exception 'tenant name must not be empty' using errcode = '22023';
+    end if;
+    if settings is null or pg_catalog.jsonb_typeof(settings) <> 'object' then
+        raise exception 'tenant settings must be a JSON object' using errcode = '22023';
+    end if;
+    insert into memex.tenants as t (name, settings) values (create_tenant.name, create_tenant.settings)
+    on conflict on constraint tenants_name_key do nothing
+    returning t.id into tenant;
+    if tenant is null then
+        select t.id into tenant from memex.tenants as t where t.name = create_tenant.name;
+    end if;
+    return tenant;
+end
+$$;
+
+comment on function memex.create_tenant(text, jsonb) is
+'Creates a tenant (idempotent by name) and returns its id. For memex_admin.';
+
+-- memex.set_tenant(tenant, is_local): act for a tenant, by name or id.
+-- SECURITY DEFINER because an application must resolve the tenant it names while RLS hides every
+-- tenants row until a tenant is set; it reveals only the id of a tenant the caller named. Owned by
+-- memex_owner (who may read tenants), pinned search_path, EXECUTE revoked from PUBLIC.
+create or replace function memex.set_tenant(tenant text, is_local boolean default true)
+returns uuid
+language plpgsql
+volatile
+parallel unsafe
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    found uuid;
+begin
+    if tenant is null or pg_catalog.btrim(tenant) = '' then
+        raise exception 'tenant must be a tenant name or id' using errcode = '22023';
+    end if;
+    if tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
+        select t.id into found from memex.tenants as t where t.id = tenant::uuid;
+    end if;
+    if found is null then
+        select t.id into found from memex.tenants as t where t.name = tenant;
+    end if;
+    if found is null then
+        raise exception 'unknown tenant: %', tenant
+            using errcode = 'P0002', hint = 'an administrator creates tenants with memex.create_tenant(name)';
+    end if;
+    perform pg_catalog.set_config('memex.tenant_id', found::text, coalesce(is_local, true));
+    return found;
+end
+$$;
+
+comment on function memex.set_tenant(text, boolean) is
+'Acts for a tenant (name or id) for this transaction (is_local, the default) or session; unknown tenant: error P0002, nothing set.';

@@ -1,0 +1,55 @@
+-- Token-aware chunking and payload validation, in the backend's Python (memex_db.chunking,
+-- memex_db.payloads). The tokenizer loads alone: no model, no torch.
+
+-- memex.chunk_text(input, max_tokens, overlap, space): split a text into token-bounded chunks.
+create or replace function memex.chunk_text(
+    input text, max_tokens integer default null, overlap integer default null, space text default null
+)
+returns table (ord integer, content text, token_count integer)
+language plpython3u
+stable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "chunk_text", input, max_tokens, overlap, space)
+$py$;
+
+comment on function memex.chunk_text(text, integer, integer, text) is
+'Splits text into chunks of at most max_tokens tokens (default 200, at most the model''s maximum sequence length) of the space''s tokenizer, overlapping by overlap tokens (default 32), never cutting a word.';
+
+-- memex._check_messages(messages): the validated, normalised message array (sorted by seq).
+create or replace function memex._check_messages(messages jsonb)
+returns jsonb
+language plpython3u
+immutable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_messages", messages)
+$py$;
+
+comment on function memex._check_messages(jsonb) is
+'Internal: validates an upsert_messages payload whole (error 22023 naming the field).';
+
+-- memex._check_artefact(artefact, conversation_slug): the validated, normalised artefact v2.
+create or replace function memex._check_artefact(artefact jsonb, conversation_slug text)
+returns jsonb
+language plpython3u
+immutable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_artefact", artefact, conversation_slug)
+$py$;
+
+comment on function memex._check_artefact(jsonb, text) is
+'Internal: validates an artefact v2 document whole (error 22023 naming the field).';
