@@ -85,7 +85,7 @@ create table memex.summaries (
     , covers jsonb not null default '[]' check (jsonb_typeof(covers) = 'array')
     , content text not null check (content <> '')
     , char_count integer
-    , topics text [] not null default '{}'
+    , topics text[] not null default '{}'
     , meta jsonb not null default '{}' check (jsonb_typeof(meta) = 'object')
     , content_hash bytea not null
     , created_at timestamptz not null default now()
@@ -157,7 +157,8 @@ create table memex.chunks (
 );
 
 create index chunks_tsv on memex.chunks using gin (tsv);
-create index chunks_conversation on memex.chunks (tenant_id, conversation_id) where conversation_id is not null;
+create index chunks_conversation on memex.chunks (tenant_id, conversation_id)
+where conversation_id is not null;
 create index chunks_message on memex.chunks (tenant_id, message_id) where message_id is not null;
 create index chunks_summary on memex.chunks (tenant_id, summary_id) where summary_id is not null;
 create index chunks_document on memex.chunks (tenant_id, document_id) where document_id is not null;

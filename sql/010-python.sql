@@ -101,4 +101,3 @@ $$;
 
 comment on function memex.status() is
 'memex, PostgreSQL and pgvector versions, and this backend''s loaded models and memory.';
-

@@ -383,7 +383,9 @@ begin
     for s in
         select x.index, x.content, x.covers, x.char_count, x.topics, x.meta
           from pg_catalog.jsonb_to_recordset(checked -> 'summaries')
-            as x (index integer, content text, covers jsonb, char_count integer, topics text [], meta jsonb)
+            as x (
+                index integer, content text, covers jsonb, char_count integer, topics text[], meta jsonb
+            )
          order by x.index nulls last, x.content
     loop
         digest := pg_catalog.sha256(pg_catalog.convert_to(s.content, 'UTF8'));

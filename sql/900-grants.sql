@@ -35,7 +35,7 @@ grant execute on function memex.delete_document(text) to memex_admin, memex_app;
 grant execute on function memex.delete_conversation(text) to memex_admin, memex_app;
 
 revoke all on all tables in schema memex from public;
-grant select on memex.installs to memex_admin;
+grant select on memex.installs to memex_admin, memex_app;
 grant usage on type memex.message_role to memex_admin, memex_app;
 
 -- Tenant tables: applications and admins read and write them under RLS.

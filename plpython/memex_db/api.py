@@ -33,8 +33,14 @@ def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> list[float
     return loaded.encoder.encode([text], conf.batch_size)[0]
 
 
-def chunk_text(plpy: Plpy, gd: GD, text: str | None, max_tokens: int | None,
-               overlap: int | None, space: str | None) -> Iterator[tuple[int, str, int]]:  # fmt: skip
+def chunk_text(
+    plpy: Plpy,
+    gd: GD,
+    text: str | None,
+    max_tokens: int | None,
+    overlap: int | None,
+    space: str | None,
+) -> Iterator[tuple[int, str, int]]:
     if text is None:
         return iter(())
     tokenizer, cap = chunking.load_tokenizer(gd, _model_for_space(space))

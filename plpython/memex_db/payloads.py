@@ -15,8 +15,9 @@ ARTEFACT_VERSION = 2
 
 
 def _type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean",
-            int: "integer", float: "number", type(None): "null"}.get(type(value), "value")  # fmt: skip
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+             float: "number", type(None): "null"}  # fmt: skip
+    return names.get(type(value), "value")
 
 
 def _want(cond: bool, where: str, message: str) -> None:
@@ -53,7 +54,7 @@ def _load(raw: str | Any, name: str) -> Any:
 
 
 def check_messages(raw: str | Any) -> list[dict[str, Any]]:
-    """Normalised messages sorted by seq; identical duplicates collapsed, conflicting ones refused."""
+    """Normalised messages sorted by seq; identical duplicates collapsed, conflicting refused."""
     messages = _load(raw, "messages")
     _want(isinstance(messages, list), "messages", f"expected an array, got {_type(messages)}")
     by_seq: dict[int, dict[str, Any]] = {}
@@ -94,8 +95,10 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
         _text(slug, "artefact.slug")
         _want(conversation_slug is None or slug == conversation_slug, "artefact.slug",
               f"{slug!r} does not match conversation {conversation_slug!r}")  # fmt: skip
-    level = doc.get("level")
-    _want(_is_int(level) and level >= 1, "artefact.level", f"expected an integer >= 1, got {level!r}")
+    level: Any = doc.get("level")
+    _want(
+        _is_int(level) and level >= 1, "artefact.level", f"expected an integer >= 1, got {level!r}"
+    )
     title = doc.get("title")
     if title is not None:
         _text(title, "artefact.title")
@@ -106,8 +109,10 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
             datetime.strptime(date[:10], "%Y-%m-%d")
         except ValueError:
             raise InvalidParameter(f"artefact.date: not a YYYY-MM-DD date: {date!r}") from None
-    items = doc.get("summaries")
-    _want(isinstance(items, list), "artefact.summaries", f"expected an array, got {_type(items)}")
+    raw_items = doc.get("summaries")
+    _want(isinstance(raw_items, list), "artefact.summaries",
+          f"expected an array, got {_type(raw_items)}")  # fmt: skip
+    items: list[Any] = raw_items  # type: ignore[assignment]
     seen_index: set[int] = set()
     summaries = []
     for i, item in enumerate(items):
@@ -123,7 +128,9 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
             _want(index not in seen_index, f"{where}.index", f"index {index} appears twice")
             seen_index.add(index)
         covers = item.get("covers", [])
-        _want(isinstance(covers, list), f"{where}.covers", f"expected an array, got {_type(covers)}")
+        _want(
+            isinstance(covers, list), f"{where}.covers", f"expected an array, got {_type(covers)}"
+        )
         for j, c in enumerate(covers):
             _want(_is_int(c) or isinstance(c, str), f"{where}.covers[{j}]",
                   f"expected an integer or a string, got {_type(c)}")  # fmt: skip

@@ -1,0 +1,202 @@
+"""Tenant isolation: the cross-tenant matrix, failing closed, and the catalog's security rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.db.tenancy_helpers import (
+    ARTEFACT,
+    TENANT_TABLES,
+    Conn,
+    as_role,
+    counts,
+    make_tenants,
+    populate,
+)
+
+
+@pytest.fixture
+def two_tenants(conn: Conn) -> dict[str, str]:
+    ids = make_tenants(conn, "tenant-a", "tenant-b")
+    as_role(conn, "memex_app")
+    populate(conn, "tenant-b", prefix="b-")
+    populate(conn, "tenant-a", prefix="a-")
+    return ids
+
+
+def test_app_with_tenant_a_sees_and_changes_nothing_of_tenant_b(
+    conn: Conn, two_tenants: dict[str, str]
+) -> None:
+    b = two_tenants["tenant-b"]
+    for table in TENANT_TABLES:
+        assert conn.execute(
+            f"select count(*) from memex.{table} where tenant_id = %s", (b,)
+        ).fetchone() == (0,), table
+        assert conn.execute(f"select count(*) from memex.{table}").fetchone() != (0,), table
+        assert (
+            conn.execute(
+                f"update memex.{table} set tenant_id = tenant_id where tenant_id = %s", (b,)
+            ).rowcount
+            == 0
+        )
+        assert conn.execute(f"delete from memex.{table} where tenant_id = %s", (b,)).rowcount == 0
+    assert conn.execute("select count(*) from memex.tenants").fetchone() == (1,)
+    # Functions act on the caller's tenant only: deleting B's document by uri finds nothing.
+    assert conn.execute("select memex.delete_document('kb/b-keys.md')").fetchone() == (False,)
+    conn.execute("reset role")
+    conn.execute("select memex.set_tenant('tenant-b', false)")
+    as_role(conn, "memex_app")
+    assert conn.execute("select count(*) from memex.documents").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_moving_a_row_to_another_tenant_fails_with_42501(
+    conn: Conn, two_tenants: dict[str, str], table: str
+) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(f"update memex.{table} set tenant_id = %s", (two_tenants["tenant-b"],))
+
+
+def test_writing_with_another_tenants_id_fails_with_42501(
+    conn: Conn, two_tenants: dict[str, str]
+) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("insert into memex.users (tenant_id, email) values (%s, 'x@y.z')",
+                     (two_tenants["tenant-b"],))  # fmt: skip
+
+
+@pytest.mark.parametrize("setting", [None, ""])
+def test_no_tenant_or_empty_tenant_means_zero_rows_and_refused_writes(
+    conn: Conn, two_tenants: dict[str, str], setting: str | None
+) -> None:
+    conn.execute("reset role")
+    conn.execute("reset memex.tenant_id" if setting is None else "set memex.tenant_id = ''")
+    as_role(conn, "memex_app")
+    assert conn.execute("select memex.current_tenant()").fetchone() == (None,)
+    assert set(counts(conn).values()) == {0}
+    assert conn.execute("select count(*) from memex.tenants").fetchone() == (0,)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("insert into memex.users (tenant_id, email) values (%s, 'x@y.z')",
+                     (two_tenants["tenant-a"],))  # fmt: skip
+    writes = [
+        ("select memex.upsert_document('u', 'c')", ()),
+        ("select memex.upsert_conversation('s')", ()),
+        ("select memex.upsert_messages('s', '[]')", ()),
+        ("select * from memex.upsert_summaries('s', %s)", (json.dumps(ARTEFACT),)),
+        ("select memex.delete_document('u')", ()),
+        ("select memex.delete_conversation('s')", ()),
+    ]
+    for statement, args in writes:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no tenant"):
+            conn.execute(statement, args)
+
+
+def test_unknown_tenant_is_a_clear_error_and_sets_nothing(conn: Conn) -> None:
+    as_role(conn, "memex_app")
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown tenant: nobody"):
+        conn.execute("select memex.set_tenant('nobody', false)")
+    assert conn.execute("select memex.current_tenant()").fetchone() == (None,)
+
+
+def test_set_tenant_is_transaction_local_by_default(db: str) -> None:
+    with psycopg.connect(db) as c:
+        make_tenants(c, "t-local")
+        c.commit()
+        c.execute("select memex.set_tenant('t-local')")
+        assert c.execute("select memex.current_tenant()").fetchone() != (None,)
+        c.commit()
+        assert c.execute("select memex.current_tenant()").fetchone() == (None,)
+
+
+def test_catalog_security_rules(conn: Conn) -> None:
+    # RLS enabled and forced on every table of memex holding tenant data.
+    rows = conn.execute(
+        """
+        select c.relname, c.relrowsecurity, c.relforcerowsecurity
+          from pg_class c join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id'
+         where c.relnamespace = 'memex'::regnamespace and c.relkind in ('r', 'p')
+        """
+    ).fetchall()
+    assert {r[0] for r in rows} >= set(TENANT_TABLES)
+    assert all(r[1] and r[2] for r in rows), rows
+    tenants = conn.execute("select relrowsecurity and relforcerowsecurity from pg_class"
+                           " where oid = 'memex.tenants'::regclass").fetchone()  # fmt: skip
+    assert tenants == (True,)
+    # Every function pins its search_path.
+    unpinned = conn.execute(
+        """
+        select p.oid::regprocedure::text from pg_proc p
+         where p.pronamespace = 'memex'::regnamespace
+           and not coalesce(p.proconfig::text like '%search_path=pg_catalog, pg_temp%', false)
+        """
+    ).fetchall()
+    assert unpinned == []
+    # Nothing in memex is executable by PUBLIC.
+    public = conn.execute(
+        """
+        select p.oid::regprocedure::text from pg_proc p
+         where p.pronamespace = 'memex'::regnamespace
+           and has_function_privilege('public', p.oid, 'execute')
+        """
+    ).fetchall()
+    assert public == []
+    # SECURITY DEFINER only where written down.
+    definers = conn.execute(
+        "select p.proname from pg_proc p where p.pronamespace = 'memex'::regnamespace"
+        " and p.prosecdef"
+    ).fetchall()
+    assert definers == [("set_tenant",)]
+    # The app role owns nothing, has no superpowers, cannot create plpython3u functions.
+    owned = conn.execute(
+        "select count(*) from pg_class where relowner = 'memex_app'::regrole"
+        " union all select count(*) from pg_proc where proowner = 'memex_app'::regrole"
+    ).fetchall()
+    assert owned == [(0,), (0,)]
+    flags = conn.execute(
+        "select rolsuper, rolbypassrls, rolcreaterole, rolcreatedb from pg_roles"
+        " where rolname in ('memex_app', 'memex_admin', 'memex_owner')"
+    ).fetchall()
+    assert all(not any(f) for f in flags)
+    as_role(conn, "memex_app")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("create function pg_temp.evil() returns int language plpython3u as 'return 1'")
+
+
+EXPECTED_PRIVILEGES = Path(__file__).with_name("expected_privileges.txt")
+
+
+def privileges_snapshot(conn: Conn) -> str:
+    rows = conn.execute(
+        """
+        select r.rolname, 'function ' || p.oid::regprocedure::text,
+               has_function_privilege(r.rolname, p.oid, 'execute')
+          from pg_proc p cross join pg_roles r
+         where p.pronamespace = 'memex'::regnamespace
+           and r.rolname in ('memex_app', 'memex_admin')
+        union all
+        select r.rolname, 'table ' || c.oid::regclass::text || ' ' || priv,
+               has_table_privilege(r.rolname, c.oid, priv)
+          from pg_class c cross join pg_roles r
+          cross join unnest(array['select', 'insert', 'update', 'delete']) as priv
+         where c.relnamespace = 'memex'::regnamespace and c.relkind in ('r', 'v', 'p')
+           and c.relname not like '%yoyo%'
+           and r.rolname in ('memex_app', 'memex_admin')
+        order by 1, 2
+        """
+    ).fetchall()
+    return "".join(f"{role} {obj} {'yes' if ok else 'no'}\n" for role, obj, ok in rows)
+
+
+def test_privileges_match_the_expected_snapshot(conn: Conn) -> None:
+    snapshot = privileges_snapshot(conn)
+    if not EXPECTED_PRIVILEGES.exists():
+        EXPECTED_PRIVILEGES.write_text(snapshot)
+        pytest.fail("expected_privileges.txt written: review and commit it")
+    assert snapshot == EXPECTED_PRIVILEGES.read_text(), (
+        "privileges changed: review the diff, then delete tests/db/expected_privileges.txt "
+        "and re-run to regenerate it"
+    )

@@ -1,0 +1,174 @@
+"""Upserts: idempotency, bad input (clear error, right SQLSTATE, nothing written), concurrency."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import psycopg
+import pytest
+
+from tests.db.tenancy_helpers import ARTEFACT, Conn, as_role, counts, make_tenants, populate
+
+
+@pytest.fixture
+def app(conn: Conn) -> Conn:
+    make_tenants(conn, "acme")
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant('acme', false)")
+    return conn
+
+
+def test_rerunning_the_same_upserts_changes_no_row_counts(app: Conn) -> None:
+    populate(app, "acme")
+    before = counts(app)
+    assert before["chunks"] >= 5
+    populate(app, "acme")
+    assert counts(app) == before
+
+
+def test_unchanged_content_writes_nothing_and_metadata_keeps_chunks(app: Conn) -> None:
+    app.execute("select memex.upsert_document('d', 'alpha beta gamma')")
+    chunk = app.execute("select id, xmin::text from memex.chunks").fetchone()
+    app.execute("select memex.upsert_document('d', 'alpha beta gamma')")
+    app.execute("select memex.upsert_document('d', 'alpha beta gamma', 'A title', '{\"k\": 1}')")
+    assert app.execute("select id, xmin::text from memex.chunks").fetchone() == chunk
+    app.execute("select memex.upsert_document('d', 'delta epsilon')")
+    rows = app.execute("select id, content from memex.chunks").fetchall()
+    assert rows == [(chunk[0], "delta epsilon")]  # type: ignore[index]
+
+
+def test_summaries_report_inserted_updated_unchanged(app: Conn) -> None:
+    first = app.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
+                        (json.dumps(ARTEFACT),)).fetchone()  # fmt: skip
+    assert first == (2, 0, 0)
+    changed = json.loads(json.dumps(ARTEFACT))
+    changed["summaries"][1]["summary"] = "Conseils révisés."
+    again = app.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
+                        (json.dumps(changed),)).fetchone()  # fmt: skip
+    assert again == (0, 1, 1)
+    topics = app.execute("select topics from memex.summaries where index = 0").fetchone()
+    assert topics == (["meteo", "maison"],)
+
+
+def test_duplicates_inside_one_payload(app: Conn) -> None:
+    app.execute("select memex.upsert_conversation('c')")
+    same = [{"seq": 1, "role": "user", "content": "x"}] * 2
+    assert app.execute("select memex.upsert_messages('c', %s)", (json.dumps(same),)).fetchone() == (
+        1,
+    )
+    clash = [{"seq": 2, "role": "user", "content": "x"}, {"seq": 2, "role": "user", "content": "y"}]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="seq 2 appears twice"):
+        app.execute("select memex.upsert_messages('c', %s)", (json.dumps(clash),))
+
+
+def _bad_artefacts() -> list[tuple[str, object, str]]:
+    no_text = json.loads(json.dumps(ARTEFACT))
+    del no_text["summaries"][1]["summary"]
+    bad_covers = json.loads(json.dumps(ARTEFACT))
+    bad_covers["summaries"][0]["covers"] = [1, {"id": 2}]
+    covers_string = json.loads(json.dumps(ARTEFACT))
+    covers_string["summaries"][0]["covers"] = "1,2"
+    truncated = {k: v for k, v in ARTEFACT.items() if k != "summaries"}
+    return [
+        ("summary without text", no_text, r"summaries\[1\]\.summary: missing"),
+        ("wrong type in covers", bad_covers, r"summaries\[0\]\.covers\[1\]: expected an integer"),
+        ("covers not an array", covers_string, r"summaries\[0\]\.covers: expected an array"),
+        ("truncated artefact", truncated, r"artefact\.summaries: expected an array"),
+        ("wrong version", {**ARTEFACT, "version": 1}, r"artefact\.version: expected 2"),
+        ("not an object", [1, 2], "artefact: expected an object"),
+    ]
+
+
+@pytest.mark.parametrize(("case", "artefact", "message"), _bad_artefacts(),
+                         ids=[c[0] for c in _bad_artefacts()])  # fmt: skip
+def test_bad_artefacts_are_rejected_whole(
+    app: Conn, case: str, artefact: object, message: str
+) -> None:
+    before = counts(app)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        app.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
+                    (json.dumps(artefact),))  # fmt: skip
+    assert counts(app) == before
+
+
+def test_truncated_json_text_is_refused_by_the_server(app: Conn) -> None:
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        app.execute("select * from memex.upsert_summaries('s', %s::jsonb)",
+                    (json.dumps(ARTEFACT)[:40],))  # fmt: skip
+
+
+def test_unknown_role_names_the_field_and_writes_nothing(app: Conn) -> None:
+    app.execute("select memex.upsert_conversation('c')")
+    before = counts(app)
+    good = {"role": "user", "content": "fine"}
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"messages\[1\]\.role"):
+        app.execute("select memex.upsert_messages('c', %s)",
+                    (json.dumps([good, {"role": "robot", "content": "x"}]),))  # fmt: skip
+    assert counts(app) == before
+
+
+def test_nul_bytes_are_refused(app: Conn) -> None:
+    with pytest.raises(psycopg.errors.UntranslatableCharacter):
+        app.execute("select memex.upsert_document('d', %s::jsonb ->> 'c')", ('{"c": "a\\u0000b"}',))
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        app.execute("select memex.upsert_document('d', %s)", ("a\x00b",))
+    assert counts(app)["documents"] == 0
+
+
+def test_unknown_conversation_for_messages(app: Conn) -> None:
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown conversation: nope"):
+        app.execute("select memex.upsert_messages('nope', '[]')")
+
+
+@pytest.mark.slow
+def test_a_10_mb_document_is_chunked_not_refused(app: Conn) -> None:
+    paragraph = "PostgreSQL stores each tenant's rows; the policy compares tenant ids. " * 20 + "\n"
+    body = paragraph * (10 * 2**20 // len(paragraph))
+    assert len(body) > 9.9 * 2**20
+    app.execute("select memex.upsert_document('big', %s)", (body,))
+    n, biggest = app.execute("select count(*), max(token_count) from memex.chunks").fetchone()  # type: ignore[misc]
+    assert n > 10_000
+    assert biggest <= 200
+    rss = app.execute("select (memex.status()->'backend'->>'backend_rss_mb')::float").fetchone()
+    assert rss is not None and float(rss[0]) < 1500  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_sixteen_concurrent_sessions_store_one_copy_without_deadlock(db: str, conn: Conn) -> None:
+    make_tenants(conn, "acme")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(16)
+
+    def worker() -> None:
+        try:
+            with psycopg.connect(db) as c:
+                c.execute("set role memex_app")
+                c.execute("select memex.set_tenant('acme')")
+                barrier.wait()
+                c.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
+                          (json.dumps(ARTEFACT),))  # fmt: skip
+                for i in range(5):
+                    c.execute("select memex.upsert_document(%s, %s)", (f"doc-{i}", f"text {i}"))
+                messages = [{"role": "user", "content": f"m{i}"} for i in range(8)]
+                c.execute(
+                    "select memex.upsert_messages('2025-06-25__orage', %s)", (json.dumps(messages),)
+                )
+                c.commit()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant('acme', false)")
+    found = counts(conn)
+    assert found["conversations"] == 1
+    assert found["summaries"] == 2
+    assert found["documents"] == 5
+    assert found["messages"] == 8
+    assert found["chunks"] == 2 + 5 + 8
