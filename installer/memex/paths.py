@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -31,11 +30,6 @@ def samples_dir() -> Path:
     return _PACKAGE_DIR / "samples"
 
 
-def setup_dir() -> Path:
-    packaged = _PACKAGE_DIR / "setup"
-    return packaged if packaged.is_dir() else _PACKAGE_DIR.parent / "setup"
-
-
 def memex_home() -> Path:
     """Root of the server venv, the per-version memex_db lib dirs and the dev clusters."""
     return Path(os.environ.get("MEMEX_HOME", "/var/lib/memex"))
@@ -51,12 +45,3 @@ def server_python() -> Path:
 
 def server_lib_dir(version: str) -> Path:
     return memex_home() / "lib" / version
-
-
-def server_site_packages() -> Path:
-    major, minor = sys.version_info[:2]
-    # The server venv is built with Debian's python3; find its site-packages whatever its minor.
-    candidates = sorted((server_venv() / "lib").glob("python3.*/site-packages"))
-    return (
-        candidates[-1] if candidates else server_venv() / f"lib/python{major}.{minor}/site-packages"
-    )

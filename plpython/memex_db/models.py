@@ -21,6 +21,7 @@ from memex_db.environment import now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
 from memex_db.onnx_runtime import EXPORT_DIRNAME, OnnxEncoder, validated_manifest
 from memex_db.plpy_types import GD
+from memex_db.settings import RUNTIMES
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HASH_PREFIX = "hash:"
@@ -136,7 +137,6 @@ class SentenceTransformerEncoder:
         return [[float(x) for x in row] for row in vectors]
 
 
-RUNTIMES = ("auto", "onnx", "sentence-transformers")
 # Resident memory a runtime adds besides the weights (measured: ENVIRONMENT.md, docs/embedding.md).
 RUNTIME_OVERHEAD_MB = {"onnx": 60.0, "sentence-transformers": 350.0, "hash": 0.0}
 
