@@ -116,10 +116,7 @@ class Cluster:
             self.init()
         if self.is_running():
             return
-        if _running_as_root():
-            pg = pwd.getpwnam("postgres")
-            self.log_file.touch()
-            os.chown(self.log_file, pg.pw_uid, pg.pw_gid)
+        self._repair_ownership_and_mode()
         result = self._run(
             "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
             check=False,
@@ -130,6 +127,19 @@ class Cluster:
                 f"the {self.name} cluster did not start:\n{result.stderr}\n" + "\n".join(tail)
             )
         self._ensure_database()
+
+    def _repair_ownership_and_mode(self) -> None:
+        """A data directory restored from a snapshot or copied by hand comes back 0755 or owned by
+        root, and PostgreSQL then refuses to start; both are safe to put right before starting."""
+        if _running_as_root():
+            pg = pwd.getpwnam("postgres")
+            if self.data_dir.stat().st_uid != pg.pw_uid:
+                for path in [self.root, *self.root.rglob("*")]:
+                    os.chown(path, pg.pw_uid, pg.pw_gid, follow_symlinks=False)
+            self.log_file.touch()
+            os.chown(self.log_file, pg.pw_uid, pg.pw_gid)
+        if self.data_dir.stat().st_mode & 0o027:
+            self.data_dir.chmod(0o700)
 
     def _ensure_database(self) -> None:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
