@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -76,6 +77,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo(resolve_dsn(args.dsn))
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from memex.ingest import ingest
+
+    tenant = args.tenant or os.environ.get("MEMEX_TENANT")
+    if not tenant:
+        raise MemexError("no tenant: pass --tenant NAME (or set MEMEX_TENANT)")
+    report = ingest(
+        resolve_dsn(args.dsn), args.paths, tenant, uri_prefix=args.uri_prefix,
+        language=args.language, create_tenant=args.create_tenant, max_file_mb=args.max_file_mb,
+    )  # fmt: skip
+    print(report.summary())
+    for failure in report.failed:
+        print(f"memex: failed: {failure.source.path}: {failure.detail}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     from memex.image import build
 
@@ -100,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _add_dsn(p)
         p.set_defaults(handler=handler)
+
+    ingest = sub.add_parser(
+        "ingest", help="documents (txt, md, html, pdf), conversations and artefacts, into a tenant"
+    )
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (recursive)")
+    ingest.add_argument("--tenant", help="tenant id or name (default: $MEMEX_TENANT)")
+    ingest.add_argument(
+        "--create-tenant", action="store_true", help="create the tenant first (needs memex_admin)"
+    )
+    ingest.add_argument("--uri-prefix", default="", help="prepended to every document uri")
+    ingest.add_argument(
+        "--language", help="text-search language of the documents (e.g. en, fr, french)"
+    )
+    ingest.add_argument("--max-file-mb", type=int, default=100, help="larger files fail (100)")
+    _add_dsn(ingest)
+    ingest.set_defaults(handler=cmd_ingest)
 
     image = sub.add_parser("image", help="the custom PostgreSQL image")
     image.add_argument("action", choices=["build"])

@@ -1,0 +1,93 @@
+"""Documents: .txt, .md, .html and .pdf files to text, a title and metadata."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from memex.ingest.html_text import html_to_text
+from memex.ingest.items import Document, FileRejected, FileSkipped, reject_nul
+
+MIME_BY_SUFFIX = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".pdf": "application/pdf",
+}
+
+_FRONT_MATTER_TITLE = re.compile(r"^title:\s*['\"]?(?P<title>.+?)['\"]?\s*$", re.MULTILINE)
+_MARKDOWN_H1 = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def decode_text(data: bytes, what: str = "file") -> str:
+    """UTF-8 (a BOM is dropped); anything else is named, not guessed."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(
+            f"{what} is not valid UTF-8 (byte {exc.start}: {exc.reason}); convert it to UTF-8 first"
+        ) from exc
+    reject_nul(text, what)
+    return text
+
+
+def markdown_title(text: str) -> str | None:
+    head = text[:4000]
+    if head.startswith("---\n"):
+        end = head.find("\n---", 4)
+        found = _FRONT_MATTER_TITLE.search(head[4:end]) if end > 0 else None
+        if found:
+            return found["title"]
+    found = _MARKDOWN_H1.search(head)
+    return found["title"] if found else None
+
+
+def pdf_text(data: bytes) -> tuple[str, str | None, int]:
+    """Text of every page (pypdf, pure Python), the PDF's own title, and the page count."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise FileRejected("PDF is encrypted; decrypt it first (e.g. qpdf --decrypt)")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = reader.metadata.title if reader.metadata else None
+    except FileRejected:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise FileRejected(f"not a readable PDF: {exc}") from exc
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    if pages and not text:
+        raise FileRejected(
+            f"PDF has {len(pages)} page(s) but no extractable text (scanned images? OCR it first)"
+        )
+    return text, (str(title).strip() or None) if title else None, len(pages)
+
+
+def read_document(
+    path: Path, uri: str, folder: str | None, extra_metadata: dict[str, Any]
+) -> Document:
+    suffix = path.suffix.lower()
+    mime = MIME_BY_SUFFIX[suffix]
+    data = path.read_bytes()
+    metadata: dict[str, Any] = {"mime": mime, **extra_metadata}
+    if suffix == ".pdf":
+        text, title, pages = pdf_text(data)
+        metadata["pages"] = pages
+    elif suffix in (".html", ".htm"):
+        text, title = html_to_text(decode_text(data))
+    else:
+        text = decode_text(data)
+        title = markdown_title(text) if mime == "text/markdown" else None
+    reject_nul(text, "extracted text")
+    if not text.strip():
+        raise FileSkipped("empty: no text to ingest")
+    return Document(
+        uri=uri, content=text, title=title or path.stem, metadata=metadata, folder=folder
+    )

@@ -1,0 +1,222 @@
+"""JSON files: memex conversations, chat-app exports (ChatGPT, Claude) and artefact v2 summaries.
+
+Formats are documented in docs/ingest-formats.md. Messages and artefacts are validated whole by
+the database (memex._check_messages, memex._check_artefact); this module only recognises the
+shape, maps exports onto it and names what it cannot read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from memex.ingest.documents import decode_text
+from memex.ingest.items import Artefact, Conversation, FileRejected, Item, reject_nul
+
+ARTEFACT_NAME = re.compile(r"^(?P<slug>.+)\.l(?P<level>[0-9]+)\.v2\.json$", re.IGNORECASE)
+CONVERSATION_KEYS = {"format", "slug", "title", "date", "system_prompt", "metadata", "messages"}
+CHAT_ROLES = {"user", "assistant", "system", "tool"}
+
+
+def load_json(path: Path) -> Any:
+    text = decode_text(path.read_bytes())
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        truncated = not text.rstrip().endswith(("}", "]"))
+        raise FileRejected(
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            + ("; the file looks truncated" if truncated else "")
+        ) from None
+    reject_nul(value, "JSON value")
+    return value
+
+
+def read_json_file(path: Path) -> list[Item]:
+    value = load_json(path)
+    named = ARTEFACT_NAME.match(path.name)
+    if named or (isinstance(value, dict) and "summaries" in value):
+        return [artefact(value, named)]
+    if isinstance(value, dict) and "messages" in value:
+        return [memex_conversation(value, "conversation")]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        first = value[0]
+        if "mapping" in first:
+            return [chatgpt_conversation(v, f"[{i}]") for i, v in enumerate(value)]
+        if "chat_messages" in first:
+            return [claude_conversation(v, f"[{i}]") for i, v in enumerate(value)]
+        if "messages" in first:
+            return [memex_conversation(v, f"[{i}]") for i, v in enumerate(value)]
+    raise FileRejected(
+        "unrecognised JSON: expected a memex conversation (an object with slug and messages), "
+        "an artefact v2 (<slug>.l<N>.v2.json), or a ChatGPT/Claude conversations.json export"
+    )
+
+
+def artefact(value: Any, named: re.Match[str] | None) -> Artefact:
+    if not isinstance(value, dict):
+        raise FileRejected(f"artefact: expected a JSON object, got {type(value).__name__}")
+    payload = dict(value)
+    if "level" not in payload and named:
+        payload["level"] = int(named["level"])  # the file name is the fallback, never an override
+    slug = payload.get("slug") or (named["slug"] if named else None)
+    if not isinstance(slug, str) or not slug.strip():
+        raise FileRejected(
+            "artefact.slug: missing, and the file name is not <slug>.l<N>.v2.json to take it from"
+        )
+    return Artefact(slug=slug, payload=payload)
+
+
+def _text_or_none(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise FileRejected(f"{where}: expected a string, got {type(value).__name__}")
+
+
+def _iso_date(value: Any, where: str) -> str | None:
+    text = _text_or_none(value, where)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        raise FileRejected(f"{where}: not a YYYY-MM-DD date: {text!r}") from None
+
+
+def memex_conversation(value: dict[str, Any], where: str) -> Conversation:
+    unknown = sorted(set(value) - CONVERSATION_KEYS)
+    if unknown:
+        raise FileRejected(f"{where}: unknown keys {unknown}; allowed: {sorted(CONVERSATION_KEYS)}")
+    slug = value.get("slug")
+    if not isinstance(slug, str) or not slug.strip():
+        raise FileRejected(f"{where}.slug: missing or empty; a conversation needs its slug")
+    messages = value.get("messages")
+    if not isinstance(messages, list):
+        raise FileRejected(f"{where}.messages: expected an array, got {type(messages).__name__}")
+    metadata = value.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise FileRejected(f"{where}.metadata: expected an object")
+    return Conversation(
+        slug=slug,
+        messages=messages,
+        title=_text_or_none(value.get("title"), f"{where}.title"),
+        created_date=_iso_date(value.get("date"), f"{where}.date"),
+        system_prompt=_text_or_none(value.get("system_prompt"), f"{where}.system_prompt"),
+        metadata=metadata,
+    )
+
+
+def _epoch(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def _chatgpt_text(content: dict[str, Any]) -> str:
+    if isinstance(content.get("text"), str):  # code, execution_output, tether_quote...
+        return str(content["text"])
+    parts = content.get("parts") or []
+    return "\n".join(p for p in parts if isinstance(p, str))  # images and files are dicts
+
+
+def _chatgpt_thread(conv: dict[str, Any]) -> list[dict[str, Any]]:
+    """The branch the user last saw: from current_node up through parents, then reversed."""
+    mapping = conv.get("mapping")
+    if not isinstance(mapping, dict):
+        raise FileRejected("mapping: expected an object of message nodes")
+    node_id = conv.get("current_node")
+    if node_id is None:  # older exports: follow the last child from the root
+        leaves = [k for k, n in mapping.items() if isinstance(n, dict) and not n.get("children")]
+        node_id = leaves[-1] if leaves else None
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while (
+        isinstance(node_id, str) and node_id not in seen and isinstance(mapping.get(node_id), dict)
+    ):
+        seen.add(node_id)
+        chain.append(mapping[node_id])
+        node_id = mapping[node_id].get("parent")
+    return chain[::-1]
+
+
+def chatgpt_conversation(conv: dict[str, Any], where: str) -> Conversation:
+    ident = conv.get("conversation_id") or conv.get("id")
+    if not isinstance(ident, str) or not ident:
+        raise FileRejected(f"{where}: a ChatGPT conversation without conversation_id or id")
+    try:
+        thread = _chatgpt_thread(conv)
+    except FileRejected as exc:
+        raise FileRejected(f"{where}.{exc}") from None
+    messages: list[dict[str, Any]] = []
+    for node in thread:
+        message = node.get("message")
+        if not isinstance(message, dict):
+            continue
+        role = (message.get("author") or {}).get("role")
+        meta = message.get("metadata") or {}
+        text = _chatgpt_text(message.get("content") or {})
+        if role not in CHAT_ROLES or meta.get("is_visually_hidden_from_conversation"):
+            continue
+        if not text.strip():
+            continue
+        item: dict[str, Any] = {"seq": len(messages) + 1, "role": role, "content": text,
+                                "metadata": {"source_id": message.get("id")}}  # fmt: skip
+        if meta.get("model_slug"):
+            item["metadata"]["model"] = meta["model_slug"]
+        created = _epoch(message.get("create_time"))
+        if created:
+            item["ts"] = created.isoformat()
+        messages.append(item)
+    created = _epoch(conv.get("create_time"))
+    return Conversation(
+        slug=f"chatgpt-{ident}",
+        messages=messages,
+        title=_text_or_none(conv.get("title"), f"{where}.title"),
+        created_date=created.date().isoformat() if created else None,
+        metadata={"source": "chatgpt", "conversation_id": ident},
+    )
+
+
+def _claude_text(message: dict[str, Any]) -> str:
+    if isinstance(message.get("text"), str) and message["text"].strip():
+        return str(message["text"])
+    blocks = message.get("content") or []
+    return "\n".join(
+        b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str)
+    )
+
+
+def claude_conversation(conv: dict[str, Any], where: str) -> Conversation:
+    ident = conv.get("uuid")
+    if not isinstance(ident, str) or not ident:
+        raise FileRejected(f"{where}: a Claude conversation without uuid")
+    raw = conv.get("chat_messages")
+    if not isinstance(raw, list):
+        raise FileRejected(f"{where}.chat_messages: expected an array")
+    roles = {"human": "user", "assistant": "assistant"}
+    messages: list[dict[str, Any]] = []
+    for message in raw:
+        if not isinstance(message, dict) or message.get("sender") not in roles:
+            continue
+        text = _claude_text(message)
+        if not text.strip():
+            continue
+        item: dict[str, Any] = {
+            "seq": len(messages) + 1,
+            "role": roles[message["sender"]],
+            "content": text,
+            "metadata": {"source_id": message.get("uuid")},
+        }
+        if isinstance(message.get("created_at"), str):
+            item["ts"] = message["created_at"]
+        messages.append(item)
+    return Conversation(
+        slug=f"claude-{ident}",
+        messages=messages,
+        title=_text_or_none(conv.get("name"), f"{where}.name") or None,
+        created_date=_iso_date(conv.get("created_at"), f"{where}.created_at"),
+        metadata={"source": "claude", "conversation_id": ident},
+    )

@@ -1,0 +1,158 @@
+"""The ingest loop: every file in its own transaction, a progress bar, a line per file and a
+summary. One bad file is reported by name and rolled back whole; the others go on."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import psycopg
+from tqdm import tqdm
+
+from memex.dsn import connect
+from memex.errors import MemexError
+from memex.ingest.documents import read_document
+from memex.ingest.items import FileRejected, FileSkipped, Item
+from memex.ingest.jsonfiles import read_json_file
+from memex.ingest.sources import SourceFile, discover
+from memex.ingest.store import Outcome, store
+
+STATUSES = ("inserted", "updated", "unchanged", "skipped", "failed")
+
+
+@dataclass
+class FileResult:
+    source: SourceFile
+    status: str
+    detail: str = ""
+    items: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(result.status for result in self.files)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [result for result in self.files if result.status == "failed"]
+
+    def summary(self) -> str:
+        counts = self.counts
+        parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+        return f"{len(self.files)} files: {parts}"
+
+
+def read_items(source: SourceFile, extra_metadata: dict[str, Any]) -> list[Item]:
+    suffix = source.path.suffix.lower()
+    if suffix == ".json":
+        return read_json_file(source.path)
+    return [read_document(source.path, source.uri, source.folder, extra_metadata)]
+
+
+def _file_status(items: Counter[str]) -> str:
+    if not items or set(items) == {"unchanged"}:
+        return "unchanged"
+    return "inserted" if set(items) == {"inserted"} else "updated"
+
+
+def _describe(items: list[Item], outcomes: Counter[str]) -> str:
+    kinds = Counter(type(item).__name__.lower() for item in items)
+    what = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
+    if len(items) > 1:
+        what += " (" + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ")"
+    return what
+
+
+def _database_error(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip()
+    hint = f" (hint: {diag.message_hint})" if diag.message_hint else ""
+    return f"[{exc.sqlstate}] {message.removeprefix('plpy.Error: ')}{hint}"
+
+
+def ingest_file(
+    conn: psycopg.Connection[Any], source: SourceFile, tenant: str, max_bytes: int,
+    extra_metadata: dict[str, Any],
+) -> FileResult:  # fmt: skip
+    if not source.supported:
+        if source.explicit:
+            return FileResult(source, "failed", f"unsupported file type {source.path.suffix!r}")
+        return FileResult(source, "skipped", f"unsupported type {source.path.suffix or '(none)'}")
+    size = source.path.stat().st_size
+    if size > max_bytes:
+        return FileResult(
+            source, "failed", f"{size / 2**20:.1f} MB, above --max-file-mb {max_bytes // 2**20}"
+        )
+    try:
+        items = read_items(source, extra_metadata)
+    except FileSkipped as exc:
+        return FileResult(source, "skipped", str(exc))
+    except (FileRejected, OSError) as exc:
+        return FileResult(source, "failed", str(exc))
+    outcomes: Counter[str] = Counter()
+    try:
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (tenant,))
+            for item in items:
+                outcome: Outcome = store(conn, item)
+                outcomes[outcome] += 1
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise
+        return FileResult(source, "failed", _database_error(exc))
+    return FileResult(source, _file_status(outcomes), _describe(items, outcomes), outcomes)
+
+
+def _check_ready(conn: psycopg.Connection[Any], tenant: str, create_tenant: bool) -> None:
+    row = conn.execute(
+        "select to_regprocedure('memex.upsert_document(text, text, text, jsonb, text)')"
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise MemexError("memex is not installed in this database (run `memex install`)")
+    if create_tenant:
+        conn.execute("select memex.create_tenant(%s)", (tenant,))
+    try:
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (tenant,))
+    except psycopg.errors.NoDataFound:
+        raise MemexError(
+            f"unknown tenant {tenant!r}: create it with `select memex.create_tenant('{tenant}')` "
+            "as memex_admin, or pass --create-tenant"
+        ) from None
+
+
+def ingest(
+    dsn: str,
+    paths: list[str],
+    tenant: str,
+    *,
+    uri_prefix: str = "",
+    language: str | None = None,
+    create_tenant: bool = False,
+    max_file_mb: int = 100,
+    out: TextIO | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> IngestReport:
+    out = out or sys.stdout  # looked up per call: tests and callers swap sys.stdout
+    sources = discover(paths, uri_prefix)
+    extra_metadata = {"language": language} if language else {}
+    report = IngestReport()
+    with connect(dsn) as conn:
+        _check_ready(conn, tenant, create_tenant)
+        bar = tqdm(sources, desc="ingesting", unit="file", file=sys.stderr, dynamic_ncols=True)
+        for source in bar:
+            bar.set_postfix_str(source.path.name[-40:], refresh=False)
+            result = ingest_file(conn, source, tenant, max_file_mb * 2**20, extra_metadata)
+            report.files.append(result)
+            tqdm.write(f"{result.status:9}  {source.path}  {result.detail}".rstrip(), file=out)
+            if on_result:
+                on_result(result)
+        bar.close()
+    return report

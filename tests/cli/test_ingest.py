@@ -1,0 +1,154 @@
+"""`memex ingest` end to end: a real directory, the real CLI, a real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from memex.cli import main
+from tests.cli.mixed_corpus import artefact, build_mixed_directory
+
+
+def tenant_rows(dsn: str, tenant: str, query: str) -> list[tuple[object, ...]]:
+    """Rows as memex_app sees them with `tenant` set (RLS applies)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set role memex_app")
+        conn.execute("select memex.set_tenant(%s)", (tenant,))
+        return conn.execute(query).fetchall()
+
+
+def count(dsn: str, tenant: str, table: str, where: str = "true") -> int:
+    return int(tenant_rows(dsn, tenant, f"select count(*) from memex.{table} where {where}")[0][0])  # type: ignore[call-overload]
+
+
+def run_ingest(dsn: str, *args: str) -> int:
+    return main(["ingest", "--dsn", dsn, *args])
+
+
+@pytest.fixture
+def handbook(tmp_path: Path) -> Path:
+    return build_mixed_directory(tmp_path)
+
+
+def test_mixed_directory_reports_each_file_and_stores_all_but_the_broken_one(
+    db: str, handbook: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_ingest(db, str(handbook), "--tenant", "acme", "--create-tenant")
+    out, err = capsys.readouterr()
+
+    assert code == 1, "a broken file makes the run fail"
+    lines = {line.split()[1]: line.split()[0] for line in out.splitlines() if "  " in line}
+    chats = handbook / "chats"
+    assert lines[str(chats / "broken.l1.v2.json")] == "failed"
+    assert lines[str(handbook / "logo.png")] == "skipped"
+    for name in ("keys.md", "ops/backup.txt", "ops/page.html", "report.pdf",
+                 "chats/conversations.json", "chats/2025-06-25__orage.l1.v2.json",
+                 "chats/2025-06-25__orage.l2.v2.json"):  # fmt: skip
+        assert lines[str(handbook / name)] == "inserted", name
+    assert str(handbook / ".git" / "config") not in out, "hidden directories are not ingested"
+    assert "10 files: 7 inserted, 1 updated, 0 unchanged, 1 skipped, 1 failed" in out
+    assert "broken.l1.v2.json: malformed JSON" in err and "truncated" in err
+
+    documents = dict(tenant_rows(db, "acme", "select uri, content from memex.documents"))
+    assert sorted(documents) == ["handbook/keys.md", "handbook/ops/backup.txt",
+                                 "handbook/ops/page.html", "handbook/report.pdf"]  # fmt: skip
+    html = documents["handbook/ops/page.html"]
+    assert "Page the secondary after 15 minutes." in html and "Escalate & log it." in html
+    assert "secret" not in html and "color" not in html, "scripts and styles are not text"
+    assert "Revenue grew by ten percent." in documents["handbook/report.pdf"]
+    titles = dict(tenant_rows(db, "acme", "select uri, title from memex.documents"))
+    assert titles["handbook/keys.md"] == "Rotating keys"
+    assert titles["handbook/ops/page.html"] == "On-call guide"
+    assert titles["handbook/report.pdf"] == "Quarterly report"
+
+    slugs = [r[0] for r in tenant_rows(db, "acme", "select slug from memex.conversations")]
+    assert sorted(slugs) == ["2025-06-25__orage", "chatgpt-c-keys", "chatgpt-c-tokyo"]
+    assert count(db, "acme", "messages") == 6
+    assert count(db, "acme", "messages", "content like 'ABANDONED%'") == 0, "only the live branch"
+    levels = tenant_rows(db, "acme", "select level, topics from memex.summaries order by level")
+    assert levels == [(1, ["ops"]), (2, [])], "L2 took its level from the file name"
+    assert count(db, "acme", "summaries", "content = 'never stored'") == 0
+    for kind in ("document", "message", "summary"):
+        assert count(db, "acme", "chunks", f"source_kind = '{kind}'") > 0, kind
+
+
+def test_second_run_changes_nothing_and_a_fixed_file_goes_in(
+    db: str, handbook: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_ingest(db, str(handbook), "--tenant", "acme", "--create-tenant")
+    before = {t: count(db, "acme", t) for t in ("documents", "messages", "summaries", "chunks")}
+    chunk_ids = tenant_rows(db, "acme", "select id from memex.chunks order by id")
+    capsys.readouterr()
+
+    assert run_ingest(db, str(handbook), "--tenant", "acme") == 1
+    assert "0 inserted, 0 updated, 8 unchanged, 1 skipped, 1 failed" in capsys.readouterr().out
+    assert before == {t: count(db, "acme", t) for t in before}
+    assert chunk_ids == tenant_rows(db, "acme", "select id from memex.chunks order by id")
+
+    fixed = artefact(1, [{"index": 0, "summary": "now stored"}]) | {"slug": "broken"}
+    (handbook / "chats" / "broken.l1.v2.json").write_text(json.dumps(fixed))
+    (handbook / "keys.md").write_text("# Rotating keys\n\nRotate them every 30 days now.\n")
+    assert run_ingest(db, str(handbook), "--tenant", "acme") == 0
+    out = capsys.readouterr().out
+    assert "1 inserted, 1 updated, 7 unchanged, 1 skipped, 0 failed" in out
+    assert count(db, "acme", "summaries", "content = 'now stored'") == 1
+    assert count(db, "acme", "chunks", "content like '%30 days%'") == 1
+    assert count(db, "acme", "chunks", "content like '%90 days%'") == 0
+
+
+BAD_FILES = {
+    "nul.txt": (b"text with a \x00 NUL byte", "NUL byte"),
+    "latin1.txt": ("café".encode("latin-1"), "not valid UTF-8"),
+    "role.json": (
+        json.dumps({"slug": "bad-role", "messages": [{"role": "robot", "content": "hi"}]}).encode(),
+        "[22023] messages[0].role",
+    ),
+    "covers.l1.v2.json": (
+        json.dumps(artefact(1, [{"index": 0, "summary": "x", "covers": {"a": 1}}])).encode(),
+        "[22023] summaries[0].covers",
+    ),
+    "no-text.l1.v2.json": (json.dumps(artefact(1, [{"index": 0}])).encode(), "summary"),
+    "mystery.json": (b'{"hello": "world"}', "unrecognised JSON"),
+    "keys.json": (json.dumps({"slug": "k", "messages": [], "colour": 1}).encode(), "colour"),
+    "scan.pdf": (b"%PDF-1.4 not really", "PDF"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_a_bad_file_is_named_and_writes_nothing(
+    db: str, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, expected = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    (tmp_path / "good.md").write_text("# Good\n\nThis one is fine.\n")
+
+    code = run_ingest(db, str(path), str(tmp_path / "good.md"), "--tenant", "t", "--create-tenant")
+
+    err = capsys.readouterr().err
+    assert code == 1
+    failure = next(line for line in err.splitlines() if line.startswith("memex: failed:"))
+    assert name in failure and expected in failure, failure
+    assert count(db, "t", "documents") == 1, "the good file still went in"
+    assert count(db, "t", "conversations") == 0, "nothing of a bad file is kept"
+    assert count(db, "t", "summaries") == 0
+
+
+def test_an_unknown_tenant_stops_before_anything_is_read(
+    db: str, handbook: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_ingest(db, str(handbook), "--tenant", "nobody") == 1
+    assert "unknown tenant 'nobody'" in capsys.readouterr().err
+
+
+def test_tenants_keep_their_own_copy_of_the_same_tree(db: str, handbook: Path) -> None:
+    run_ingest(db, str(handbook), "--tenant", "a", "--create-tenant")
+    run_ingest(db, str(handbook / "ops"), "--tenant", "b", "--create-tenant", "--language", "fr")
+
+    assert count(db, "a", "documents") == 4
+    b_docs = tenant_rows(db, "b", "select uri, metadata ->> 'language' from memex.documents")
+    assert sorted(b_docs) == [("ops/backup.txt", "fr"), ("ops/page.html", "fr")]
+    assert count(db, "b", "conversations") == 0

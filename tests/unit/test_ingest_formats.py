@@ -1,0 +1,85 @@
+"""Recognising and mapping ingest formats, without a database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memex.ingest.html_text import html_to_text
+from memex.ingest.items import Artefact, Conversation, FileRejected
+from memex.ingest.jsonfiles import read_json_file
+from memex.ingest.sources import discover
+from tests.cli.mixed_corpus import chatgpt_export
+
+
+def test_html_keeps_visible_text_in_blocks_and_drops_scripts() -> None:
+    text, title = html_to_text(
+        "<html><head><title> A  page </title><script>x()</script></head>"
+        "<body><div>one<br>two</div><ul><li>three</li><li>four &lt;5&gt;</li></ul></body></html>"
+    )
+    assert title == "A page"
+    assert text.splitlines() == ["one", "two", "", "three", "", "four <5>"]
+
+
+def test_chatgpt_export_follows_the_current_branch(tmp_path: Path) -> None:
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps(chatgpt_export()))
+    keys, tokyo = read_json_file(path)
+    assert isinstance(keys, Conversation) and isinstance(tokyo, Conversation)
+    assert keys.slug == "chatgpt-c-keys" and keys.title == "Key rotation"
+    assert [m["content"][:6] for m in keys.messages] == ["How do", "New ke"]
+    assert [m["seq"] for m in keys.messages] == [1, 2]
+    assert keys.messages[0]["ts"].startswith("2025-06-15T")
+    assert tokyo.slug == "chatgpt-c-tokyo" and tokyo.created_date == "2025-06-16"
+
+
+def test_claude_export_maps_senders_to_roles(tmp_path: Path) -> None:
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([{
+        "uuid": "u1", "name": "Keys", "created_at": "2025-01-02T03:04:05Z",
+        "chat_messages": [
+            {"uuid": "a", "sender": "human", "text": "hello", "created_at": "2025-01-02T03:04:05Z"},
+            {"uuid": "b", "sender": "assistant", "text": "",
+             "content": [{"type": "text", "text": "hi there"}]},
+        ],
+    }]))  # fmt: skip
+    (conv,) = read_json_file(path)
+    assert isinstance(conv, Conversation)
+    assert conv.slug == "claude-u1" and conv.created_date == "2025-01-02"
+    assert [(m["role"], m["content"]) for m in conv.messages] == [
+        ("user", "hello"), ("assistant", "hi there"),
+    ]  # fmt: skip
+
+
+def test_artefact_level_comes_from_the_document_then_the_file_name(tmp_path: Path) -> None:
+    named = tmp_path / "talk.l3.v2.json"
+    named.write_text(json.dumps({"version": 2, "summaries": []}))
+    (art,) = read_json_file(named)
+    assert isinstance(art, Artefact) and art.slug == "talk" and art.payload["level"] == 3
+
+    named.write_text(json.dumps({"version": 2, "level": 2, "slug": "other", "summaries": []}))
+    (art,) = read_json_file(named)
+    assert isinstance(art, Artefact) and art.slug == "other" and art.payload["level"] == 2
+
+
+def test_an_artefact_without_a_slug_anywhere_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"version": 2, "level": 1, "summaries": []}))
+    with pytest.raises(FileRejected, match=r"artefact\.slug"):
+        read_json_file(path)
+
+
+def test_discover_names_files_by_their_tree_and_skips_hidden_ones(tmp_path: Path) -> None:
+    (tmp_path / "kb" / "sub").mkdir(parents=True)
+    (tmp_path / "kb" / ".cache").mkdir()
+    (tmp_path / "kb" / "sub" / "a.md").write_text("a")
+    (tmp_path / "kb" / ".cache" / "b.md").write_text("b")
+    (tmp_path / "kb" / ".hidden.md").write_text("c")
+    (tmp_path / "single.txt").write_text("d")
+
+    found = discover([str(tmp_path / "kb"), str(tmp_path / "single.txt"), str(tmp_path / "kb")])
+    assert [(s.uri, s.folder, s.explicit) for s in found] == [
+        ("kb/sub/a.md", "kb/sub", False), ("single.txt", None, True),
+    ]  # fmt: skip
