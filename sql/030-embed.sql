@@ -17,3 +17,37 @@ $py$;
 
 comment on function memex.embed(text, text) is
 'Embeds one text with the model of the given space (null: the default space), in this backend.';
+
+-- memex.embed_batch(inputs, space): many texts in one call, (ord, embedding) in input order
+-- (ord from 1); a null input gives a null embedding. Much faster than one embed() per row.
+create or replace function memex.embed_batch(inputs text[], space text default null)
+returns table (ord integer, embedding __vector_schema__.vector)
+language plpython3u
+stable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "embed_batch", inputs, space)
+$py$;
+
+comment on function memex.embed_batch(text[], text) is
+'Embeds an array of texts with the space''s model (null: the default space); returns (ord, embedding), ord from 1.';
+
+-- memex._model_info(model): the provider and native dimensions of a model (loads it once).
+create or replace function memex._model_info(model text, out provider text, out dimensions integer)
+language plpython3u
+stable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "model_info", model)
+$py$;
+
+comment on function memex._model_info(text) is
+'Internal: (provider, native dimensions) of a model name or local model directory.';

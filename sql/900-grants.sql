@@ -34,6 +34,30 @@ grant execute on function memex.upsert_summaries(text, jsonb) to memex_admin, me
 grant execute on function memex.delete_document(text) to memex_admin, memex_app;
 grant execute on function memex.delete_conversation(text) to memex_admin, memex_app;
 
+-- embedding: spaces, batches, the pending queue
+grant execute on function memex.embed_batch(text[], text) to memex_admin, memex_app;
+grant execute on function memex._model_info(text) to memex_admin;
+grant execute on function memex._space(text) to memex_admin, memex_app;
+grant execute on function memex._space_index_name(integer) to memex_admin, memex_app;
+grant execute on function memex._space_index_sql(integer, boolean) to memex_admin;
+grant execute on function memex._build_space_index(integer) to memex_admin;
+grant execute on function memex._drop_space_index(integer) to memex_admin;
+grant execute on function memex.create_space(text, text, integer, text, text, text, jsonb) to memex_admin;
+grant execute on function memex.activate_space(text, boolean) to memex_admin;
+grant execute on function memex.retire_space(text) to memex_admin;
+grant execute on function memex.drop_space(text) to memex_admin;
+grant execute on function memex._dimension_guard() to memex_admin, memex_app;
+grant execute on function memex._pending_here(integer) to memex_admin, memex_app;
+grant execute on function memex._chunks_here() to memex_admin, memex_app;
+grant execute on function memex._space_counts(integer) to memex_admin, memex_app;
+grant execute on function memex.pending_count(text) to memex_admin, memex_app;
+grant execute on function memex._claim_pending(integer, integer, uuid) to memex_admin;
+grant execute on function memex._store_embeddings(integer, uuid[], bytea[], __vector_schema__.vector[]) to memex_admin
+, memex_app;
+grant execute on function memex._embed_pending_batch(integer, integer, uuid) to memex_admin;
+grant execute on procedure memex.embed_pending(text, integer, integer) to memex_admin;
+grant execute on function memex._embed_on_write() to memex_admin, memex_app;
+
 revoke all on all tables in schema memex from public;
 grant select on memex.installs to memex_admin, memex_app;
 grant usage on type memex.message_role to memex_admin, memex_app;
@@ -44,4 +68,9 @@ on memex.users, memex.folders, memex.conversations, memex.messages, memex.summar
 , memex.documents, memex.chunks
 to memex_admin, memex_app;
 grant select on memex.tenants to memex_app;
+-- Vectors: written by embed_pending and workers (memex_admin) and by embed-on-write in the
+-- application's own statements, always under RLS; spaces: managed by memex_admin only.
+grant select, insert, update, delete on memex.embeddings to memex_admin, memex_app;
+grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
+grant insert, update, delete on memex.spaces to memex_admin;
 grant select, insert, update, delete on memex.tenants to memex_admin;

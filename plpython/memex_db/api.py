@@ -8,29 +8,61 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from memex_db import __version__, chunking, models, payloads, probe, settings
+from memex_db import __version__, chunking, models, payloads, probe, settings, spaces
 from memex_db.environment import process_rss_mb
-from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD, Plpy
 
+# Each backend embedding a batch (embed_pending, a worker's batch) holds this advisory lock in
+# shared mode for its transaction; the number of holders is how many backends share the cores.
+EMBEDDERS_LOCK = (1835363704, 1)  # "memx", 1
 
-def _model_for_space(space: str | None) -> str:
-    # Spaces (memex.spaces) arrive with the embedding engine; until then only the default.
-    if space is not None:
-        raise InvalidParameter(
-            f"unknown embedding space {space!r}", hint="leave space null for the default space"
-        )
-    return models.DEFAULT_MODEL
+
+def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:
+    plan = spaces._plan(plpy, gd, "embedders",
+                        "select count(*)::int as n from pg_catalog.pg_locks where locktype = "
+                        "'advisory' and classid = $1 and objid = $2 and objsubid = 2 and granted",
+                        ["oid", "oid"])  # fmt: skip
+    rows = plpy.execute(plan, list(EMBEDDERS_LOCK))
+    return max(1, int(rows[0]["n"])) if rows else 1
+
+
+def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[models.LoadedModel, int]:
+    """The space's model in this backend, and the batch size; for batches, with the threads
+    re-balanced for how many backends embed at once."""
+    conf = settings.read(plpy, _concurrent_embedders(plpy, gd) if batch else 1)
+    runtime = space.runtime or conf.runtime
+    loaded = models.load(gd, space.model, conf.threads, conf.memory_budget_mb, runtime)
+    if batch and not conf.threads_explicit:
+        loaded.adapt_threads(conf.threads)
+    return loaded, conf.batch_size
 
 
 def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> list[float] | None:
     if text is None:
         return None
+    target = spaces.lookup(plpy, gd, space)
+    loaded, batch_size = _loaded(plpy, gd, target, batch=False)
+    return spaces.fit(loaded.encoder.encode([text], batch_size)[0], target)
+
+
+def embed_batch(
+    plpy: Plpy, gd: GD, texts: list[str | None] | None, space: str | None
+) -> Iterator[tuple[int, list[float] | None]]:
+    """(ord, vector) for each input, ord from 1 in input order; a null input gives null."""
+    if not texts:
+        return iter(())
+    target = spaces.lookup(plpy, gd, space)
+    loaded, batch_size = _loaded(plpy, gd, target, batch=True)
+    present = [(i, t) for i, t in enumerate(texts, 1) if t is not None]
+    vectors = loaded.encoder.encode([t for _, t in present], batch_size) if present else []
+    by_ord = {i: spaces.fit(v, target) for (i, _), v in zip(present, vectors, strict=True)}
+    return iter([(i, by_ord.get(i)) for i in range(1, len(texts) + 1)])
+
+
+def model_info(plpy: Plpy, gd: GD, model: str) -> tuple[str, int]:
+    """(provider, native dimensions) of a model, for create_space."""
     conf = settings.read(plpy)
-    loaded = models.load(
-        gd, _model_for_space(space), conf.threads, conf.memory_budget_mb, conf.runtime
-    )
-    return loaded.encoder.encode([text], conf.batch_size)[0]
+    return spaces.describe_model(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime)
 
 
 def chunk_text(
@@ -43,7 +75,7 @@ def chunk_text(
 ) -> Iterator[tuple[int, str, int]]:
     if text is None:
         return iter(())
-    tokenizer, cap = chunking.load_tokenizer(gd, _model_for_space(space))
+    tokenizer, cap = chunking.load_tokenizer(gd, spaces.lookup(plpy, gd, space).model)
     return chunking.chunk(tokenizer, cap, text, max_tokens, overlap)
 
 

@@ -16,6 +16,8 @@ from memex_db.plpy_types import GD
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "embed": api.embed,
+    "embed_batch": api.embed_batch,
+    "model_info": api.model_info,
     "chunk_text": api.chunk_text,
     "check_messages": api.check_messages,
     "check_artefact": api.check_artefact,

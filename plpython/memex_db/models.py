@@ -31,8 +31,15 @@ class Encoder(Protocol):
     provider: str
     dimensions: int
     max_tokens: int
+    threads: int
 
     def encode(self, texts: list[str], batch_size: int) -> list[list[float]]: ...
+    def set_threads(self, threads: int) -> None: ...
+
+
+# A backend gives threads back at once when more backends embed, but takes more only after
+# this many batches in a row saw fewer: counts sampled between two batches would flip-flop.
+RAISE_THREADS_AFTER = 3
 
 
 @dataclass
@@ -43,12 +50,27 @@ class LoadedModel:
     rss_before_mb: float
     rss_after_mb: float
     breakdown: dict[str, float] = field(default_factory=dict)
+    raise_votes: int = 0
+
+    def adapt_threads(self, wanted: int) -> None:
+        current = self.encoder.threads
+        if wanted < current:
+            self.encoder.set_threads(wanted)
+            self.raise_votes = 0
+        elif wanted > current:
+            self.raise_votes += 1
+            if self.raise_votes >= RAISE_THREADS_AFTER:
+                self.encoder.set_threads(wanted)
+                self.raise_votes = 0
+        else:
+            self.raise_votes = 0
 
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.key,
             "provider": self.encoder.provider,
             "dimensions": self.encoder.dimensions,
+            "threads": self.encoder.threads,
             "load_seconds": round(self.load_seconds, 3),
             "load_breakdown": {k: round(v, 3) for k, v in self.breakdown.items()},
             "rss_added_mb": round(self.rss_after_mb - self.rss_before_mb, 1),
@@ -92,9 +114,13 @@ class HashEncoder:
 
     provider = "hash"
     max_tokens = 256
+    threads = 1
 
     def __init__(self, dimensions: int):
         self.dimensions = dimensions
+
+    def set_threads(self, threads: int) -> None:
+        pass
 
     def encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
         return [self._one(t) for t in texts]
@@ -118,7 +144,9 @@ class SentenceTransformerEncoder:
         started = now()
         import torch
 
-        torch.set_num_threads(threads)
+        self._torch = torch
+        self.threads = 0
+        self.set_threads(threads)
         breakdown["import_torch"] = now() - started
         started = now()
         from sentence_transformers import SentenceTransformer
@@ -129,6 +157,11 @@ class SentenceTransformerEncoder:
         breakdown["load_model"] = now() - started
         self.dimensions = int(self.model.get_sentence_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
+
+    def set_threads(self, threads: int) -> None:
+        # Process-wide in torch, and this process is one backend: cheap to change any time.
+        self._torch.set_num_threads(threads)
+        self.threads = threads
 
     def encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
         vectors = self.model.encode(

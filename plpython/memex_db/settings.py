@@ -20,6 +20,7 @@ RUNTIMES = ("auto", "onnx", "sentence-transformers")
 @dataclass(frozen=True)
 class Settings:
     threads: int
+    threads_explicit: bool  # memex.embed_threads was set: no adapting to concurrent embedders
     memory_budget_mb: int  # 0 = no budget
     batch_size: int
     runtime: str  # auto = the validated ONNX export when there is one, else sentence-transformers
@@ -47,8 +48,10 @@ def default_threads(concurrent_embedders: int) -> int:
 
 
 def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
+    threads = _int_setting(plpy, GUCS["threads"], 0, 0)
     return Settings(
-        threads=_int_setting(plpy, GUCS["threads"], default_threads(concurrent_embedders), 1),
+        threads=threads or default_threads(concurrent_embedders),
+        threads_explicit=threads > 0,
         memory_budget_mb=_int_setting(plpy, GUCS["memory_budget_mb"], 0, 0),
         batch_size=_int_setting(plpy, GUCS["batch_size"], 64, 1),
         runtime=_runtime_setting(plpy),

@@ -8,7 +8,7 @@ import psycopg
 
 Conn = psycopg.Connection[tuple[object, ...]]
 TENANT_TABLES = ["users", "folders", "conversations", "messages", "summaries", "documents",
-                 "chunks"]  # fmt: skip
+                 "chunks", "embeddings"]  # fmt: skip
 ARTEFACT = {
     "version": 2, "slug": "2025-06-25__orage", "level": 1, "title": "Orage", "date": "2025-06-25",
     "summaries": [
@@ -57,6 +57,12 @@ def populate(conn: Conn, tenant: str, prefix: str = "") -> None:
     )
     conn.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
                  (json.dumps(ARTEFACT),))  # fmt: skip
+    # One vector per chunk in the default space, as embed_pending would store them.
+    conn.execute(
+        "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash) "
+        "select 1, c.id, memex.embed(c.content), c.content_hash from memex.chunks as c "
+        "where c.tenant_id = memex.current_tenant() on conflict do nothing"
+    )
 
 
 def counts(conn: Conn) -> dict[str, int]:

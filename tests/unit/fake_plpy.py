@@ -1,4 +1,5 @@
-"""A fake plpy: answers current_setting() from a dict and records notices and errors."""
+"""A fake plpy: answers current_setting() from a dict, memex.spaces lookups from a list, and
+records notices and errors."""
 
 from __future__ import annotations
 
@@ -14,14 +15,26 @@ class PlpyError(Exception):
 
 
 class FakePlpy:
-    def __init__(self, settings: dict[str, str] | None = None):
+    def __init__(
+        self, settings: dict[str, str] | None = None, spaces: list[dict[str, Any]] | None = None
+    ):
         self.settings = settings or {}
+        self.spaces = spaces or []
         self.notices: list[str] = []
 
     def execute(self, query: Any, args: Sequence[Any] = (), /) -> list[dict[str, Any]]:
-        match = re.search(r"current_setting\('([^']+)'", str(query))
+        text = str(query)
+        match = re.search(r"current_setting\('([^']+)'", text)
         if match:
             return [{"v": self.settings.get(match.group(1))}]
+        if "from memex.spaces where name = $1" in text:
+            return [s for s in self.spaces if s["name"] == args[0]]
+        if "from memex.spaces where domain = $1" in text:
+            return [s for s in self.spaces if s["domain"] == args[0] and s["status"] == "active"]
+        if text.startswith("select name from memex.spaces"):
+            return [{"name": s["name"]} for s in self.spaces]
+        if "from pg_catalog.pg_locks" in text:
+            return [{"n": 1}]
         raise AssertionError(f"unexpected query: {query}")
 
     def prepare(self, query: str, argtypes: Sequence[str] = (), /) -> Any:

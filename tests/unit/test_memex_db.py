@@ -31,7 +31,7 @@ def test_threads_are_shared_between_concurrent_embedders() -> None:
     ("name", "value", "message"),
     [
         ("memex.embed_threads", "many", "must be an integer"),
-        ("memex.embed_threads", "0", "must be >= 1"),
+        ("memex.embed_threads", "-1", "must be >= 0"),
         ("memex.embed_runtime", "gpu", "must be one of"),
     ],
 )

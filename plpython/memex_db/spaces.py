@@ -1,0 +1,108 @@
+"""Embedding spaces seen from Python: which model a space uses, and its vectors.
+
+A space (row of memex.spaces) fixes provider, model, dimensions and distance. Vectors of a
+space are the model's output truncated to the space's dimensions and re-normalised, so a
+smaller space is a cheaper index over the same model. Every vector leaving here has exactly
+the space's dimensions: nothing of one space can be compared with another's by accident.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from memex_db import models
+from memex_db.errors import EnvironmentBroken, InvalidParameter, NotFound
+from memex_db.plpy_types import GD, Plpy
+
+_SELECT = (
+    "select id, name, provider, model, dimensions, model_dimensions, domain, distance, options"
+    ", status from memex.spaces"
+)
+
+
+@dataclass(frozen=True)
+class Space:
+    id: int
+    name: str
+    provider: str
+    model: str
+    dimensions: int
+    model_dimensions: int
+    domain: str
+    distance: str
+    runtime: str | None  # options.runtime: overrides memex.embed_runtime for this space
+    status: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> Space:
+        import json
+
+        options = row["options"]
+        if isinstance(options, str):
+            options = json.loads(options)
+        return cls(
+            id=int(row["id"]), name=row["name"], provider=row["provider"], model=row["model"],
+            dimensions=int(row["dimensions"]), model_dimensions=int(row["model_dimensions"]),
+            domain=row["domain"], distance=row["distance"], runtime=(options or {}).get("runtime"),
+            status=row["status"],
+        )  # fmt: skip
+
+
+def _plan(plpy: Plpy, gd: GD, key: str, query: str, types: list[str]) -> Any:
+    plans: dict[str, Any] = gd.setdefault("memex_plans", {})
+    if key not in plans:
+        plans[key] = plpy.prepare(query, types)
+    return plans[key]
+
+
+def lookup(plpy: Plpy, gd: GD, name: str | None, domain: str = "text") -> Space:
+    """The named space, or the active space of `domain` when name is null. Read every call
+    (a prepared plan, microseconds): activate_space takes effect at the next statement."""
+    if name is None:
+        plan = _plan(plpy, gd, "active_space",
+                     _SELECT + " where domain = $1 and status = 'active'",
+                     ["text"])  # fmt: skip
+        rows = plpy.execute(plan, [domain])
+        if not rows:
+            raise NotFound(
+                f"no active embedding space for domain {domain!r}",
+                hint="create one with memex.create_space(...) and memex.activate_space(name)",
+            )
+        return Space.from_row(rows[0])
+    plan = _plan(plpy, gd, "space_by_name",
+                 _SELECT + " where name = $1", ["text"])  # fmt: skip
+    rows = plpy.execute(plan, [name])
+    if not rows:
+        known = [r["name"] for r in plpy.execute("select name from memex.spaces order by id")]
+        raise InvalidParameter(
+            f"unknown embedding space {name!r}",
+            hint=f"known spaces: {', '.join(known) or 'none'}; null means the active text space",
+        )
+    return Space.from_row(rows[0])
+
+
+def fit(vector: list[float], space: Space) -> list[float]:
+    """The model's vector in the space's dimensions: truncated and re-normalised if smaller."""
+    if len(vector) != space.model_dimensions:
+        raise EnvironmentBroken(
+            f"model {space.model!r} produced {len(vector)} dimensions but space {space.name!r} "
+            f"was created for {space.model_dimensions}",
+            hint="the model on the server changed under this space: restore it, or re-embed into "
+            "a new space (CALL memex.reembed(...))",
+        )
+    if space.dimensions == space.model_dimensions:
+        return vector
+    head = vector[: space.dimensions]
+    norm = math.sqrt(sum(v * v for v in head)) or 1.0
+    return [v / norm for v in head]
+
+
+def describe_model(
+    gd: GD, model: str, threads: int, budget_mb: int, runtime: str
+) -> tuple[str, int]:
+    """(provider, native dimensions) of a model, loading it (once per backend) to be sure."""
+    loaded = models.load(gd, model, threads, budget_mb, runtime)
+    provider = "hash" if model.startswith(models.HASH_PREFIX) else "sentence-transformers"
+    return provider, loaded.encoder.dimensions

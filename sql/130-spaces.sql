@@ -1,0 +1,335 @@
+-- Embedding spaces: create, activate, retire, drop; their indexes; what each space holds.
+-- Spaces are installation-wide (no tenant): one model serves every tenant. memex_admin manages
+-- them; applications read them. Only building and dropping an index needs the table owner,
+-- so only memex._build_space_index and memex._drop_space_index are SECURITY DEFINER.
+
+-- memex._space(name): the named space, or the active space of domain 'text' when name is null.
+create or replace function memex._space(name text default null)
+returns memex.spaces
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    found_space memex.spaces;
+begin
+    if _space.name is null then
+        select s.* into found_space from memex.spaces as s where s.domain = 'text' and s.status = 'active';
+        if not found then
+            raise exception 'no active embedding space for domain text'
+                using errcode = 'P0002', hint = 'activate one with memex.activate_space(name)';
+        end if;
+    else
+        select s.* into found_space from memex.spaces as s where s.name = _space.name;
+        if not found then
+            raise exception 'unknown embedding space %', pg_catalog.quote_literal(_space.name)
+                using errcode = '22023'
+                , hint = 'known spaces: ' || coalesce(
+                    (select pg_catalog.string_agg(s.name, ', ' order by s.id) from memex.spaces as s), 'none'
+                );
+        end if;
+    end if;
+    return found_space;
+end
+$$;
+
+comment on function memex._space(text) is
+'Internal: a space by name, or the active text space when name is null (22023 / P0002 otherwise).';
+
+-- memex._space_index_name(space_id): the name of a space's vector index.
+create or replace function memex._space_index_name(space_id integer)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select 'embeddings_space_' || space_id::text $$;
+
+comment on function memex._space_index_name(integer) is 'Internal: the name of a space''s vector index.';
+
+-- memex._space_index_sql(space_id, concurrently): the CREATE INDEX statement of a space: a
+-- partial expression index on (embedding::vector(N)) WHERE space_id = S.
+create or replace function memex._space_index_sql(space_id integer, concurrently boolean default false)
+returns text
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces;
+    vs text := (
+        select pg_catalog.quote_ident(n.nspname)
+          from pg_catalog.pg_extension as e join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+         where e.extname = 'vector'
+    );
+    opclass text;
+    params text;
+begin
+    select s.* into strict sp from memex.spaces as s where s.id = _space_index_sql.space_id;
+    opclass := case sp.distance
+        when 'cosine' then 'vector_cosine_ops' when 'l2' then 'vector_l2_ops' else 'vector_ip_ops'
+    end;
+    if sp.index_kind = 'hnsw' then
+        params := pg_catalog.format(
+            'm = %s, ef_construction = %s'
+            , coalesce((sp.options ->> 'm')::integer, 16), coalesce((sp.options ->> 'ef_construction')::integer, 64)
+        );
+    else
+        params := pg_catalog.format('lists = %s', coalesce((sp.options ->> 'lists')::integer, 100));
+    end if;
+    return pg_catalog.format(
+        'create index %s if not exists %I on memex.embeddings using %s ((embedding::%s.vector(%s)) %s.%s) '
+        'with (%s) where space_id = %s'
+        , case when _space_index_sql.concurrently then 'concurrently' else '' end
+        , memex._space_index_name(sp.id), sp.index_kind, vs, sp.dimensions, vs, opclass, params, sp.id
+    );
+end
+$$;
+
+comment on function memex._space_index_sql(integer, boolean) is
+'Internal: the CREATE INDEX statement of a space (memex reembed --concurrent-index sends it with CONCURRENTLY).';
+
+-- memex._build_space_index(space_id): builds a space's index if it has none.
+-- SECURITY DEFINER because an index on memex.embeddings must be created by its owner
+-- (memex_owner) and memex_admin owns nothing. It takes only an id and builds the statement
+-- from the validated spaces row; EXECUTE is for memex_admin only.
+create or replace function memex._build_space_index(space_id integer)
+returns boolean
+language plpgsql
+volatile
+parallel unsafe
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if (select s.index_kind from memex.spaces as s where s.id = _build_space_index.space_id) = 'none'
+       or pg_catalog.to_regclass('memex.' || memex._space_index_name(_build_space_index.space_id)) is not null then
+        return false;
+    end if;
+    execute memex._space_index_sql(_build_space_index.space_id);
+    return true;
+end
+$$;
+
+comment on function memex._build_space_index(integer) is
+'Internal (SECURITY DEFINER: the table owner builds indexes): builds a space''s vector index if missing.';
+
+-- memex._drop_space_index(space_id): drops a space's index. SECURITY DEFINER for the same
+-- reason as memex._build_space_index.
+create or replace function memex._drop_space_index(space_id integer)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    execute pg_catalog.format('drop index if exists memex.%I', memex._space_index_name(_drop_space_index.space_id));
+end
+$$;
+
+comment on function memex._drop_space_index(integer) is
+'Internal (SECURITY DEFINER: the table owner drops indexes): drops a space''s vector index.';
+
+-- memex.create_space(...): registers a space (status 'building') and builds its empty index.
+-- Idempotent by name for the same signature; another signature under an existing name fails.
+create or replace function memex.create_space(
+    name text, model text, dimensions integer default null, domain text default 'text'
+    , distance text default 'cosine', index_kind text default 'hnsw', options jsonb default '{}'
+)
+returns integer
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    opts jsonb := coalesce(create_space.options, '{}');
+    info record;
+    dims integer;
+    existing memex.spaces;
+    new_id integer;
+    unknown text[];
+begin
+    if create_space.name is null or create_space.name !~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' then
+        raise exception 'invalid space name %', coalesce(pg_catalog.quote_literal(create_space.name), 'null')
+            using errcode = '22023', hint = 'letters, digits and _ . : @ - (at most 128), starting with a letter or digit';
+    end if;
+    if create_space.domain is null or create_space.domain not in ('text', 'code') then
+        raise exception 'invalid domain %: expected text or code', create_space.domain using errcode = '22023';
+    end if;
+    if create_space.distance is null or create_space.distance not in ('cosine', 'l2', 'inner_product') then
+        raise exception 'invalid distance %: expected cosine, l2 or inner_product', create_space.distance
+            using errcode = '22023';
+    end if;
+    if create_space.index_kind is null or create_space.index_kind not in ('hnsw', 'ivfflat', 'none') then
+        raise exception 'invalid index_kind %: expected hnsw, ivfflat or none', create_space.index_kind
+            using errcode = '22023';
+    end if;
+    if pg_catalog.jsonb_typeof(opts) <> 'object' then
+        raise exception 'space options must be a JSON object' using errcode = '22023';
+    end if;
+    select pg_catalog.array_agg(k order by k) into unknown
+      from pg_catalog.jsonb_object_keys(opts) as k
+     where k not in ('m', 'ef_construction', 'lists', 'runtime', 'defer_index');
+    if unknown is not null then
+        raise exception 'unknown space options: %', pg_catalog.array_to_string(unknown, ', ')
+            using errcode = '22023', hint = 'known: m, ef_construction, lists, runtime, defer_index';
+    end if;
+    if opts ? 'runtime' and opts ->> 'runtime' not in ('auto', 'onnx', 'sentence-transformers') then
+        raise exception 'invalid runtime %: expected auto, onnx or sentence-transformers', opts ->> 'runtime'
+            using errcode = '22023';
+    end if;
+    info := memex._model_info(create_space.model);  -- 22023 for an unknown model or directory
+    dims := coalesce(create_space.dimensions, info.dimensions);
+    if dims < 1 or dims > info.dimensions then
+        raise exception 'dimensions % for model % (which has %)', dims, create_space.model, info.dimensions
+            using errcode = '22023', hint = 'a space may use the model''s dimensions or fewer (truncated, re-normalised)';
+    end if;
+    if create_space.index_kind <> 'none' and dims > 2000 then
+        raise exception 'pgvector indexes at most 2000 dimensions, not %', dims
+            using errcode = '22023', hint = 'use fewer dimensions, or index_kind => ''none''';
+    end if;
+    select s.* into existing from memex.spaces as s where s.name = create_space.name;
+    if found then
+        if (existing.model, existing.dimensions, existing.domain, existing.distance, existing.index_kind)
+           is distinct from (create_space.model, dims, create_space.domain, create_space.distance, create_space.index_kind) then
+            raise exception 'space % already exists with another signature (% dimensions of %)'
+                , create_space.name, existing.dimensions, existing.model
+                using errcode = '42710', hint = 'choose another name, or drop_space the old one';
+        end if;
+        return existing.id;
+    end if;
+    insert into memex.spaces as s (name, provider, model, dimensions, model_dimensions, domain, distance, index_kind, options)
+    values (
+        create_space.name, info.provider, create_space.model, dims, info.dimensions, create_space.domain
+        , create_space.distance, create_space.index_kind, opts
+    )
+    returning s.id into new_id;
+    if not coalesce((opts ->> 'defer_index')::boolean, false) and create_space.index_kind = 'hnsw' then
+        perform memex._build_space_index(new_id);  -- empty now; HNSW grows with the rows
+    end if;
+    return new_id;
+end
+$$;
+
+comment on function memex.create_space(text, text, integer, text, text, text, jsonb) is
+'Registers an embedding space (status building) for a model, optionally with fewer dimensions; returns its id.';
+
+-- memex.activate_space(name, force): makes a space the active one of its domain (the previous
+-- one is retired), after building its index. Refuses while chunks are still pending in it
+-- unless force: search would silently miss them.
+create or replace function memex.activate_space(name text, force boolean default false)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces := memex._space(activate_space.name);
+    missing bigint;
+begin
+    if sp.status = 'active' then
+        raise notice 'memex: space % is already active', sp.name;
+        return;
+    end if;
+    missing := memex.pending_count(sp.name);
+    if missing > 0 and not activate_space.force then
+        raise exception 'space % has % chunks without a vector yet', sp.name, missing
+            using errcode = '55000'
+            , hint = pg_catalog.format('CALL memex.embed_pending(%L) first, or activate_space(%L, force => true)', sp.name, sp.name);
+    end if;
+    if memex._build_space_index(sp.id) then
+        raise notice 'memex: built the % index of space %', sp.index_kind, sp.name;
+    end if;
+    update memex.spaces as s set status = 'retired', retired_at = pg_catalog.now()
+     where s.domain = sp.domain and s.status = 'active';
+    update memex.spaces as s set status = 'active', activated_at = pg_catalog.now(), retired_at = null
+     where s.id = sp.id;
+end
+$$;
+
+comment on function memex.activate_space(text, boolean) is
+'Makes a space the active one of its domain (the previous one is retired: rollback = activate it again).';
+
+-- memex.retire_space(name): takes a space out of service; its vectors stay until drop_space.
+create or replace function memex.retire_space(name text)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces := memex._space(retire_space.name);
+begin
+    update memex.spaces as s set status = 'retired', retired_at = pg_catalog.now() where s.id = sp.id;
+    if sp.status = 'active' then
+        raise warning 'memex: space % was the active % space; there is none now', sp.name, sp.domain
+            using hint = 'memex.embed and search need an active space: memex.activate_space(name)';
+    end if;
+end
+$$;
+
+comment on function memex.retire_space(text) is 'Retires a space: not used by default any more; vectors kept.';
+
+-- memex.drop_space(name): deletes a space, its index and its vectors. Never the active one.
+create or replace function memex.drop_space(name text)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces := memex._space(drop_space.name);
+begin
+    if sp.status = 'active' then
+        raise exception 'space % is active', sp.name
+            using errcode = '55006', hint = 'activate another space of this domain first';
+    end if;
+    perform memex._drop_space_index(sp.id);
+    delete from memex.spaces as s where s.id = sp.id;  -- its embeddings cascade
+end
+$$;
+
+comment on function memex.drop_space(text) is 'Drops a space that is not active, with its index and vectors.';
+
+-- memex._dimension_guard(): no vector enters a space with other dimensions than the space's.
+create or replace function memex._dimension_guard()
+returns trigger
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    want integer := (select s.dimensions from memex.spaces as s where s.id = new.space_id);
+    got integer := __vector_schema__.vector_dims(new.embedding);
+begin
+    if got is distinct from want then
+        raise exception 'a vector of % dimensions cannot go into space % (% dimensions)', got, new.space_id, want
+            using errcode = '22000', hint = 'vectors of different models or dimensions are never mixed';
+    end if;
+    return new;
+end
+$$;
+
+comment on function memex._dimension_guard() is
+'Internal trigger: refuses a vector whose dimensions differ from its space''s (22000).';
+
+drop trigger if exists dimension_guard on memex.embeddings;
+create trigger dimension_guard before insert or update of embedding, space_id on memex.embeddings
+for each row execute function memex._dimension_guard();
