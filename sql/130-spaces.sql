@@ -38,15 +38,20 @@ $$;
 comment on function memex._space(text) is
 'Internal: a space by name, or the active text space when name is null (22023 / P0002 otherwise).';
 
--- memex._space_index_name(space_id): the name of a space's vector index.
+-- memex._space_index_name(space_id): the name of a space's vector index,
+-- embeddings_space_<id>_<kind> (the default space's, from migration 0003: embeddings_space_1_hnsw).
 create or replace function memex._space_index_name(space_id integer)
 returns text
 language sql
-immutable
+stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select 'embeddings_space_' || space_id::text $$;
+as $$
+    select 'embeddings_space_' || s.id::text || '_' || s.index_kind
+      from memex.spaces as s
+     where s.id = _space_index_name.space_id
+$$;
 
 comment on function memex._space_index_name(integer) is 'Internal: the name of a space''s vector index.';
 

@@ -286,7 +286,7 @@ begin
                 cursor_id := null;
                 continue;
             end if;
-            done := done + batch.embedded;
+            done := done + batch.claimed;  -- rows that went through the model
             cursor_id := batch.last_id;
             if pg_catalog.clock_timestamp() - last_notice >= interval '1 second' then
                 last_notice := pg_catalog.clock_timestamp();

@@ -12,6 +12,7 @@ from tests.conftest import server_python
 
 TEXTS = [
     "hello world",
+    "Les bases de données vectorielles accélèrent la recherche sémantique à grande échelle.",
     "How do I rotate the signing keys without downtime?",
     "Le chat dort sur le canapé pendant que la pluie tombe.",
     "def handler(event):\n    return {'status': 200, 'body': event['id']}",
@@ -68,6 +69,43 @@ def test_embed_matches_sentence_transformers(
         got = _embed(conn, text)
         assert len(got) == 384
         assert _cosine(got, expected) >= 0.9999, text
+
+
+@pytest.mark.parametrize("runtime", ["auto", "sentence-transformers"])
+def test_embed_batch_matches_sentence_transformers_in_input_order(
+    conn: psycopg.Connection[tuple[object, ...]],
+    reference_vectors: list[list[float]],
+    runtime: str,
+) -> None:
+    conn.execute("select set_config('memex.embed_runtime', %s, false)", (runtime,))
+    rows = conn.execute(
+        "select ord, embedding::text from memex.embed_batch(%s) order by ord", (TEXTS,)
+    ).fetchall()
+    assert [r[0] for r in rows] == list(range(1, len(TEXTS) + 1))
+    for (_, vector), expected, text in zip(rows, reference_vectors, TEXTS, strict=True):
+        assert _cosine(json.loads(str(vector)), expected) >= 0.9999, text
+
+
+def test_embed_batch_keeps_nulls_in_place(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    rows = conn.execute(
+        "select ord, embedding is null from memex.embed_batch(array['a', null, 'c'])"
+    ).fetchall()
+    assert rows == [(1, False), (2, True), (3, False)]
+    assert conn.execute("select count(*) from memex.embed_batch('{}')").fetchone() == (0,)
+
+
+def test_a_smaller_space_truncates_and_renormalises(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    conn.execute("select memex.create_space('mini-64', 'all-MiniLM-L6-v2', 64)")
+    full = _embed(conn, TEXTS[1])
+    row = conn.execute("select memex.embed(%s, 'mini-64')::text", (TEXTS[1],)).fetchone()
+    assert row is not None
+    small = json.loads(str(row[0]))
+    norm = sum(x * x for x in full[:64]) ** 0.5
+    assert len(small) == 64
+    assert max(abs(a - b / norm) for a, b in zip(small, full[:64], strict=True)) < 1e-6
+    assert abs(sum(x * x for x in small) - 1.0) < 1e-5
 
 
 def test_default_runtime_is_the_fast_path(conn: psycopg.Connection[tuple[object, ...]]) -> None:

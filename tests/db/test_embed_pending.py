@@ -1,0 +1,227 @@
+"""CALL memex.embed_pending: exactly one up-to-date vector per chunk, whatever happens.
+
+Real model (the default space): these tests embed a few hundred short chunks."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.db.tenancy_helpers import make_tenants
+
+Conn = psycopg.Connection[tuple[object, ...]]
+TOPICS = ["keys", "backups", "storms", "indexes", "tenants", "vectors", "queues", "upgrades"]
+
+
+def load_documents(dsn: str, tenant: str, count: int, prefix: str = "doc") -> None:
+    """`count` one-chunk documents for `tenant`, in one transaction."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("select memex.set_tenant(%s)", (tenant,))
+        for i in range(count):
+            topic = TOPICS[i % len(TOPICS)]
+            conn.execute(
+                "select memex.upsert_document(%s, %s)",
+                (f"{prefix}/{i}.md", f"Note {i} about {topic}: item {i * 7 % 13} of the runbook."),
+            )
+
+
+def admin(dsn: str) -> Conn:
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("set role memex_admin")
+    return conn
+
+
+def state(dsn: str) -> tuple[int, int, int, int]:
+    """(chunks, vectors in the default space, chunks with exactly one up-to-date vector,
+    pending) over every tenant, read as superuser."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            """
+            select (select count(*) from memex.chunks)
+                 , (select count(*) from memex.embeddings where space_id = 1)
+                 , (select count(*) from memex.chunks c where (
+                       select count(*) from memex.embeddings e where e.space_id = 1
+                          and e.chunk_id = c.id and e.content_hash = c.content_hash) = 1)
+                 , (select memex.pending_count())
+            """
+        ).fetchone()
+        assert row is not None
+        return tuple(int(v) for v in row)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def two_tenants_loaded(conn: Conn, db: str) -> Iterator[str]:
+    ids = make_tenants(conn, "a", "b")
+    load_documents(db, ids["a"], 240)
+    load_documents(db, ids["b"], 120)
+    yield db
+
+
+def test_embed_pending_leaves_nothing_pending_and_one_vector_per_chunk(
+    two_tenants_loaded: str,
+) -> None:
+    dsn = two_tenants_loaded
+    notices: list[str] = []
+    with admin(dsn) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        assert conn.execute("select memex.pending_count()").fetchone() == (360,)
+        conn.execute("call memex.embed_pending(batch_size => 32)")
+        assert conn.execute("select memex.pending_count()").fetchone() == (0,)
+    assert state(dsn) == (360, 360, 360, 0)
+    assert notices[0] == "memex.embed_pending: 360 chunks to embed into space all-MiniLM-L6-v2@384"
+    assert re.match(r"memex\.embed_pending: done, 360 chunks embedded", notices[-1])
+
+    with admin(dsn) as conn:  # nothing left: a second run embeds nothing
+        conn.execute("call memex.embed_pending()")
+    assert state(dsn) == (360, 360, 360, 0)
+
+
+def test_max_rows_stops_early_and_the_next_call_finishes(two_tenants_loaded: str) -> None:
+    with admin(two_tenants_loaded) as conn:
+        conn.execute("call memex.embed_pending(batch_size => 16, max_rows => 50)")
+        assert conn.execute("select memex.pending_count()").fetchone() == (310,)
+        conn.execute("call memex.embed_pending()")
+    assert state(two_tenants_loaded)[1:] == (360, 360, 0)
+
+
+def _run_until_interrupted(dsn: str, interrupt: str) -> type[BaseException] | None:
+    """Start embed_pending in a thread, stop it with pg_cancel_backend / pg_terminate_backend
+    once some batches are committed; return the exception the CALL ended with."""
+    outcome: list[type[BaseException] | None] = []
+    conn = admin(dsn)
+    pid = conn.info.backend_pid
+
+    def run() -> None:
+        try:
+            conn.execute("call memex.embed_pending(batch_size => 4)")
+            outcome.append(None)
+        except psycopg.Error as exc:
+            outcome.append(type(exc))
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            embedded = watcher.execute("select count(*) from memex.embeddings").fetchone()
+            if embedded and int(embedded[0]) >= 20:  # type: ignore[call-overload]
+                break
+            time.sleep(0.02)
+        watcher.execute(f"select {interrupt}(%s)", (pid,))
+    worker.join(60)
+    conn.close()
+    return outcome[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("interrupt", "error"),
+    [("pg_cancel_backend", psycopg.errors.QueryCanceled),
+     ("pg_terminate_backend", psycopg.OperationalError)],
+)  # fmt: skip
+def test_an_interrupted_run_resumes_to_exactly_one_vector_per_chunk(
+    two_tenants_loaded: str, interrupt: str, error: type[BaseException]
+) -> None:
+    dsn = two_tenants_loaded
+    ended_with = _run_until_interrupted(dsn, interrupt)
+    assert ended_with is not None and issubclass(ended_with, error)
+    chunks, vectors, good, pending = state(dsn)
+    assert 20 <= vectors < chunks, "committed batches are kept, the rest is still pending"
+    assert good == vectors and pending == chunks - vectors
+
+    with admin(dsn) as conn:
+        conn.execute("call memex.embed_pending()")
+    assert state(dsn) == (360, 360, 360, 0)
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_split_the_work_and_never_embed_a_row_twice(
+    two_tenants_loaded: str,
+) -> None:
+    dsn = two_tenants_loaded
+    done: list[int] = []
+
+    def run() -> None:
+        notices: list[str] = []
+        with admin(dsn) as conn:
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            conn.execute("call memex.embed_pending(batch_size => 8)")
+        found = re.search(r"done, (\d+) chunks embedded", notices[-1])
+        assert found
+        done.append(int(found.group(1)))
+
+    runners = [threading.Thread(target=run) for _ in range(2)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(120)
+    assert len(done) == 2
+    assert sum(done) == 360, f"rows went through the model {sum(done)} times for 360 chunks"
+    assert min(done) > 0, "both runners took a share"
+    assert state(dsn) == (360, 360, 360, 0)
+
+
+def test_metadata_changes_re_embed_nothing_and_text_changes_only_their_chunks(
+    conn: Conn, db: str
+) -> None:
+    ids = make_tenants(conn, "a")
+    body = "\n\n".join(f"Section {i}. " + " ".join(["runbook"] * 150) + f" end {i}." for i in range(4))
+    with psycopg.connect(db) as writer:
+        writer.execute("select memex.set_tenant(%s)", (ids["a"],))
+        writer.execute("select memex.upsert_document('big.md', %s, 'Big')", (body,))
+    with admin(db) as run:
+        run.execute("call memex.embed_pending()")
+    before = dict(conn.execute("select chunk_id, embedded_at from memex.embeddings").fetchall())
+    assert len(before) >= 3
+
+    with psycopg.connect(db) as writer:
+        writer.execute("select memex.set_tenant(%s)", (ids["a"],))
+        writer.execute(
+            "select memex.upsert_document('big.md', %s, 'Big, renamed', '{\"owner\": \"ops\"}')",
+            (body,),
+        )
+    assert state(db)[3] == 0, "a title and metadata change leaves nothing pending"
+
+    changed = body.replace("end 3.", "end three, rewritten.")
+    with psycopg.connect(db) as writer:
+        writer.execute("select memex.set_tenant(%s)", (ids["a"],))
+        writer.execute("select memex.upsert_document('big.md', %s, 'Big, renamed')", (changed,))
+    assert state(db)[3] == 1, "only the last chunk changed"
+    with admin(db) as run:
+        run.execute("call memex.embed_pending()")
+    after = dict(conn.execute("select chunk_id, embedded_at from memex.embeddings").fetchall())
+    assert sum(1 for k, v in after.items() if before.get(k) != v) == 1
+    assert state(db)[1:] == (len(after), len(after), 0)
+
+
+def test_embed_on_write_leaves_nothing_pending(conn: Conn, db: str) -> None:
+    ids = make_tenants(conn, "a")
+    with psycopg.connect(db) as writer:
+        writer.execute("set role memex_app")
+        writer.execute("set memex.embed_on_write = on")
+        writer.execute("select memex.set_tenant(%s)", (ids["a"],))
+        writer.execute("select memex.upsert_document('a.md', 'Rotate the keys every quarter.')")
+        writer.execute("select memex.upsert_document('a.md', 'Rotate the keys every month.')")
+    assert state(db) == (1, 1, 1, 0)
+
+
+def test_bad_arguments_are_named(conn: Conn) -> None:
+    conn.execute("set role memex_admin")
+    for call, message in [
+        ("call memex.embed_pending(batch_size => 0)", "batch_size must be between"),
+        ("call memex.embed_pending(max_rows => 0)", "max_rows must be at least 1"),
+        ("call memex.embed_pending('nope')", "unknown embedding space"),
+    ]:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+            conn.execute(call)
+
+
+def test_the_app_role_cannot_run_the_cross_tenant_job(conn: Conn) -> None:
+    conn.execute("set role memex_app")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("call memex.embed_pending()")

@@ -1,0 +1,115 @@
+"""Embedding spaces: creation rules, activation, retirement, dropping, and the dimension rule."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.db.tenancy_helpers import as_role, make_tenants, populate
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def test_install_creates_the_default_space_active_with_its_index(conn: Conn) -> None:
+    rows = conn.execute(
+        "select name, provider, model, dimensions, domain, distance, status from memex.spaces"
+    ).fetchall()
+    assert rows == [("all-MiniLM-L6-v2@384", "sentence-transformers", "all-MiniLM-L6-v2", 384,
+                     "text", "cosine", "active")]  # fmt: skip
+    index = conn.execute(
+        "select indexdef from pg_indexes where indexname = 'embeddings_space_1_hnsw'"
+    ).fetchone()
+    assert index is not None
+    assert "hnsw" in str(index[0]) and "vector(384)" in str(index[0])
+    assert "WHERE (space_id = 1)" in str(index[0])
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate", "message"),
+    [
+        ("memex.create_space('x', 'no-such-model')", "22023", "unknown model"),
+        ("memex.create_space('x', '/nowhere/model')", "22023", "does not exist on the database"),
+        ("memex.create_space('x', 'all-MiniLM-L6-v2', 512)", "22023", "which has 384"),
+        ("memex.create_space('x', 'all-MiniLM-L6-v2', 0)", "22023", "dimensions 0"),
+        ("memex.create_space('bad name!', 'hash:8')", "22023", "invalid space name"),
+        ("memex.create_space('x', 'hash:8', distance => 'manhattan')", "22023", "invalid distance"),
+        ("memex.create_space('x', 'hash:8', index_kind => 'lsh')", "22023", "invalid index_kind"),
+        ("memex.create_space('x', 'hash:8', domain => 'images')", "22023", "invalid domain"),
+        ("memex.create_space('x', 'hash:8', options => '{\"m\": 8, \"colour\": 1}')", "22023",
+         "unknown space options: colour"),
+        ("memex.create_space('x', 'hash:3000')", "22023", "at most 2000 dimensions"),
+        ("memex.create_space('all-MiniLM-L6-v2@384', 'hash:8')", "42710", "another signature"),
+        ("memex.activate_space('nope')", "22023", "unknown embedding space"),
+        ("memex.drop_space('all-MiniLM-L6-v2@384')", "55006", "is active"),
+    ],
+)  # fmt: skip
+def test_bad_space_calls_are_named_and_change_nothing(
+    conn: Conn, call: str, sqlstate: str, message: str
+) -> None:
+    as_role(conn, "memex_admin")
+    with pytest.raises(psycopg.Error, match=message) as info:
+        conn.execute(f"select {call}")
+    assert info.value.sqlstate == sqlstate
+    assert conn.execute("select count(*) from memex.spaces").fetchone() == (1,)
+
+
+def test_create_space_is_idempotent_by_name(conn: Conn) -> None:
+    as_role(conn, "memex_admin")
+    first = conn.execute("select memex.create_space('h8', 'hash:8')").fetchone()
+    again = conn.execute("select memex.create_space('h8', 'hash:8')").fetchone()
+    assert first == again
+
+
+def test_the_app_role_cannot_manage_spaces(conn: Conn) -> None:
+    as_role(conn, "memex_app")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("select memex.create_space('h8', 'hash:8')")
+
+
+def test_a_vector_of_other_dimensions_never_enters_a_space(conn: Conn) -> None:
+    ids = make_tenants(conn, "a")
+    as_role(conn, "memex_admin")
+    populate(conn, ids["a"])
+    conn.execute("select memex.create_space('h8', 'hash:8', index_kind => 'none')")
+    chunk = conn.execute("select id, content_hash from memex.chunks limit 1").fetchone()
+    assert chunk is not None
+    with pytest.raises(psycopg.errors.DataException, match="8 dimensions"):
+        conn.execute(
+            "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
+            " select id, %s, memex.embed('x'), %s from memex.spaces where name = 'h8'",
+            chunk,
+        )
+
+
+def test_activate_refuses_a_space_with_pending_chunks_then_switches(conn: Conn) -> None:
+    ids = make_tenants(conn, "a", "b")
+    populate(conn, ids["a"])
+    populate(conn, ids["b"])
+    conn.execute("reset memex.tenant_id")
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.create_space('h16', 'hash:16')")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="without a vector"):
+        conn.execute("select memex.activate_space('h16')")
+
+    conn.execute("call memex.embed_pending('h16')")
+    conn.execute("select memex.activate_space('h16')")
+    status = dict(conn.execute("select name, status from memex.space_status").fetchall())
+    assert status == {"all-MiniLM-L6-v2@384": "retired", "h16": "active"}
+    assert conn.execute("select vector_dims(memex.embed('x'))").fetchone() == (16,)
+
+    conn.execute("select memex.activate_space('all-MiniLM-L6-v2@384', force => true)")
+    conn.execute("select memex.drop_space('h16')")
+    assert conn.execute("select count(*) from memex.spaces where name = 'h16'").fetchone() == (0,)
+    conn.execute("reset role")
+    assert conn.execute("select count(*) from pg_indexes where indexname like 'embeddings_space_%'"
+                        " and indexname <> 'embeddings_space_1_hnsw'").fetchone() == (0,)  # fmt: skip
+    assert conn.execute(
+        "select count(*) from memex.embeddings where space_id <> 1"
+    ).fetchone() == (0,)
+
+
+def test_retiring_the_active_space_warns_and_embed_then_says_why(conn: Conn) -> None:
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.retire_space('all-MiniLM-L6-v2@384')")
+    with pytest.raises(psycopg.errors.NoDataFound, match="no active embedding space"):
+        conn.execute("select memex.embed('x')")
