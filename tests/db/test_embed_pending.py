@@ -170,7 +170,8 @@ def test_metadata_changes_re_embed_nothing_and_text_changes_only_their_chunks(
     conn: Conn, db: str
 ) -> None:
     ids = make_tenants(conn, "a")
-    body = "\n\n".join(f"Section {i}. " + " ".join(["runbook"] * 150) + f" end {i}." for i in range(4))
+    sections = (f"Section {i}. " + " ".join(["runbook"] * 150) + f" end {i}." for i in range(4))
+    body = "\n\n".join(sections)
     with psycopg.connect(db) as writer:
         writer.execute("select memex.set_tenant(%s)", (ids["a"],))
         writer.execute("select memex.upsert_document('big.md', %s, 'Big')", (body,))

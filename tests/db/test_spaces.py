@@ -99,7 +99,8 @@ def test_activate_refuses_a_space_with_pending_chunks_then_switches(conn: Conn) 
 
     conn.execute("select memex.activate_space('all-MiniLM-L6-v2@384', force => true)")
     conn.execute("select memex.drop_space('h16')")
-    assert conn.execute("select count(*) from memex.spaces where name = 'h16'").fetchone() == (0,)
+    remaining = conn.execute("select count(*) from memex.spaces where name = 'h16'").fetchone()
+    assert remaining == (0,)
     conn.execute("reset role")
     assert conn.execute("select count(*) from pg_indexes where indexname like 'embeddings_space_%'"
                         " and indexname <> 'embeddings_space_1_hnsw'").fetchone() == (0,)  # fmt: skip
