@@ -106,9 +106,8 @@ def test_activate_refuses_a_space_with_pending_chunks_then_switches(conn: Conn) 
         "select indexname from pg_indexes where indexname like 'embeddings\\_space\\_%'"
     ).fetchall()
     assert indexes == [("embeddings_space_1_hnsw",)], "h16's index went with it, none was added"
-    assert conn.execute(
-        "select count(*) from memex.embeddings where space_id <> 1"
-    ).fetchone() == (0,)
+    leftover = conn.execute("select count(*) from memex.embeddings where space_id <> 1").fetchone()
+    assert leftover == (0,)
 
 
 def test_retiring_the_active_space_warns_and_embed_then_says_why(conn: Conn) -> None:
