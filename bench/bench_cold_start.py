@@ -41,8 +41,9 @@ def in_database(dsn: str) -> dict[str, float]:
         row = conn.execute("select memex.status()->'backend'").fetchone()
     backend = row[0] if row else {}
     assert isinstance(backend, dict)
+    model = backend["loaded_models"][0]
     return {"seconds": seconds, "rss_mb": float(backend["backend_rss_mb"]),
-            "provider": backend["loaded_models"][0]["provider"]}  # type: ignore[dict-item]  # fmt: skip
+            "provider": model["provider"], "breakdown": model["load_breakdown"]}  # type: ignore[dict-item]  # fmt: skip
 
 
 def plain_python() -> dict[str, float]:
@@ -71,6 +72,8 @@ def main() -> None:
     print(f"first embed, new connection (median of {args.runs}): {db_s:.3f} s   goal <= 0.5 s")
     print(f"plain sentence-transformers, new process:        {base_s:.3f} s")
     print(f"ratio plain/in-database: {base_s / db_s:.1f}x faster to first vector")
+    parts = ", ".join(f"{k} {v:.3f} s" for k, v in db[-1]["breakdown"].items())  # type: ignore[attr-defined]
+    print(f"in-database load breakdown (last run): {parts}")
     print(f"backend RSS with the model: {db_mb:.0f} MB   goal <= 250 MB")
     print(f"plain process RSS:          {base_mb:.0f} MB   ratio {base_mb / db_mb:.1f}x")
 

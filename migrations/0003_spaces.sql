@@ -3,10 +3,18 @@
 -- expression index ((embedding::vector(N))) WHERE space_id = S, so spaces of different
 -- dimensions live side by side and a query of one space can never compare with another's.
 
--- pgvector's types and operator classes, wherever its extension was created.
-select set_config('search_path', e.extnamespace::regnamespace::text || ', pg_catalog', true)
-from pg_extension as e
-where e.extname = 'vector';
+-- pgvector's types and operator classes, wherever its extension was created (a DO block: yoyo
+-- would print a SELECT's result).
+do $$
+begin
+    perform set_config(
+        'search_path'
+        , (select e.extnamespace::regnamespace::text from pg_extension as e where e.extname = 'vector')
+        || ', pg_catalog'
+        , true
+    );
+end
+$$;
 
 create table memex.spaces (
     id integer generated always as identity primary key

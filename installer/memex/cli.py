@@ -93,6 +93,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from memex.embedding import embed
+
+    return embed(resolve_dsn(args.dsn), args.space, args.batch_size, args.max_rows)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from memex.embedding import worker
+
+    extra = ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    extra += ["--space", args.space] if args.space else []
+    extra += ["--once"] if args.once else []
+    worker(resolve_dsn(args.dsn), extra)
+
+
 def cmd_image(args: argparse.Namespace) -> int:
     from memex.image import build
 
@@ -133,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--max-file-mb", type=int, default=100, help="larger files fail (100)")
     _add_dsn(ingest)
     ingest.set_defaults(handler=cmd_ingest)
+
+    embed = sub.add_parser("embed", help="embed pending chunks in the database (progress bar)")
+    embed.add_argument("--space", help="space name (default: the active text space)")
+    embed.add_argument("--batch-size", type=int, default=64)
+    embed.add_argument("--max-rows", type=int, default=None)
+    _add_dsn(embed)
+    embed.set_defaults(handler=cmd_embed)
+
+    worker = sub.add_parser(
+        "worker", help="embed pending chunks outside the database (same code, same vectors)"
+    )
+    worker.add_argument("--space", help="space name (default: the active text space)")
+    worker.add_argument("--batch-size", type=int, default=64)
+    worker.add_argument("--threads", type=int, default=0, help="0: every core of this machine")
+    worker.add_argument("--once", action="store_true", help="drain what is pending, then exit")
+    _add_dsn(worker)
+    worker.set_defaults(handler=cmd_worker)
 
     image = sub.add_parser("image", help="the custom PostgreSQL image")
     image.add_argument("action", choices=["build"])

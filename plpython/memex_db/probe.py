@@ -24,6 +24,7 @@ def pinned_requirements(text: str | None = None) -> dict[str, str]:
         line = raw.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
+            name = name.split("[", 1)[0]  # psycopg[binary] is the distribution psycopg
             pins[name.strip().lower().replace("_", "-")] = version.strip()
     return pins
 

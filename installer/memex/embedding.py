@@ -1,0 +1,63 @@
+"""`memex embed` (CALL memex.embed_pending with a progress bar) and `memex worker` (the same
+memex_db code outside the database, in the server venv)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import psycopg
+from tqdm import tqdm
+
+from memex import __version__
+from memex.dsn import connect
+from memex.errors import MemexError
+from memex.paths import memex_home
+
+PROGRESS = re.compile(r"memex\.embed_pending: (?:done, )?(\d+)(?:/\d+)? chunks")
+
+
+def embed(dsn: str, space: str | None, batch_size: int, max_rows: int | None) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute("select memex.pending_count(%s)", (space,)).fetchone()
+        total = int(row[0]) if row else 0
+        if max_rows is not None:
+            total = min(total, max_rows)
+        bar = tqdm(total=total, desc="embedding", unit="chunk", file=sys.stderr)
+        last: list[str] = []
+
+        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+            message = diag.message_primary or ""
+            found = PROGRESS.match(message)
+            if found:
+                bar.update(max(0, int(found.group(1)) - bar.n))
+                last[:] = [message]
+
+        conn.add_notice_handler(on_notice)
+        conn.execute("call memex.embed_pending(%s, %s, %s)", (space, batch_size, max_rows))
+        bar.close()
+        left = conn.execute("select memex.pending_count(%s)", (space,)).fetchone()
+    print(last[0] if last else "memex.embed_pending: nothing to do")
+    print(f"pending now: {left[0] if left else '?'}")
+    return 0
+
+
+def server_python() -> Path:
+    return memex_home() / "server-venv" / "current" / "bin" / "python"
+
+
+def worker(dsn: str, args: list[str]) -> NoReturn:
+    """Replace this process with the worker, run by the server venv's interpreter."""
+    python = server_python()
+    lib = memex_home() / "lib" / __version__
+    if not python.exists() or not (lib / "memex_db").is_dir():
+        raise MemexError(
+            f"the server venv ({python}) or memex_db {__version__} ({lib}) is missing on this "
+            "machine: the worker runs the model with the same packages as the database.\n"
+            "Fix: run `make setup` (or `make server-venv`) here"
+        )
+    env = {**os.environ, "PYTHONPATH": str(lib), "HF_HUB_OFFLINE": "1"}
+    os.execve(str(python), [str(python), "-m", "memex_db.worker", "--dsn", dsn, *args], env)

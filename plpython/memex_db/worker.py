@@ -1,0 +1,148 @@
+"""`memex worker`: embeds pending chunks outside the database, with the same memex_db code.
+
+It claims batches exactly like CALL memex.embed_pending (memex._claim_pending: row locks, SKIP
+LOCKED, per-tenant transactions), encodes them with the space's model in this process, and
+stores them with memex._store_embeddings, so it can run beside in-database runners, on this
+machine or another one with the same server venv, and produces the same vectors.
+
+Run it with the server venv's interpreter (the `memex worker` command does), as a role granted
+memex_admin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from memex_db import models, spaces
+from memex_db.settings import default_threads
+
+EMBEDDERS_LOCK = (1835363704, 1)  # the same lock embed_pending batches hold (memex_db.api)
+
+SPACE_SQL = """
+select id, name, provider, model, dimensions, model_dimensions, domain, distance, options, status
+  from memex._space(%s)
+"""
+
+
+def vector_array_literal(vectors: list[list[float]]) -> str:
+    """A vector[] literal: '{"[0.1,0.2]","[...]"}' (PostgreSQL parses each element)."""
+    return "{" + ",".join('"[' + ",".join(repr(x) for x in v) + ']"' for v in vectors) + "}"
+
+
+class Worker:
+    def __init__(self, conn: Any, space: str | None, batch_size: int, threads: int,
+                 runtime: str = "auto", say: Callable[[str], None] = print):  # fmt: skip
+        cur = conn.cursor(row_factory=_dict_rows())
+        row = cur.execute(SPACE_SQL, (space,)).fetchone()
+        self.conn = conn
+        self.space = spaces.Space.from_row(row)
+        self.batch_size = batch_size
+        self.say = say
+        self.loaded = models.load({}, self.space.model, threads, 0, self.space.runtime or runtime)
+        self.embedded = 0
+        schema = conn.execute(
+            "select extnamespace::regnamespace::text from pg_extension where extname = 'vector'"
+        ).fetchone()[0]
+        from psycopg import sql
+
+        # The vector[] literal is cast by name: pgvector may live in any schema.
+        self.store_sql = sql.SQL(
+            "select memex._store_embeddings(%s, %s, %s, %s::text::{}.vector[])"
+        ).format(sql.Identifier(schema))
+
+    def _batch(self, tenant: str, after: str | None) -> tuple[int, str | None]:
+        with self.conn.transaction():
+            self.conn.execute("select memex.set_tenant(%s)", (tenant,))
+            self.conn.execute("select pg_catalog.pg_advisory_xact_lock_shared(%s, %s)",
+                              EMBEDDERS_LOCK)  # fmt: skip
+            rows = self.conn.execute(
+                "select chunk_id, content, content_hash from memex._claim_pending(%s, %s, %s)",
+                (self.space.id, self.batch_size, after),
+            ).fetchall()
+            if not rows:
+                return 0, None
+            vectors = self.loaded.encoder.encode([r[1] for r in rows], self.batch_size)
+            fitted = [spaces.fit(v, self.space) for v in vectors]
+            self.conn.execute(
+                self.store_sql,
+                (self.space.id, [r[0] for r in rows], [r[2] for r in rows],
+                 vector_array_literal(fitted)),
+            )  # fmt: skip
+        return len(rows), str(rows[-1][0])
+
+    def drain(self) -> int:
+        """One pass over every tenant; returns the chunks embedded."""
+        done = 0
+        tenants = [r[0] for r in self.conn.execute("select id from memex.tenants order by id")]
+        for tenant in tenants:
+            after: str | None = None
+            wrapped = False
+            while True:
+                claimed, last = self._batch(str(tenant), after)
+                if claimed == 0:
+                    if wrapped or after is None:
+                        break
+                    wrapped, after = True, None
+                    continue
+                done += claimed
+                after = last
+        self.embedded += done
+        return done
+
+
+def _dict_rows() -> Any:
+    from psycopg.rows import dict_row
+
+    return dict_row
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="memex worker")
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--space", default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="0: all cores of this machine")
+    parser.add_argument("--runtime", default="auto")
+    parser.add_argument("--once", action="store_true", help="drain what is pending, then exit")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between idle passes")
+    args = parser.parse_args(argv)
+
+    import psycopg
+
+    try:
+        return _run(args, psycopg.connect(args.dsn, autocommit=True))
+    except psycopg.Error as exc:
+        hint = f" (hint: {exc.diag.message_hint})" if exc.diag.message_hint else ""
+        message = exc.diag.message_primary or str(exc).strip()
+        print(f"memex worker: [{exc.sqlstate}] {message}{hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace, conn: Any) -> int:
+    with conn:
+        worker = Worker(conn, args.space, args.batch_size, args.threads or default_threads(1),
+                        args.runtime)  # fmt: skip
+        print(f"memex worker: space {worker.space.name}, model {worker.space.model} "
+              f"({worker.loaded.encoder.provider}, {worker.loaded.encoder.threads} threads)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        while True:
+            started = time.perf_counter()
+            done = worker.drain()
+            if done:
+                rate = done / max(time.perf_counter() - started, 1e-6)
+                print(f"memex worker: embedded {done} chunks ({rate:.0f}/s)", flush=True)
+            if args.once:
+                print(f"memex worker: done, {worker.embedded} chunks embedded", flush=True)
+                return 0
+            if not done:
+                time.sleep(args.poll)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
