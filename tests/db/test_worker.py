@@ -9,8 +9,8 @@ import sys
 
 import psycopg
 
-from tests.db.test_embed_pending import admin, load_documents, state
 from tests.db.tenancy_helpers import make_tenants
+from tests.db.test_embed_pending import admin, load_documents, state
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
