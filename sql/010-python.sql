@@ -80,24 +80,3 @@ $py$;
 
 comment on function memex._backend_status() is
 'Internal: this backend''s memex_db version, loaded models, load times and memory.';
-
--- memex.status(): versions and this backend's state in one JSON document.
-create or replace function memex.status()
-returns jsonb
-language sql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-    select pg_catalog.jsonb_build_object(
-        'memex_version', memex.version()
-        , 'postgres_version', pg_catalog.current_setting('server_version')
-        , 'vector_version', (select e.extversion from pg_catalog.pg_extension as e where e.extname = 'vector')
-        , 'installed_at', (select max(i.installed_at) from memex.installs as i)
-        , 'backend', memex._backend_status()
-    )
-$$;
-
-comment on function memex.status() is
-'memex, PostgreSQL and pgvector versions, and this backend''s loaded models and memory.';

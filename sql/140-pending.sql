@@ -309,8 +309,8 @@ comment on procedure memex.embed_pending (text, integer, integer) is
 
 -- Embed on write (off by default): with SET memex.embed_on_write = on (per session, role or
 -- database), new and changed chunks are embedded into the active text space inside the writing
--- statement. Costs the embedding time in every write (about 2-3 ms a chunk plus 5 ms a
--- statement, docs/embedding.md); for small apps that want no background job.
+-- statement. It costs the embedding time in every write: measured 6.4 ms per one-chunk
+-- document against 0.5 ms with it off (docs/embedding.md); for small apps with no background job.
 create or replace function memex._embed_on_write()
 returns trigger
 language plpgsql
