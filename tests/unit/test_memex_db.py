@@ -124,3 +124,17 @@ def test_unvalidated_export_is_never_used(tmp_path: Path) -> None:
     (export / "manifest.json").write_text(json.dumps({"onnx_file": "model.onnx",
                                                        "min_cosine": 0.99}))  # fmt: skip
     assert validated_manifest(str(tmp_path)) is None
+
+
+def test_probe_names_a_missing_package_and_a_version_mismatch(tmp_path: Path) -> None:
+    site = Path(probe.locate(str(tmp_path), __version__)["site_packages"])
+    info = site / "numpy-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 1.0\n")
+    wanted = {"numpy": "2.4.6", "onnxruntime": "1.31.1"}
+    checks = {c["name"]: c for c in probe.run(str(tmp_path), __version__, wanted)}
+    assert checks["package numpy"]["ok"] is False
+    assert checks["package numpy"]["detail"] == "1.0, expected 2.4.6"
+    assert checks["package onnxruntime"]["detail"] == "not installed"
+    assert "make setup" in checks["package onnxruntime"]["fix"]
+    assert checks["memex_db"]["ok"] is False
