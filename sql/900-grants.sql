@@ -74,3 +74,21 @@ grant select, insert, update, delete on memex.embeddings to memex_admin, memex_a
 grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
 grant insert, update, delete on memex.spaces to memex_admin;
 grant select, insert, update, delete on memex.tenants to memex_admin;
+
+-- search
+grant execute on function memex._search_filters(jsonb) to memex_admin, memex_app;
+grant execute on function memex._search(
+    text, __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
+    , double precision, double precision
+) to memex_admin, memex_app;
+grant execute on function memex._mmr(
+    text, __vector_schema__.vector, text, jsonb, uuid, integer, double precision, integer, double precision
+    , text, double precision, integer, double precision, integer
+) to memex_admin, memex_app;
+grant execute on function memex.rag_search(
+    text, integer, text, jsonb, text, double precision, integer, double precision, double precision, double precision
+) to memex_admin, memex_app;
+grant execute on function memex.rag_search(
+    __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
+    , double precision, double precision
+) to memex_admin, memex_app;
