@@ -160,17 +160,18 @@ $reassign$
 
 def install(dsn: str, say: Callable[[str], None] = print) -> InstallReport:
     with connect(dsn) as conn:
-        findings = check_all(conn)
-        failed = blocking(findings)
-        if failed:
-            raise PrerequisiteError(
-                "memex cannot be installed in this database; nothing was changed.\n"
-                + "\n".join(f.line() for f in failed)
-            )
-        report = InstallReport(version=__version__)
-        report.warnings = [f for f in findings if not f.ok and f.warning_only]
+        # Locked before the checks too: they read what a concurrent installer may be creating.
         conn.execute("select pg_advisory_lock(%s)", (INSTALL_LOCK_KEY,))
         try:
+            findings = check_all(conn)
+            failed = blocking(findings)
+            if failed:
+                raise PrerequisiteError(
+                    "memex cannot be installed in this database; nothing was changed.\n"
+                    + "\n".join(f.line() for f in failed)
+                )
+            report = InstallReport(version=__version__)
+            report.warnings = [f for f in findings if not f.ok and f.warning_only]
             before = _fingerprint(conn)
             report.created = _bootstrap(conn)
             say("applying migrations")
