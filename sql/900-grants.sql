@@ -92,3 +92,5 @@ grant execute on function memex.rag_search(
     __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
     , double precision, double precision
 ) to memex_admin, memex_app;
+grant execute on function memex.count_tokens(text, text) to memex_admin, memex_app;
+grant execute on function memex.compose_context(text, integer, integer, text, jsonb, text) to memex_admin, memex_app;

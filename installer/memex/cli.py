@@ -80,17 +80,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from memex.ingest import ingest
 
-    tenant = args.tenant or os.environ.get("MEMEX_TENANT")
-    if not tenant:
-        raise MemexError("no tenant: pass --tenant NAME (or set MEMEX_TENANT)")
     report = ingest(
-        resolve_dsn(args.dsn), args.paths, tenant, uri_prefix=args.uri_prefix,
+        resolve_dsn(args.dsn), args.paths, _tenant(args), uri_prefix=args.uri_prefix,
         language=args.language, create_tenant=args.create_tenant, max_file_mb=args.max_file_mb,
     )  # fmt: skip
     print(report.summary())
     for failure in report.failed:
         print(f"memex: failed: {failure.source.path}: {failure.detail}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _tenant(args: argparse.Namespace) -> str:
+    tenant = args.tenant or os.environ.get("MEMEX_TENANT")
+    if not tenant:
+        raise MemexError("no tenant: pass --tenant NAME (or set MEMEX_TENANT)")
+    return str(tenant)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from memex.search import search
+
+    try:
+        filters = json.loads(args.filters)
+    except json.JSONDecodeError as exc:
+        raise MemexError(f"--filters is not JSON: {exc}") from None
+    return search(
+        resolve_dsn(args.dsn), args.query, _tenant(args), args.json, k=args.k, mode=args.mode,
+        filters=filters, space=args.space, diversity=args.diversity,
+    )  # fmt: skip
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -148,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--max-file-mb", type=int, default=100, help="larger files fail (100)")
     _add_dsn(ingest)
     ingest.set_defaults(handler=cmd_ingest)
+
+    search = sub.add_parser("search", help="rag_search from the command line")
+    search.add_argument("query")
+    search.add_argument("--tenant", help="tenant id or name (default: $MEMEX_TENANT)")
+    search.add_argument("--k", type=int, default=8)
+    search.add_argument("--mode", default="hybrid", choices=["hybrid", "vector", "text"])
+    search.add_argument("--filters", default="{}", help='JSON, e.g. \'{"folder": "kb"}\'')
+    search.add_argument("--space")
+    search.add_argument("--diversity", type=float, default=None)
+    search.add_argument("--json", action="store_true", help="the rows as JSON")
+    _add_dsn(search)
+    search.set_defaults(handler=cmd_search)
 
     embed = sub.add_parser("embed", help="embed pending chunks in the database (progress bar)")
     embed.add_argument("--space", help="space name (default: the active text space)")

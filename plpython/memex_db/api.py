@@ -79,6 +79,14 @@ def chunk_text(
     return chunking.chunk(tokenizer, cap, text, max_tokens, overlap)
 
 
+def count_tokens(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> int | None:
+    """Tokens of `text` for the space's model (special tokens excluded), as chunk_text counts."""
+    if text is None:
+        return None
+    tokenizer, _cap = chunking.load_tokenizer(gd, spaces.lookup(plpy, gd, space).model)
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
 def check_messages(plpy: Plpy, gd: GD, messages: str) -> str:
     return json.dumps(payloads.check_messages(messages))
 

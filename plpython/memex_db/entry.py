@@ -19,6 +19,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "embed_batch": api.embed_batch,
     "model_info": api.model_info,
     "chunk_text": api.chunk_text,
+    "count_tokens": api.count_tokens,
     "check_messages": api.check_messages,
     "check_artefact": api.check_artefact,
     "python_check": api.python_check,

@@ -230,3 +230,60 @@ def test_k_is_capped_and_no_tenant_means_no_rows(app: Conn) -> None:
     assert len(uris(app, "keys", k=1_000_000, mode="text")) <= 1000
     app.execute("reset memex.tenant_id")
     assert uris(app, "keys") == []
+
+
+def test_compose_context_cites_sources_within_its_budget(app: Conn) -> None:
+    for budget in (40, 120, 2000):
+        row = app.execute(
+            "select memex.compose_context('rotate signing keys after a power failure', %s)",
+            (budget,),
+        ).fetchone()
+        assert row is not None
+        context = str(row[0])
+        tokens = app.execute("select memex.count_tokens(%s)", (context,)).fetchone()
+        assert tokens is not None and int(tokens[0]) <= budget  # type: ignore[call-overload]
+        if budget >= 120:
+            assert context.startswith("[1] ")
+            assert "kb/security/keys.md" in context
+    big = app.execute("select memex.compose_context('backups', 2000, k => 20)").fetchone()
+    assert big is not None
+    numbers = [line.split("]")[0] for line in str(big[0]).splitlines() if line.startswith("[")]
+    assert numbers == [f"[{i}" for i in range(1, len(numbers) + 1)], "citations numbered 1..n"
+
+
+def test_compose_context_merges_neighbouring_chunks_of_a_source(app: Conn) -> None:
+    long_text = " ".join(
+        f"Paragraph {i} explains the quorum failover procedure." for i in range(60)
+    )
+    app.execute("set memex.embed_on_write = on")
+    app.execute("select memex.upsert_document('kb/ops/failover.md', %s, 'Failover')", (long_text,))
+    chunks = app.execute(
+        "select count(*) from memex.chunks c join memex.documents d on d.id = c.document_id"
+        " where d.uri = 'kb/ops/failover.md'"
+    ).fetchone()
+    assert chunks is not None and int(chunks[0]) >= 2  # type: ignore[call-overload]
+    row = app.execute(
+        "select memex.compose_context('quorum failover procedure', 4000, k => 20,"
+        ' filters => \'{"document_uri_prefix": "kb/ops/failover"}\')'
+    ).fetchone()
+    assert row is not None
+    citations = [line for line in str(row[0]).splitlines() if line.startswith("[")]
+    assert citations == ["[1] document: Failover, kb/ops/failover.md"]
+    app.execute("select memex.delete_document('kb/ops/failover.md')")
+
+
+def test_memex_search_prints_a_table_and_json(
+    corpus: tuple[str, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memex.cli import main
+
+    dsn, _ids = corpus
+    assert main(["search", "zyxquartz", "--tenant", "acme", "--dsn", dsn, "--k", "2"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == ["#", "score", "sim", "vec", "txt", "source", "/",
+                                             "snippet"]  # fmt: skip
+    assert "document:kb/ops/zyxquartz.md" in table
+    assert main(["search", "zyxquartz", "--tenant", "acme", "--dsn", dsn, "--json",
+                 "--mode", "text"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["metadata"]["uri"] == "kb/ops/zyxquartz.md" and rows[0]["text_rank"] == 1
