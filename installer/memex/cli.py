@@ -110,6 +110,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memex.evaluate import evaluate, format_report, plot
+
+    report = evaluate(resolve_dsn(args.dsn), Path(args.dir), keep=args.keep)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.plot:
+        plot(report, Path(args.plot))
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from memex.embedding import embed
 
@@ -177,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="the rows as JSON")
     _add_dsn(search)
     search.set_defaults(handler=cmd_search)
+
+    evaluate = sub.add_parser("eval", help="retrieval quality of rag_search on a BEIR dataset")
+    evaluate.add_argument("dir", help="corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    evaluate.add_argument("--json", help="also write the report as JSON to this file")
+    evaluate.add_argument("--plot", help="also draw the metrics as a PNG (needs matplotlib)")
+    evaluate.add_argument("--keep", action="store_true", help="keep the scratch tenant's rows")
+    _add_dsn(evaluate)
+    evaluate.set_defaults(handler=cmd_eval)
 
     embed = sub.add_parser("embed", help="embed pending chunks in the database (progress bar)")
     embed.add_argument("--space", help="space name (default: the active text space)")
