@@ -1,0 +1,141 @@
+"""rag_search latency per mode vs a raw pgvector query, and HNSW recall@10 vs exact search.
+
+    .venv/bin/python bench/bench_search.py [--chunks 10000] [--queries 50] [--dsn DSN]
+
+Synthetic one-chunk documents in two tenants (99% / 1%), embedded with the deterministic
+hash:384 provider in a space of its own (scale, not meaning: the real model's quality is what
+`memex eval` measures). In this one run: rag_search p50/p95 per mode against a raw
+`ORDER BY (embedding::vector(384)) <=> $1 LIMIT k` on the same partial HNSW index with a
+precomputed vector, and the recall@10 of vector mode against an exact scan, for both tenants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from memex.dsn import resolve_dsn
+from memex.install import install
+
+WORDS = [
+    "replica", "index", "vacuum", "backup", "tenant", "storm", "key", "rotation", "latency",
+    "cache", "schema", "query", "planner", "lock", "wal", "standby", "pooler", "bloat", "token",
+    "failover", "archive", "checkpoint", "snapshot", "cluster", "partition", "trigger",
+]  # fmt: skip
+K = 10
+RAW = ("select chunk_id from memex.embeddings where space_id = {sid} and tenant_id = %s "
+       "order by embedding::vector(384) <=> %s::vector(384) limit %s")  # fmt: skip
+
+
+def sentence(i: int) -> str:
+    return " ".join(WORDS[(i * 7 + j * 3 + i // 13) % len(WORDS)] for j in range(12)) + f" {i}"
+
+
+def scratch(dsn: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("drop database if exists memex_bench_search with (force)")
+        conn.execute("create database memex_bench_search")
+    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    return make_conninfo(**{**params, "dbname": "memex_bench_search"})
+
+
+def load(conn: psycopg.Connection[tuple[object, ...]], chunks: int) -> dict[str, str]:
+    ids = {}
+    for name, count in (("big", chunks - chunks // 100), ("small", chunks // 100)):
+        ids[name] = str(conn.execute("select memex.create_tenant(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (name,))
+            conn.execute(
+                "select count(memex.upsert_document(%s || '/' || i, %s || ' ' || i))"
+                " from generate_series(1, %s) as i",
+                (name, sentence(len(name)), count),
+            )
+    return ids
+
+
+def timed(
+    conn: psycopg.Connection[tuple[object, ...]], sql: str, args: tuple[object, ...]
+) -> float:
+    started = time.perf_counter()
+    conn.execute(sql, args).fetchall()
+    return (time.perf_counter() - started) * 1000
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--dsn")
+    parser.add_argument("--no-real-recall", dest="real_recall", action="store_false",
+                        help="skip the real model's vectors (slow at 100k)")  # fmt: skip
+    args = parser.parse_args()
+    dsn = scratch(resolve_dsn(args.dsn))
+    install(dsn, say=lambda _m: None)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        ids = load(conn, args.chunks)
+        sid = conn.execute("select memex.create_space('hash-384', 'hash:384')").fetchone()[0]  # type: ignore[index]
+        conn.execute("call memex.embed_pending('hash-384', batch_size => 512)")
+        if args.real_recall:  # the real model's vectors too, for a meaningful recall figure
+            conn.execute("call memex.embed_pending('all-MiniLM-L6-v2@384', batch_size => 64)")
+        conn.execute("select memex.activate_space('hash-384', force => true)")
+        conn.execute("analyze")
+        print(f"{args.chunks} chunks loaded and embedded (hash:384) in "
+              f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+        queries = [sentence(i * 37 + 5) for i in range(args.queries)]
+        conn.execute("select memex.set_tenant(%s, false)", (ids["big"],))
+        raw_sql = RAW.format(sid=sid)
+        vectors = [
+            conn.execute("select memex.embed(%s)::text", (q,)).fetchone()[0] for q in queries
+        ]  # type: ignore[index]
+        raw = [timed(conn, raw_sql, (ids["big"], v, K)) for v in vectors]
+        print(f"{'query':28} {'p50 ms':>7} {'p95 ms':>7} {'p50 vs raw':>10}")
+        label = "raw pgvector (precomputed)"
+        print(f"{label:28} {pct(raw, 0.5):7.2f} {pct(raw, 0.95):7.2f} {1.0:10.2f}")
+        overload = [timed(conn, "select * from memex.rag_search(%s::vector, k => %s)", (v, K))
+                    for v in vectors]  # fmt: skip
+        label = "rag_search(vector) overload"
+        print(f"{label:28} {pct(overload, .5):7.2f} {pct(overload, .95):7.2f} "
+              f"{pct(overload, .5) / pct(raw, .5):10.2f}")  # fmt: skip
+        for mode in ("vector", "text", "hybrid"):
+            lat = [timed(conn, "select * from memex.rag_search(%s, k => %s, mode => %s)",
+                         (q, K, mode)) for q in queries]  # fmt: skip
+            print(f"{'rag_search ' + mode:28} {pct(lat, .5):7.2f} {pct(lat, .95):7.2f} "
+                  f"{pct(lat, .5) / pct(raw, .5):10.2f}")  # fmt: skip
+        spaces = [("hash:384 (random vectors: the worst case)", sid, "hash-384")]
+        if args.real_recall:
+            spaces.append(("all-MiniLM-L6-v2 (real)", 1, "all-MiniLM-L6-v2@384"))
+        for label, space_id, space_name in spaces:
+            for name in ("big", "small"):
+                conn.execute("select memex.set_tenant(%s, false)", (ids[name],))
+                recalls = []
+                for q in queries:
+                    v = conn.execute(
+                        "select memex.embed(%s, %s)::text", (q, space_name)
+                    ).fetchone()[0]  # type: ignore[index]
+                    sql = RAW.format(sid=space_id)
+                    with conn.transaction():
+                        conn.execute("set local hnsw.iterative_scan = relaxed_order")
+                        approx = {r[0] for r in conn.execute(sql, (ids[name], v, K))}
+                    with conn.transaction():
+                        conn.execute("set local enable_indexscan = off")
+                        exact = {r[0] for r in conn.execute(sql, (ids[name], v, K))}
+                    recalls.append(len(approx & exact) / max(1, len(exact)))
+                share = "99%" if name == "big" else "1%"
+                print(f"HNSW recall@10 vs exact, {label}, tenant with {share} of the chunks: "
+                      f"{statistics.fmean(recalls):.3f} (goal >= 0.95)")  # fmt: skip
+    with psycopg.connect(resolve_dsn(args.dsn), autocommit=True) as conn:
+        conn.execute("drop database if exists memex_bench_search with (force)")
+
+
+if __name__ == "__main__":
+    main()
