@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 import psycopg
@@ -15,7 +14,7 @@ from tqdm import tqdm
 from memex import __version__
 from memex.dsn import connect
 from memex.errors import MemexError
-from memex.paths import memex_home
+from memex.paths import server_lib_dir, server_python
 
 PROGRESS = re.compile(r"memex\.embed_pending: (?:done, )?(\d+)(?:/\d+)? chunks")
 
@@ -45,14 +44,10 @@ def embed(dsn: str, space: str | None, batch_size: int, max_rows: int | None) ->
     return 0
 
 
-def server_python() -> Path:
-    return memex_home() / "server-venv" / "current" / "bin" / "python"
-
-
 def worker(dsn: str, args: list[str]) -> NoReturn:
     """Replace this process with the worker, run by the server venv's interpreter."""
     python = server_python()
-    lib = memex_home() / "lib" / __version__
+    lib = server_lib_dir(__version__)
     if not python.exists() or not (lib / "memex_db").is_dir():
         raise MemexError(
             f"the server venv ({python}) or memex_db {__version__} ({lib}) is missing on this "
