@@ -10,7 +10,7 @@ from typing import Any
 
 from memex_db import __version__, chunking, models, payloads, probe, settings, spaces
 from memex_db.environment import process_rss_mb
-from memex_db.plpy_types import GD, Plpy
+from memex_db.plpy_types import GD, Plpy, cached_plan
 
 # Each backend embedding a batch (embed_pending, a worker's batch) holds this advisory lock in
 # shared mode for its transaction; the number of holders is how many backends share the cores.
@@ -18,7 +18,7 @@ EMBEDDERS_LOCK = (1835363704, 1)  # "memx", 1
 
 
 def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:
-    plan = spaces._plan(plpy, gd, "embedders",
+    plan = cached_plan(plpy, gd, "embedders",
                         "select count(*)::int as n from pg_catalog.pg_locks where locktype = "
                         "'advisory' and classid = $1 and objid = $2 and objsubid = 2 and granted",
                         ["oid", "oid"])  # fmt: skip

@@ -20,3 +20,11 @@ class Plpy(Protocol):
 
 
 GD = dict[str, Any]
+
+
+def cached_plan(plpy: Plpy, gd: GD, key: str, query: str, types: list[str]) -> Any:
+    """A prepared plan kept in GD for this backend: parsed and planned once, not per call."""
+    plans: dict[str, Any] = gd.setdefault("memex_plans", {})
+    if key not in plans:
+        plans[key] = plpy.prepare(query, types)
+    return plans[key]

@@ -14,7 +14,7 @@ from typing import Any
 
 from memex_db import models
 from memex_db.errors import EnvironmentBroken, InvalidParameter, NotFound
-from memex_db.plpy_types import GD, Plpy
+from memex_db.plpy_types import GD, Plpy, cached_plan
 
 _SELECT = (
     "select id, name, provider, model, dimensions, model_dimensions, domain, distance, options"
@@ -50,18 +50,11 @@ class Space:
         )  # fmt: skip
 
 
-def _plan(plpy: Plpy, gd: GD, key: str, query: str, types: list[str]) -> Any:
-    plans: dict[str, Any] = gd.setdefault("memex_plans", {})
-    if key not in plans:
-        plans[key] = plpy.prepare(query, types)
-    return plans[key]
-
-
 def lookup(plpy: Plpy, gd: GD, name: str | None, domain: str = "text") -> Space:
     """The named space, or the active space of `domain` when name is null. Read every call
     (a prepared plan, microseconds): activate_space takes effect at the next statement."""
     if name is None:
-        plan = _plan(plpy, gd, "active_space",
+        plan = cached_plan(plpy, gd, "active_space",
                      _SELECT + " where domain = $1 and status = 'active'",
                      ["text"])  # fmt: skip
         rows = plpy.execute(plan, [domain])
@@ -71,7 +64,7 @@ def lookup(plpy: Plpy, gd: GD, name: str | None, domain: str = "text") -> Space:
                 hint="create one with memex.create_space(...) and memex.activate_space(name)",
             )
         return Space.from_row(rows[0])
-    plan = _plan(plpy, gd, "space_by_name",
+    plan = cached_plan(plpy, gd, "space_by_name",
                  _SELECT + " where name = $1", ["text"])  # fmt: skip
     rows = plpy.execute(plan, [name])
     if not rows:

@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memex_db import models, spaces
+from memex_db.api import EMBEDDERS_LOCK  # the lock embed_pending batches hold too
 from memex_db.settings import default_threads
-
-EMBEDDERS_LOCK = (1835363704, 1)  # the same lock embed_pending batches hold (memex_db.api)
 
 SPACE_SQL = """
 select id, name, provider, model, dimensions, model_dimensions, domain, distance, options, status
