@@ -188,6 +188,32 @@ $$;
 comment on function memex._store_embeddings(integer, uuid[], bytea[], __vector_schema__.vector[]) is
 'Internal: stores vectors for chunks of the current tenant, only where the chunk still has that content hash.';
 
+-- memex._embed_and_store(space_id, chunk_ids, contents, hashes): embeds the contents with the
+-- space's model in this backend and stores them for those chunks (memex._store_embeddings).
+create or replace function memex._embed_and_store(
+    space_id integer, chunk_ids uuid[], contents text[], hashes bytea[]
+)
+returns integer
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    vectors __vector_schema__.vector[];
+begin
+    select pg_catalog.array_agg(b.embedding order by b.ord) into vectors
+      from memex.embed_batch(
+          contents, (select s.name from memex.spaces as s where s.id = _embed_and_store.space_id)
+      ) as b;
+    return memex._store_embeddings(_embed_and_store.space_id, chunk_ids, hashes, vectors);
+end
+$$;
+
+comment on function memex._embed_and_store(integer, uuid[], text[], bytea[]) is
+'Internal: embeds texts in this backend with a space''s model and stores them for the given chunks.';
+
 -- memex._embed_pending_batch(space_id, n, after): claim, embed in this backend, store. One
 -- transaction's worth of work for embed_pending. The shared advisory lock lets every batch
 -- embedder count the others and size its threads (memex_db.api.EMBEDDERS_LOCK).
@@ -201,11 +227,9 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    sp_name text := (select s.name from memex.spaces as s where s.id = _embed_pending_batch.space_id);
     ids uuid[];
     contents text[];
     hashes bytea[];
-    vectors __vector_schema__.vector[];
 begin
     perform pg_catalog.pg_advisory_xact_lock_shared(1835363704, 1);
     select
@@ -219,8 +243,7 @@ begin
     if claimed = 0 then
         return;
     end if;
-    select pg_catalog.array_agg(b.embedding order by b.ord) into vectors from memex.embed_batch(contents, sp_name) as b;
-    embedded := memex._store_embeddings(_embed_pending_batch.space_id, ids, hashes, vectors);
+    embedded := memex._embed_and_store(_embed_pending_batch.space_id, ids, contents, hashes);
     last_id := ids[claimed];
 end
 $$;
@@ -324,7 +347,6 @@ declare
     ids uuid[];
     contents text[];
     hashes bytea[];
-    vectors __vector_schema__.vector[];
 begin
     if pg_catalog.lower(coalesce(pg_catalog.current_setting('memex.embed_on_write', true), 'off'))
        not in ('on', 'true', '1', 'yes') then
@@ -345,8 +367,7 @@ begin
     if ids is null then
         return null;
     end if;
-    select pg_catalog.array_agg(b.embedding order by b.ord) into vectors from memex.embed_batch(contents, sp.name) as b;
-    perform memex._store_embeddings(sp.id, ids, hashes, vectors);
+    perform memex._embed_and_store(sp.id, ids, contents, hashes);
     return null;
 end
 $$;

@@ -54,6 +54,7 @@ grant execute on function memex.pending_count(text) to memex_admin, memex_app;
 grant execute on function memex._claim_pending(integer, integer, uuid) to memex_admin;
 grant execute on function memex._store_embeddings(integer, uuid[], bytea[], __vector_schema__.vector[]) to memex_admin
 , memex_app;
+grant execute on function memex._embed_and_store(integer, uuid[], text[], bytea[]) to memex_admin, memex_app;
 grant execute on function memex._embed_pending_batch(integer, integer, uuid) to memex_admin;
 grant execute on procedure memex.embed_pending(text, integer, integer) to memex_admin;
 grant execute on function memex._embed_on_write() to memex_admin, memex_app;
