@@ -67,11 +67,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     sp memex.spaces;
-    vs text := (
-        select pg_catalog.quote_ident(n.nspname)
-          from pg_catalog.pg_extension as e join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
-         where e.extname = 'vector'
-    );
+    vs constant text := $vs$__vector_schema__$vs$;  -- pgvector's schema, quoted, rendered at install
     opclass text;
     params text;
 begin
