@@ -70,13 +70,26 @@ begin
     op := pg_catalog.format('operator(%s.%s)', vs, case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end);
     -- similarity reported for every row: 1 - cosine distance, the inner product, or -L2 distance.
     sim := case sp.distance when 'cosine' then '1 - d' else '-d' end;
-    depth := case when _search.mode = 'hybrid' or _search.diversity is not null
-                  then greatest(want * 4, 40) else want end;
+    -- Candidate depth. The relaxed-order HNSW scan can return a true top-k row a few places
+    -- late, so vector candidates are fetched deeper than k and re-sorted by exact distance
+    -- (pgvector's advice); at ef_search 40 the graph search visits that many anyway.
+    depth := case when _search.mode = 'text' and _search.diversity is null then want
+                  when _search.mode = 'vector' and _search.diversity is null then greatest(want * 2, 40)
+                  else greatest(want * 4, 40) end;
     if qvec is null then
         qvec := memex.embed(_search.query, sp.name);  -- text mode too: every row has its similarity
     end if;
     if _search.mode <> 'vector' then
-        select pg_catalog.array_agg(distinct c.language) into languages from memex.chunks as c where c.tenant_id = tenant;
+        -- the tenant's languages by a skip scan of chunks_tenant_language: one probe per language
+        with recursive l (lang) as (
+            (select c.language from memex.chunks as c where c.tenant_id = tenant order by c.language limit 1)
+            union all
+            select (select c.language from memex.chunks as c
+                     where c.tenant_id = tenant and c.language operator(pg_catalog.>) l.lang
+                     order by c.language limit 1)
+              from l where l.lang is not null
+        )
+        select pg_catalog.array_agg(l.lang) into languages from l where l.lang is not null;
         select pg_catalog.string_agg(
             pg_catalog.format('(c.language = %L::regconfig and c.tsv @@ pg_catalog.websearch_to_tsquery(%L::regconfig, $2))', l, l)
             , ' or ')
@@ -84,8 +97,8 @@ begin
           from unnest(coalesce(languages, '{english}'::regconfig[])) as l;
     end if;
     statement := pg_catalog.format($sql$
-        with vec as (
-            select q.chunk_id, q.d, pg_catalog.row_number() over (order by q.d)::integer as rank
+        with vec as materialized (
+            select q.chunk_id, q.d, pg_catalog.row_number() over (order by q.d, q.chunk_id)::integer as rank
               from (
                   select e.chunk_id, (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s)) as d
                     from memex.embeddings as e
@@ -106,33 +119,40 @@ begin
               ) as q
         ),
         fused as (
-            select coalesce(v.chunk_id, t.chunk_id) as chunk_id, v.rank as vrank, t.rank as trank
+            select coalesce(v.chunk_id, t.chunk_id) as chunk_id, v.d, v.rank as vrank, t.rank as trank
                  , coalesce($6 / ($7 + v.rank), 0) + coalesce($8 / ($7 + t.rank), 0) as rrf
               from vec as v full join txt as t on t.chunk_id = v.chunk_id
         ),
         scored as (
-            select f.*, (select %9$s from (select (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s)) as d
-                                            from memex.embeddings as e
-                                           where e.space_id = %4$s and e.tenant_id = $4 and e.chunk_id = f.chunk_id) as x) as sim
+            -- the similarity of text-only candidates is looked up; vector candidates carry theirs
+            select f.*, (select %9$s from (select coalesce(f.d, (
+                             select (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s))
+                               from memex.embeddings as e
+                              where e.space_id = %4$s and e.tenant_id = $4 and e.chunk_id = f.chunk_id)) as d) as x) as sim
               from fused as f
+        ),
+        top as (  -- cut to k before the metadata joins: they cost a few index probes per row
+            select s.chunk_id, s.sim, s.vrank, s.trank
+                 , case $9 when 'vector' then s.sim when 'text' then 1.0 / ($7 + s.trank) else s.rrf end as score
+              from scored as s
+             where ($10::double precision is null or s.sim >= $10)
+             order by 5 desc, s.chunk_id
+             limit $11
         )
-        select s.chunk_id, c.source_kind, c.source_id, c.content
-             , case $9 when 'vector' then s.sim when 'text' then 1.0 / ($7 + s.trank) else s.rrf end as score
-             , s.sim as similarity, s.vrank as vector_rank, s.trank as text_rank
+        select t.chunk_id, c.source_kind, c.source_id, c.content, t.score
+             , t.sim as similarity, t.vrank as vector_rank, t.trank as text_rank
              , pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                    'ord', c.ord, 'language', c.language::text
                    , 'uri', d.uri, 'title', coalesce(d.title, v.title), 'conversation', v.slug
                    , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text
                    , 'source_metadata', coalesce(d.metadata, v.metadata))) as metadata
-          from scored as s
-          join memex.chunks as c on c.tenant_id = $4 and c.id = s.chunk_id
+          from top as t
+          join memex.chunks as c on c.tenant_id = $4 and c.id = t.chunk_id
           left join memex.documents as d on d.tenant_id = c.tenant_id and d.id = c.document_id
           left join memex.conversations as v on v.tenant_id = c.tenant_id and v.id = c.conversation_id
           left join memex.summaries as u on u.tenant_id = c.tenant_id and u.id = c.summary_id
           left join memex.messages as m on m.tenant_id = c.tenant_id and m.id = c.message_id
-         where ($10::double precision is null or s.sim >= $10)
-         order by 5 desc, s.chunk_id
-         limit $11
+         order by t.score desc, t.chunk_id
         $sql$
         , vs, sp.dimensions, op, sp.id
         , case when _search.mode = 'text' then 'false' else 'true' end
