@@ -51,3 +51,21 @@ $py$;
 
 comment on function memex._model_info(text) is
 'Internal: (provider, native dimensions) of a model name or local model directory.';
+
+-- memex._model_hash(model): sha256 of the model's files, part of a space's signature: the same
+-- name or path with other weights must be re-embedded (memex.reembed).
+create or replace function memex._model_hash(model text)
+returns text
+language plpython3u
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "model_hash", model)
+$py$;
+
+comment on function memex._model_hash(text) is
+'Internal: sha256 over a model''s files (names and bytes), cached per backend by size and mtime.';

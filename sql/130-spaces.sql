@@ -158,6 +158,7 @@ declare
     existing memex.spaces;
     new_id integer;
     unknown text[];
+    model_hash text;
 begin
     if create_space.name is null or create_space.name !~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' then
         raise exception 'invalid space name %', coalesce(pg_catalog.quote_literal(create_space.name), 'null')
@@ -198,6 +199,7 @@ begin
         raise exception 'pgvector indexes at most 2000 dimensions, not %', dims
             using errcode = '22023', hint = 'use fewer dimensions, or index_kind => ''none''';
     end if;
+    model_hash := memex._model_hash(create_space.model);
     select s.* into existing from memex.spaces as s where s.name = create_space.name;
     if found then
         if (existing.model, existing.dimensions, existing.domain, existing.distance, existing.index_kind)
@@ -206,12 +208,19 @@ begin
                 , create_space.name, existing.dimensions, existing.model
                 using errcode = '42710', hint = 'choose another name, or drop_space the old one';
         end if;
+        if existing.model_hash <> model_hash then
+            raise exception 'space % was made with other files of model % (model hash %, now %)'
+                , create_space.name, existing.model, pg_catalog.left(existing.model_hash, 12), pg_catalog.left(model_hash, 12)
+                using errcode = '42710', hint = 'the model changed on the server: re-embed into a space of another name';
+        end if;
         return existing.id;
     end if;
-    insert into memex.spaces as s (name, provider, model, dimensions, model_dimensions, domain, distance, index_kind, options)
+    insert into memex.spaces as s (
+        name, provider, model, dimensions, model_dimensions, domain, distance, index_kind, options, model_hash
+    )
     values (
         create_space.name, info.provider, create_space.model, dims, info.dimensions, create_space.domain
-        , create_space.distance, create_space.index_kind, opts
+        , create_space.distance, create_space.index_kind, opts, model_hash
     )
     returning s.id into new_id;
     if not coalesce((opts ->> 'defer_index')::boolean, false) and create_space.index_kind = 'hnsw' then
@@ -243,8 +252,9 @@ begin
         raise notice 'memex: space % is already active', sp.name;
         return;
     end if;
-    missing := memex.pending_count(sp.name);
-    if missing > 0 and not activate_space.force then
+    -- counting is a pass over every chunk: skipped when forced (reembed has just counted)
+    missing := case when activate_space.force then 0 else memex.pending_count(sp.name) end;
+    if missing > 0 then
         raise exception 'space % has % chunks without a vector yet', sp.name, missing
             using errcode = '55000'
             , hint = pg_catalog.format('CALL memex.embed_pending(%L) first, or activate_space(%L, force => true)', sp.name, sp.name);

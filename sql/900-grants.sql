@@ -58,6 +58,17 @@ grant execute on function memex._embed_and_store(integer, uuid[], text[], bytea[
 grant execute on function memex._embed_pending_batch(integer, integer, uuid) to memex_admin;
 grant execute on procedure memex.embed_pending(text, integer, integer) to memex_admin;
 grant execute on function memex._embed_on_write() to memex_admin, memex_app;
+grant execute on function memex._model_hash(text) to memex_admin;
+
+-- re-embedding: memex_admin only
+grant execute on function memex._measure_rate(text, text[]) to memex_admin;
+grant execute on function memex._reembed_target(text, integer, text) to memex_admin;
+grant execute on function memex._reembed_lock_key(text) to memex_admin;
+grant execute on function memex._reembed_holder(text) to memex_admin;
+grant execute on function memex.reembed_plan(text, integer, text, integer) to memex_admin;
+grant execute on function memex._reembed_batch(integer, integer, uuid) to memex_admin;
+grant execute on procedure memex._reembed_pass(integer, integer, boolean, bigint) to memex_admin;
+grant execute on procedure memex.reembed(text, integer, text, integer, boolean, boolean, boolean) to memex_admin;
 
 revoke all on all tables in schema memex from public;
 grant select on memex.installs to memex_admin, memex_app;
@@ -73,6 +84,8 @@ grant select on memex.tenants to memex_app;
 -- application's own statements, always under RLS; spaces: managed by memex_admin only.
 grant select, insert, update, delete on memex.embeddings to memex_admin, memex_app;
 grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
+grant select, insert, update on memex.reembeds to memex_admin;
+grant select on memex.reembed_progress to memex_admin;
 grant insert, update, delete on memex.spaces to memex_admin;
 grant select, insert, update, delete on memex.tenants to memex_admin;
 

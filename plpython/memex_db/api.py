@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from memex_db import __version__, chunking, models, payloads, probe, settings, spaces
-from memex_db.environment import process_rss_mb
+from memex_db.environment import now, process_rss_mb
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
 # Each backend embedding a batch (embed_pending, a worker's batch) holds this advisory lock in
@@ -63,6 +63,24 @@ def model_info(plpy: Plpy, gd: GD, model: str) -> tuple[str, int]:
     """(provider, native dimensions) of a model, for create_space."""
     conf = settings.read(plpy)
     return spaces.describe_model(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime)
+
+
+def model_hash(plpy: Plpy, gd: GD, model: str) -> str:
+    """The model's content hash (models.model_hash): part of a space's signature for reembed."""
+    return models.model_hash(model)
+
+
+def measure_rate(plpy: Plpy, gd: GD, model: str, texts: list[str] | None) -> float | None:
+    """Texts per second of the model on these texts in this backend (load time excluded): the
+    measured rate behind reembed's dry-run estimate. Null when there is nothing to measure."""
+    texts = [t for t in texts or [] if t]
+    if not texts:
+        return None
+    conf = settings.read(plpy)
+    loaded = models.load(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime)
+    started = now()
+    loaded.encoder.encode(texts, conf.batch_size)
+    return len(texts) / max(now() - started, 1e-6)
 
 
 def chunk_text(

@@ -18,6 +18,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "embed": api.embed,
     "embed_batch": api.embed_batch,
     "model_info": api.model_info,
+    "model_hash": api.model_hash,
+    "measure_rate": api.measure_rate,
     "chunk_text": api.chunk_text,
     "count_tokens": api.count_tokens,
     "check_messages": api.check_messages,

@@ -1,0 +1,248 @@
+-- Re-embedding, part 2: CALL memex.reembed. The new model's vectors are built in a space of
+-- their own beside the active one; search keeps serving the active space until one short
+-- transaction switches them; the old space stays 'retired' for rollback (activate_space).
+--
+-- Steps: no-op if the active space has the target signature; take the space's lock (or say
+-- who has it and return); create or resume the target space (index deferred); embed every
+-- tenant's chunks in id order, one committed batch at a time, the resume point saved with each
+-- batch; catch up chunks written meanwhile; build the index; switch. Killed at any point, the
+-- same CALL resumes from the saved point. Runs as memex_admin under RLS, tenant by tenant.
+-- A procedure that COMMITs cannot carry SET search_path: every name is qualified, and
+-- search_path is pinned again with SET LOCAL after each COMMIT.
+
+-- memex._reembed_pass(state, batch_size, from_start): one pass over every tenant's chunks in
+-- key order from the saved point (or from the start), committing each batch with its progress.
+-- Returns the chunks embedded. Called by memex.reembed only (it COMMITs, so it is a procedure).
+create or replace procedure memex._reembed_pass(
+    target_id integer, batch_size integer, from_start boolean, inout embedded bigint default 0
+)
+language plpgsql
+as $$
+declare
+    state memex.reembeds;
+    tenants uuid[];
+    tenant uuid;
+    cursor_id uuid;
+    batch record;
+    run_started timestamptz := pg_catalog.clock_timestamp();
+    run_done bigint := 0;
+    run_rate double precision;
+begin
+    set local search_path = pg_catalog, pg_temp;
+    embedded := 0;
+    select r.* into state from memex.reembeds as r where r.space_id = target_id;
+    select pg_catalog.array_agg(t.id order by t.id) into tenants
+      from memex.tenants as t
+     where from_start or state.cursor_tenant is null or t.id >= state.cursor_tenant;
+    foreach tenant in array coalesce(tenants, '{}') loop
+        cursor_id := case when not from_start and tenant = state.cursor_tenant then state.cursor_chunk end;
+        loop
+            perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+            select b.* into batch from memex._reembed_batch(target_id, batch_size, cursor_id) as b;
+            exit when batch.claimed = 0;
+            cursor_id := batch.last_id;
+            run_done := run_done + batch.claimed;
+            embedded := embedded + batch.claimed;
+            run_rate := run_done / greatest(extract(epoch from pg_catalog.clock_timestamp() - run_started), 0.001);
+            update memex.reembeds as r
+               set rows_done = r.rows_done + batch.claimed, rows_total = greatest(r.rows_total, r.rows_done + batch.claimed)
+                 , cursor_tenant = case when from_start then r.cursor_tenant else tenant end
+                 , cursor_chunk = case when from_start then r.cursor_chunk else cursor_id end
+                 , rate = run_rate, updated_at = pg_catalog.clock_timestamp()
+             where r.space_id = target_id
+            returning r.* into state;
+            commit;
+            set local search_path = pg_catalog, pg_temp;
+            raise notice 'memex.reembed: %/% chunks (% %%), % chunks/s, ETA % s'
+                , state.rows_done, state.rows_total, pg_catalog.round(100.0 * state.rows_done / greatest(state.rows_total, 1), 1)
+                , pg_catalog.round(run_rate::numeric), pg_catalog.round((greatest(state.rows_total - state.rows_done, 0) / greatest(run_rate, 0.001))::numeric);
+        end loop;
+    end loop;
+    perform pg_catalog.set_config('memex.tenant_id', '', true);
+end
+$$;
+
+comment on procedure memex._reembed_pass(integer, integer, boolean, bigint) is
+'Internal: one committed-batch pass of a reembed over every tenant''s chunks in key order.';
+
+create or replace procedure memex.reembed(
+    model text, dimensions integer default null, space_name text default null
+    , batch_size integer default 128, activate boolean default true, dry_run boolean default false
+    , build_index boolean default true
+)
+language plpgsql
+as $$
+declare
+    plan jsonb;
+    target record;
+    active memex.spaces;
+    sp memex.spaces;
+    state memex.reembeds;
+    lock_key integer;
+    holder integer;
+    counts record;
+    embedded bigint := 0;
+    caught_up bigint;
+    started timestamptz := pg_catalog.clock_timestamp();
+    step_started timestamptz;
+    switch_ms double precision;
+    index_name text;
+    index_valid boolean;
+begin
+    set local search_path = pg_catalog, pg_temp;
+    if batch_size is null or batch_size < 1 or batch_size > 4096 then
+        raise exception 'batch_size must be between 1 and 4096, not %', batch_size using errcode = '22023';
+    end if;
+    if dry_run then
+        plan := memex.reembed_plan(model, dimensions, space_name, batch_size);
+        raise notice 'memex.reembed (dry run, nothing written): %', pg_catalog.jsonb_pretty(plan);
+        return;
+    end if;
+    target := memex._reembed_target(model, dimensions, space_name);
+    select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
+    if active.id is not null and active.model = model and active.dimensions = target.dimensions_out
+       and coalesce(active.model_hash, target.model_hash) = target.model_hash
+       and (space_name is null or active.name = space_name) then
+        if active.model_hash is null then  -- a space from before 0005: record what it was made with
+            update memex.spaces as s set model_hash = target.model_hash where s.id = active.id;
+        end if;
+        raise notice 'memex.reembed: the active space % already has this signature (%, % dimensions, model hash %): nothing to do'
+            , active.name, model, target.dimensions_out, pg_catalog.left(target.model_hash, 12);
+        return;
+    end if;
+
+    -- one reembed per space: a session-level lock, held across the batches' COMMITs. A lock
+    -- this session still holds from a CALL that failed is reused, not taken twice.
+    lock_key := memex._reembed_lock_key(target.name);
+    holder := memex._reembed_holder(target.name);
+    if holder is distinct from pg_catalog.pg_backend_pid()
+       and not pg_catalog.pg_try_advisory_lock(1835363705, lock_key) then
+        holder := memex._reembed_holder(target.name);
+        raise notice 'memex.reembed: a reembed into space % is already running in backend % (%); this call does nothing'
+            , target.name, holder
+            , coalesce((select pg_catalog.format('user %s, %s since %s', a.usename, a.state, a.state_change)
+                          from pg_catalog.pg_stat_activity as a where a.pid = holder), 'no detail visible')
+            using hint = 'follow it in memex.reembed_progress; an idle holder had its CALL fail: it lets go when it closes or CALLs again';
+        return;
+    end if;
+
+    select s.* into sp from memex.spaces as s where s.name = target.name;
+    if sp.id is null then
+        -- same distance and index parameters as the active space; the index is built after the
+        -- bulk load (a build is faster than as many inserts into a growing graph)
+        perform memex.create_space(
+            target.name, model, target.dimensions_out, 'text', coalesce(active.distance, 'cosine')
+            , coalesce(active.index_kind, 'hnsw')
+            , (coalesce(active.options, '{}') - 'runtime' - 'defer_index') || '{"defer_index": true}'
+        );
+        select s.* into sp from memex.spaces as s where s.name = target.name;
+    else
+        -- resuming, or going back to a retired space: it must be the same signature
+        perform memex.create_space(target.name, model, target.dimensions_out, sp.domain, sp.distance, sp.index_kind, sp.options);
+        if sp.model_hash is null then
+            update memex.spaces as s set model_hash = target.model_hash where s.id = sp.id;
+        end if;
+    end if;
+    if sp.status = 'active' then
+        raise notice 'memex.reembed: space % is already the active one', sp.name;
+        perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);
+        return;
+    end if;
+    counts := memex._space_counts(sp.id);  -- one pass over every tenant's chunks
+    insert into memex.reembeds as r (space_id, from_space_id, batch_size, rows_total, pid)
+    values (sp.id, active.id, batch_size, counts.pending, pg_catalog.pg_backend_pid())
+    on conflict (space_id) do update
+       set runs = r.runs + 1, pid = excluded.pid, batch_size = excluded.batch_size
+         , from_space_id = coalesce(excluded.from_space_id, r.from_space_id)
+         -- a finished reembed into this space starts over (only changed chunks get embedded)
+         , phase = case when r.phase = 'done' then 'embedding' else r.phase end
+         , rows_done = case when r.phase = 'done' then 0 else r.rows_done end
+         , cursor_tenant = case when r.phase = 'done' then null else r.cursor_tenant end
+         , cursor_chunk = case when r.phase = 'done' then null else r.cursor_chunk end
+         , finished_at = null, activation_ms = null
+         , started_at = case when r.phase = 'done' then pg_catalog.now() else r.started_at end
+         , rows_total = case when r.phase = 'done' then excluded.rows_total else r.rows_done + excluded.rows_total end
+         , updated_at = pg_catalog.now()
+    returning r.* into state;
+    commit;
+    set local search_path = pg_catalog, pg_temp;
+    raise warning 'memex.reembed: embedding % chunks into space % with % in this backend keeps % busy until it is done'
+        , greatest(state.rows_total - state.rows_done, 0), sp.name, model
+        , coalesce('memex.embed_threads = ' || nullif(nullif(pg_catalog.current_setting('memex.embed_threads', true), ''), '0') || ' cores'
+                   , 'every CPU core of the server (set memex.embed_threads to use fewer)')
+        using hint = pg_catalog.format(
+            'search keeps serving space %s meanwhile; follow it in memex.reembed_progress; the same CALL resumes if stopped'
+            , coalesce(active.name, '(none)'));
+    if state.runs > 1 then
+        raise notice 'memex.reembed: resuming space % (run %), % of % chunks already done', sp.name, state.runs, state.rows_done, state.rows_total;
+    end if;
+
+    if state.phase = 'embedding' then
+        call memex._reembed_pass(sp.id, batch_size, false, embedded);
+        set local search_path = pg_catalog, pg_temp;
+        update memex.reembeds as r set phase = 'indexing', updated_at = pg_catalog.now() where r.space_id = sp.id;
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+    end if;
+
+    -- chunks written or changed during the pass (before or behind the cursor)
+    call memex._reembed_pass(sp.id, batch_size, true, caught_up);
+    set local search_path = pg_catalog, pg_temp;
+    if caught_up > 0 then
+        raise notice 'memex.reembed: caught up % chunks written during the run', caught_up;
+    end if;
+
+    -- the index: a failed CREATE INDEX CONCURRENTLY leaves an INVALID one: rebuilt
+    index_name := memex._space_index_name(sp.id);
+    select i.indisvalid into index_valid
+      from pg_catalog.pg_index as i where i.indexrelid = pg_catalog.to_regclass('memex.' || pg_catalog.quote_ident(index_name));
+    if index_valid = false and build_index then
+        raise notice 'memex.reembed: index % is INVALID (an interrupted concurrent build): rebuilding it', index_name;
+        perform memex._drop_space_index(sp.id);
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+    end if;
+    if build_index then
+        step_started := pg_catalog.clock_timestamp();
+        raise notice 'memex.reembed: building the % index of space % (writes of vectors wait for it)', sp.index_kind, sp.name;
+        if memex._build_space_index(sp.id) then
+            raise notice 'memex.reembed: index built in % s'
+                , pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - step_started)::numeric, 1);
+        end if;
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+    end if;
+    update memex.reembeds as r set phase = 'ready', updated_at = pg_catalog.now() where r.space_id = sp.id;
+    commit;
+    set local search_path = pg_catalog, pg_temp;
+
+    if activate then
+        call memex._reembed_pass(sp.id, batch_size, true, caught_up);  -- the last stragglers
+        set local search_path = pg_catalog, pg_temp;
+        -- the switch: one short transaction (two rows of memex.spaces); searches running now
+        -- finish on the old space, the next ones use the new one
+        step_started := pg_catalog.clock_timestamp();
+        perform memex.activate_space(sp.name, force => true);
+        switch_ms := extract(epoch from pg_catalog.clock_timestamp() - step_started) * 1000;
+        update memex.reembeds as r
+           set phase = 'done', finished_at = pg_catalog.now(), updated_at = pg_catalog.now(), activation_ms = switch_ms, pid = null
+         where r.space_id = sp.id;
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+        raise notice 'memex.reembed: space % is active (switch: % ms, total % s); % is retired: roll back with SELECT memex.activate_space(%)'
+            , sp.name, pg_catalog.round(switch_ms::numeric, 1)
+            , pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric, 1)
+            , coalesce(active.name, '(none)'), pg_catalog.quote_literal(coalesce(active.name, ''));
+    else
+        update memex.reembeds as r set pid = null where r.space_id = sp.id;
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+        raise notice 'memex.reembed: space % is ready; switch to it with SELECT memex.activate_space(%)'
+            , sp.name, pg_catalog.quote_literal(sp.name);
+    end if;
+    perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);
+end
+$$;
+
+comment on procedure memex.reembed(text, integer, text, integer, boolean, boolean, boolean) is
+'Re-embeds every chunk into a new space (model, dimensions) beside the active one, then switches in one short transaction; resumable.';
