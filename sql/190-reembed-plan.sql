@@ -37,20 +37,29 @@ begin
         raise exception 'reembed needs a model' using errcode = '22023'
             , hint = 'e.g. CALL memex.reembed(''all-MiniLM-L6-v2'', dimensions => 256)';
     end if;
-    info := memex._model_info(_reembed_target.model);  -- 22023 for an unknown model or directory
-    model_dimensions := info.dimensions;
-    dimensions_out := coalesce(_reembed_target.dimensions, info.dimensions);
-    if dimensions_out < 1 or dimensions_out > info.dimensions then
-        raise exception 'dimensions % for model % (which has %)', dimensions_out, _reembed_target.model, info.dimensions
+    model_hash := memex._model_hash(_reembed_target.model);  -- 22023 for an unknown model or directory
+    -- a space made from these very files knows their dimensions: no model load (a fast no-op)
+    select s.model_dimensions into model_dimensions
+      from memex.spaces as s where s.model = _reembed_target.model and s.model_hash = _reembed_target.model_hash limit 1;
+    if model_dimensions is null then
+        info := memex._model_info(_reembed_target.model);
+        model_dimensions := info.dimensions;
+    end if;
+    dimensions_out := coalesce(_reembed_target.dimensions, model_dimensions);
+    if dimensions_out < 1 or dimensions_out > model_dimensions then
+        raise exception 'dimensions % for model % (which has %)', dimensions_out, _reembed_target.model, model_dimensions
             using errcode = '22023', hint = 'a space may use the model''s dimensions or fewer (truncated, re-normalised)';
     end if;
-    model_hash := memex._model_hash(_reembed_target.model);
     -- default name: the model's last path component, @dimensions (as the default space's)
     name := coalesce(
         _reembed_target.space_name
         , pg_catalog.regexp_replace(pg_catalog.regexp_replace(_reembed_target.model, '^.*/', ''), '[^A-Za-z0-9_.:@-]', '-', 'g')
         || '@' || dimensions_out
     );
+    if name !~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' then  -- before any lock or write
+        raise exception 'invalid space name %', pg_catalog.quote_literal(name)
+            using errcode = '22023', hint = 'letters, digits and _ . : @ - (at most 128), starting with a letter or digit';
+    end if;
 end
 $$;
 
@@ -243,8 +252,9 @@ select
     , r.rows_total
     , pg_catalog.round(100.0 * r.rows_done / greatest(r.rows_total, 1), 1) as percent
     , pg_catalog.round(r.rate::numeric, 1) as rate
-    , case when r.phase = 'embedding' and r.rate > 0
-        then pg_catalog.make_interval(secs => pg_catalog.round(greatest(r.rows_total - r.rows_done, 0) / r.rate))
+    , case
+        when r.phase = 'embedding' and r.rate > 0
+            then pg_catalog.make_interval(secs => pg_catalog.round(greatest(r.rows_total - r.rows_done, 0) / r.rate))
     end as eta
     , memex._reembed_holder(s.name) as running_pid
     , r.runs

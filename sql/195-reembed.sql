@@ -62,7 +62,7 @@ begin
 end
 $$;
 
-comment on procedure memex._reembed_pass(integer, integer, boolean, bigint) is
+comment on procedure memex._reembed_pass (integer, integer, boolean, bigint) is
 'Internal: one committed-batch pass of a reembed over every tenant''s chunks in key order.';
 
 create or replace procedure memex.reembed(
@@ -166,13 +166,15 @@ begin
     returning r.* into state;
     commit;
     set local search_path = pg_catalog, pg_temp;
-    raise warning 'memex.reembed: embedding % chunks into space % with % in this backend keeps % busy until it is done'
-        , greatest(state.rows_total - state.rows_done, 0), sp.name, model
-        , coalesce('memex.embed_threads = ' || nullif(nullif(pg_catalog.current_setting('memex.embed_threads', true), ''), '0') || ' cores'
-                   , 'every CPU core of the server (set memex.embed_threads to use fewer)')
-        using hint = pg_catalog.format(
-            'search keeps serving space %s meanwhile; follow it in memex.reembed_progress; the same CALL resumes if stopped'
-            , coalesce(active.name, '(none)'));
+    if state.rows_total > state.rows_done then
+        raise warning 'memex.reembed: embedding % chunks into space % with % in this backend keeps % busy until it is done'
+            , greatest(state.rows_total - state.rows_done, 0), sp.name, model
+            , coalesce('memex.embed_threads = ' || nullif(nullif(pg_catalog.current_setting('memex.embed_threads', true), ''), '0') || ' cores'
+                       , 'every CPU core of the server (set memex.embed_threads to use fewer)')
+            using hint = pg_catalog.format(
+                'search keeps serving space %s meanwhile; follow it in memex.reembed_progress; the same CALL resumes if stopped'
+                , coalesce(active.name, '(none)'));
+    end if;
     if state.runs > 1 then
         raise notice 'memex.reembed: resuming space % (run %), % of % chunks already done', sp.name, state.runs, state.rows_done, state.rows_total;
     end if;
@@ -244,5 +246,5 @@ begin
 end
 $$;
 
-comment on procedure memex.reembed(text, integer, text, integer, boolean, boolean, boolean) is
+comment on procedure memex.reembed (text, integer, text, integer, boolean, boolean, boolean) is
 'Re-embeds every chunk into a new space (model, dimensions) beside the active one, then switches in one short transaction; resumable.';

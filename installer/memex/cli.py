@@ -130,6 +130,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return embed(resolve_dsn(args.dsn), args.space, args.batch_size, args.max_rows)
 
 
+def cmd_reembed(args: argparse.Namespace) -> int:
+    from memex.reembed import Target, reembed
+
+    target = Target(args.model, args.dimensions, args.space_name, args.batch_size)
+    return reembed(
+        resolve_dsn(args.dsn), target, activate=not args.no_activate, dry_run=args.dry_run,
+        concurrent_index=args.concurrent_index, as_json=args.json,
+    )  # fmt: skip
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from memex.embedding import worker
 
@@ -206,6 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--max-rows", type=int, default=None)
     _add_dsn(embed)
     embed.set_defaults(handler=cmd_embed)
+
+    reembed = sub.add_parser(
+        "reembed", help="re-embed every chunk with another model or dimensions, then switch"
+    )
+    reembed.add_argument("--model", required=True, help="model name or local model directory")
+    reembed.add_argument("--dimensions", type=int, help="fewer than the model's: truncated")
+    reembed.add_argument("--space-name", help="default: <model>@<dimensions>")
+    reembed.add_argument("--batch-size", type=int, default=128)
+    reembed.add_argument("--dry-run", action="store_true", help="the plan and estimate only")
+    reembed.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    reembed.add_argument(
+        "--no-activate",
+        action="store_true",
+        help="build the space but leave the switch to memex.activate_space",
+    )
+    reembed.add_argument("--concurrent-index", action="store_true",
+                         help="build the index with CREATE INDEX CONCURRENTLY from here "
+                         "(needs membership in memex_owner)")  # fmt: skip
+    _add_dsn(reembed)
+    reembed.set_defaults(handler=cmd_reembed)
 
     worker = sub.add_parser(
         "worker", help="embed pending chunks outside the database (same code, same vectors)"
