@@ -48,7 +48,8 @@ begin
                set rows_done = r.rows_done + batch.claimed, rows_total = greatest(r.rows_total, r.rows_done + batch.claimed)
                  , cursor_tenant = case when from_start then r.cursor_tenant else tenant end
                  , cursor_chunk = case when from_start then r.cursor_chunk else cursor_id end
-                 , rate = run_rate, updated_at = pg_catalog.clock_timestamp()
+                 , rate = case when from_start then r.rate else run_rate end  -- the main pass's rate
+                 , updated_at = pg_catalog.clock_timestamp()
              where r.space_id = target_id
             returning r.* into state;
             commit;
