@@ -112,6 +112,12 @@ begin
         return;
     end if;
 
+    -- it COMMITs after every batch: inside a transaction block this fails now (2D000), before
+    -- anything is locked or written
+    commit;
+    set local search_path = pg_catalog, pg_temp;
+    perform pg_catalog.set_config('memex.tenant_id', '', true);  -- counts span every tenant
+
     -- one reembed per space: a session-level lock, held across the batches' COMMITs. A lock
     -- this session still holds from a CALL that failed is reused, not taken twice.
     lock_key := memex._reembed_lock_key(target.name);

@@ -342,3 +342,13 @@ def test_applications_cannot_reembed(conn: Conn) -> None:
                       "select memex.reembed_plan('all-MiniLM-L6-v2')"):  # fmt: skip
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+def test_inside_a_transaction_block_it_fails_before_locking_or_writing(conn: Conn) -> None:
+    conn.execute("set role memex_admin")
+    with pytest.raises(psycopg.errors.InvalidTransactionTermination), conn.transaction():
+        conn.execute("call memex.reembed('all-MiniLM-L6-v2', 256)")
+    conn.execute("reset role")
+    assert conn.execute("select count(*) from memex.spaces").fetchone() == (1,)
+    locks = "select count(*) from pg_locks where locktype = 'advisory' and classid = 1835363705"
+    assert conn.execute(locks).fetchone() == (0,)
