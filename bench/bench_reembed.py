@@ -27,6 +27,7 @@ from memex.dsn import resolve_dsn
 from memex.install import install
 from memex.reembed import Target, reembed
 from synthetic import Corpus  # bench/ is on sys.path: it is the script's directory
+from synthetic import load as load_documents
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -41,14 +42,7 @@ def scratch(dsn: str) -> str:
 
 def load(conn: Conn, chunks: int, corpus: Corpus) -> str:
     tenant = str(conn.execute("select memex.create_tenant('bench')").fetchone()[0])  # type: ignore[index]
-    urls = [f"doc/{i}" for i in range(chunks)]
-    with conn.transaction():
-        conn.execute("select memex.set_tenant(%s)", (tenant,))
-        conn.execute(
-            "select count(memex.upsert_document(u, t))"
-            " from unnest(%s::text[], %s::text[]) as x (u, t)",
-            (urls, [corpus.document(i) for i in range(chunks)]),
-        )
+    load_documents(conn, "bench", 0, chunks, corpus, "doc")
     return tenant
 
 
@@ -61,35 +55,66 @@ def raw_encode_rate(conn: Conn, tenant: str) -> float:
         conn.execute(
             "select count(*) from memex.embed_batch(%s)", (texts[lo : lo + 128],)
         ).fetchone()
-    conn.execute("select memex.set_tenant(null, false)")
+    conn.execute("select set_config('memex.tenant_id', '', false)")
     return len(texts) / (time.perf_counter() - started)
 
 
 class Writer(threading.Thread):
     """Upserts one new document every 20 ms, embedded on write, and records each latency."""
 
-    def __init__(self, dsn: str, tenant: str):
+    def __init__(self, dsn: str, tenant: str, prefix: str):
         super().__init__(daemon=True)
-        self.dsn, self.tenant = dsn, tenant
+        self.dsn, self.tenant, self.prefix = dsn, tenant, prefix
         self.latencies: list[tuple[float, float]] = []  # (start, seconds)
         self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.pid = 0
 
     def run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
+            self.pid = conn.info.backend_pid
             conn.execute("set role memex_app")
             conn.execute("set memex.embed_on_write = on")
             conn.execute("select memex.set_tenant(%s, false)", (self.tenant,))
+            conn.execute("select memex.embed('warm up')")  # model load: not a write
+            self.ready.set()
             i = 0
             while not self.stop.is_set():
                 started = time.perf_counter()
-                conn.execute("select memex.upsert_document(%s, %s)",
-                             (f"live/{i}", f"note {i} written while re-embedding"))  # fmt: skip
+                uri, text = f"{self.prefix}/{i}", f"note {i} written while re-embedding"
+                conn.execute("select memex.upsert_document(%s, %s)", (uri, text))
                 self.latencies.append((started, time.perf_counter() - started))
                 i += 1
                 time.sleep(0.02)
 
     def between(self, start: float, end: float) -> list[float]:
         return [s for t, s in self.latencies if start <= t <= end]
+
+
+class LockWatch(threading.Thread):
+    """Samples the writer's wait event every 5 ms: the longest stretch spent waiting on a
+    heavyweight lock (pg_stat_activity.wait_event_type = 'Lock')."""
+
+    def __init__(self, dsn: str, pid: int):
+        super().__init__(daemon=True)
+        self.dsn, self.pid = dsn, pid
+        self.longest = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            since: float | None = None
+            while not self.stop.is_set():
+                row = conn.execute(
+                    "select wait_event_type from pg_stat_activity where pid = %s", (self.pid,)
+                ).fetchone()
+                now = time.perf_counter()
+                if row and row[0] == "Lock":
+                    since = now if since is None else since
+                    self.longest = max(self.longest, now - since)
+                else:
+                    since = None
+                time.sleep(0.005)
 
 
 def timed_reembed(dsn: str, dims: int, concurrent: bool) -> tuple[float, float, float]:
@@ -130,17 +155,22 @@ def main() -> None:
     print(f"switch transaction:                         {switch_ms:7.2f} ms (goal < 100 ms)")
 
     for dims, concurrent in ((128, False), (192, True)):
-        writer = Writer(dsn, tenant)
+        writer = Writer(dsn, tenant, f"live-{dims}")
         writer.start()
+        writer.ready.wait(60)
+        watch = LockWatch(dsn, writer.pid)
+        watch.start()
         time.sleep(3)
         started = time.perf_counter()
         took, rate, switch_ms = timed_reembed(dsn, dims, concurrent=concurrent)
         ended = time.perf_counter()
         time.sleep(1)
         writer.stop.set()
+        watch.stop.set()
         writer.join()
+        watch.join()
         before = writer.between(0, started)
-        during = writer.between(started, ended)
+        during = sorted(writer.between(started, ended))
         how = (
             "index built CONCURRENTLY by the CLI" if concurrent else "index built in the procedure"
         )
@@ -148,7 +178,9 @@ def main() -> None:
         print(f"  write latency before: p50 {statistics.median(before) * 1000:6.1f} ms, "
               f"max {max(before) * 1000:6.1f} ms ({len(before)} writes)")  # fmt: skip
         print(f"  write latency during: p50 {statistics.median(during) * 1000:6.1f} ms, "
-              f"max {max(during) * 1000:6.1f} ms ({len(during)} writes)")  # fmt: skip
+              f"p99 {during[int(len(during) * 0.99)] * 1000:6.1f} ms, "
+              f"max {during[-1] * 1000:6.1f} ms ({len(during)} writes)")  # fmt: skip
+        print(f"  longest lock wait of the writer: {watch.longest * 1000:.0f} ms")
         print(
             f"  reembed {took:.1f} s, embedding pass {rate:.1f} rows/s, switch {switch_ms:.2f} ms"
         )

@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from memex.dsn import resolve_dsn
 from memex.install import install
 from synthetic import Corpus
+from synthetic import load as load_documents
 
 K = 10
 RAW = ("select chunk_id from memex.embeddings where space_id = {sid} and tenant_id = %s "
@@ -41,18 +42,7 @@ def load(
     ids, first = {}, 0
     for name, count in (("big", chunks - chunks // 100), ("small", chunks // 100)):
         ids[name] = str(conn.execute("select memex.create_tenant(%s)", (name,)).fetchone()[0])  # type: ignore[index]
-        with conn.transaction():
-            conn.execute("select memex.set_tenant(%s)", (name,))
-            for lo in range(first, first + count, 5000):
-                hi = min(lo + 5000, first + count)
-                conn.execute(
-                    "select count(memex.upsert_document(u, t))"
-                    " from unnest(%s::text[], %s::text[]) as x (u, t)",
-                    (
-                        [f"{name}/{i}" for i in range(lo, hi)],
-                        [corpus.document(i) for i in range(lo, hi)],
-                    ),
-                )
+        load_documents(conn, name, first, count, corpus, name)
         first += count
     return ids
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 VOCABULARY = Path(__file__).with_name("words.txt").read_text().split()
 
@@ -40,3 +41,22 @@ class Corpus:
         rng = random.Random(-1 - i)
         topic = self.topics[rng.randrange(len(self.topics))]
         return self._words(rng, topic, rng.randint(4, 8), 0.8)
+
+
+def load(conn: Any, tenant: str, first: int, count: int, corpus: Corpus, prefix: str) -> None:
+    """Documents first..first+count-1 of `corpus` as one-chunk documents of `tenant`, 5,000 per
+    transaction, with ANALYZE in between: plans cached by upsert_document while the tables
+    were small would otherwise stay sequential scans for the whole load (quadratic)."""
+    for lo in range(first, first + count, 5000):
+        hi = min(lo + 5000, first + count)
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (tenant,))
+            conn.execute(
+                "select count(memex.upsert_document(u, t))"
+                " from unnest(%s::text[], %s::text[]) as x (u, t)",
+                (
+                    [f"{prefix}/{i}" for i in range(lo, hi)],
+                    [corpus.document(i) for i in range(lo, hi)],
+                ),
+            )
+        conn.execute("analyze memex.documents, memex.chunks")
