@@ -66,6 +66,27 @@ $$;
 comment on function memex._reembed_target(text, integer, text) is
 'Internal: (space name, dimensions, model hash, model dimensions) a reembed targets; validates its arguments.';
 
+-- memex._reembed_no_op(active, model, dimensions, model_hash, space_name): whether the active
+-- space already has the signature a reembed asks for. A space made before migration 0005 has
+-- no hash recorded: it is taken to match the model's current files.
+create or replace function memex._reembed_no_op(
+    active memex.spaces, model text, dimensions integer, model_hash text, space_name text
+)
+returns boolean
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select active.id is not null and active.model = model and active.dimensions = dimensions
+       and coalesce(active.model_hash, model_hash) = model_hash
+       and (space_name is null or active.name = space_name)
+$$;
+
+comment on function memex._reembed_no_op(memex.spaces, text, integer, text, text) is
+'Internal: whether the active space already has the signature a reembed asks for.';
+
 -- memex._reembed_lock_key(space_name): the advisory lock (1835363705, key) one reembed of a
 -- space holds for its whole run (session level: it outlives the batches' COMMITs).
 create or replace function memex._reembed_lock_key(space_name text)
@@ -128,9 +149,8 @@ begin
     target := memex._reembed_target(reembed_plan.model, reembed_plan.dimensions, reembed_plan.space_name);
     select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
     select s.* into existing from memex.spaces as s where s.name = target.name;
-    no_op := active.id is not null and active.model = reembed_plan.model and active.dimensions = target.dimensions_out
-             and coalesce(active.model_hash, target.model_hash) = target.model_hash
-             and (reembed_plan.space_name is null or active.name = reembed_plan.space_name);
+    no_op := memex._reembed_no_op(active, reembed_plan.model, target.dimensions_out, target.model_hash, reembed_plan.space_name);
+    perform pg_catalog.set_config('memex.tenant_id', '', true);  -- counts span every tenant
     if existing.id is not null then
         counts := memex._space_counts(existing.id);
         todo := counts.pending;

@@ -101,9 +101,7 @@ begin
     end if;
     target := memex._reembed_target(model, dimensions, space_name);
     select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
-    if active.id is not null and active.model = model and active.dimensions = target.dimensions_out
-       and coalesce(active.model_hash, target.model_hash) = target.model_hash
-       and (space_name is null or active.name = space_name) then
+    if memex._reembed_no_op(active, model, target.dimensions_out, target.model_hash, space_name) then
         if active.model_hash is null then  -- a space from before 0005: record what it was made with
             update memex.spaces as s set model_hash = target.model_hash where s.id = active.id;
         end if;

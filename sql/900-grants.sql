@@ -63,6 +63,7 @@ grant execute on function memex._model_hash(text) to memex_admin;
 -- re-embedding: memex_admin only
 grant execute on function memex._measure_rate(text, text[]) to memex_admin;
 grant execute on function memex._reembed_target(text, integer, text) to memex_admin;
+grant execute on function memex._reembed_no_op(memex.spaces, text, integer, text, text) to memex_admin;
 grant execute on function memex._reembed_lock_key(text) to memex_admin;
 grant execute on function memex._reembed_holder(text) to memex_admin;
 grant execute on function memex.reembed_plan(text, integer, text, integer) to memex_admin;

@@ -37,6 +37,8 @@ def reembed(
     dsn: str, target: Target, *, activate: bool, dry_run: bool, concurrent_index: bool,
     as_json: bool = False,
 ) -> int:  # fmt: skip
+    if as_json and not dry_run:
+        raise MemexError("--json goes with --dry-run (a run prints its progress)")
     with connect(dsn) as conn:
         if dry_run:
             return _dry_run(conn, target, as_json)
@@ -54,6 +56,8 @@ def reembed(
                 return
             if STOPPED.match(message):
                 stopped.append(message)
+            if concurrent_index and activate and " is ready; switch to it" in message:
+                return  # the CLI switches itself once the index is built
             tqdm.write(f"{diag.severity}: {message}", file=sys.stderr)
 
         conn.add_notice_handler(on_notice)
@@ -88,6 +92,10 @@ def _dry_run(conn: Conn, target: Target, as_json: bool) -> int:
         return 0
     if plan["no_op"]:
         print(f"nothing to do: the active space {plan['active_space']} already has this signature")
+        return 0
+    if not plan["chunks_to_embed"]:
+        print(f"nothing to embed: space {plan['target_space']} is up to date (a CALL would "
+              "only build its index and switch)")  # fmt: skip
         return 0
     dims = f"{plan['active_dimensions']} -> {plan['dimensions']}"
     lines = [
