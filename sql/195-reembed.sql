@@ -131,23 +131,30 @@ begin
         return;
     end if;
 
-    select s.* into sp from memex.spaces as s where s.name = target.name;
-    if sp.id is null then
-        -- same distance and index parameters as the active space; the index is built after the
-        -- bulk load (a build is faster than as many inserts into a growing graph)
-        perform memex.create_space(
-            target.name, model, target.dimensions_out, 'text', coalesce(active.distance, 'cosine')
-            , coalesce(active.index_kind, 'hnsw')
-            , (coalesce(active.options, '{}') - 'runtime' - 'defer_index') || '{"defer_index": true}'
-        );
+    -- a failure here (another space of that name, changed model files) lets the lock go: no
+    -- COMMIT happens in this block, so it can catch
+    begin
         select s.* into sp from memex.spaces as s where s.name = target.name;
-    else
-        -- resuming, or going back to a retired space: it must be the same signature
-        perform memex.create_space(target.name, model, target.dimensions_out, sp.domain, sp.distance, sp.index_kind, sp.options);
-        if sp.model_hash is null then
-            update memex.spaces as s set model_hash = target.model_hash where s.id = sp.id;
+        if sp.id is null then
+            -- same distance and index parameters as the active space; the index is built after the
+            -- bulk load (a build is faster than as many inserts into a growing graph)
+            perform memex.create_space(
+                target.name, model, target.dimensions_out, 'text', coalesce(active.distance, 'cosine')
+                , coalesce(active.index_kind, 'hnsw')
+                , (coalesce(active.options, '{}') - 'runtime' - 'defer_index') || '{"defer_index": true}'
+            );
+            select s.* into sp from memex.spaces as s where s.name = target.name;
+        else
+            -- resuming, or going back to a retired space: it must be the same signature
+            perform memex.create_space(target.name, model, target.dimensions_out, sp.domain, sp.distance, sp.index_kind, sp.options);
+            if sp.model_hash is null then
+                update memex.spaces as s set model_hash = target.model_hash where s.id = sp.id;
+            end if;
         end if;
-    end if;
+    exception when others then
+        perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);
+        raise;
+    end;
     if sp.status = 'active' then
         raise notice 'memex.reembed: space % is already the active one', sp.name;
         perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);

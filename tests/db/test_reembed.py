@@ -352,3 +352,13 @@ def test_inside_a_transaction_block_it_fails_before_locking_or_writing(conn: Con
     assert conn.execute("select count(*) from memex.spaces").fetchone() == (1,)
     locks = "select count(*) from pg_locks where locktype = 'advisory' and classid = 1835363705"
     assert conn.execute(locks).fetchone() == (0,)
+
+
+def test_a_name_taken_by_another_signature_fails_and_lets_the_lock_go(conn: Conn, db: str) -> None:
+    with admin(db) as run:
+        run.execute("select memex.create_space('taken', 'all-MiniLM-L6-v2', 128)")
+        with pytest.raises(psycopg.errors.DuplicateObject, match="already exists with another"):
+            run.execute("call memex.reembed('all-MiniLM-L6-v2', 256, space_name => 'taken')")
+        locks = "select count(*) from pg_locks where locktype = 'advisory' and classid = 1835363705"
+        assert run.execute(locks).fetchone() == (0,)
+    assert conn.execute("select count(*) from memex.reembeds").fetchone() == (0,)
