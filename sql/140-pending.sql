@@ -154,6 +154,10 @@ comment on function memex._claim_pending(integer, integer, uuid) is
 
 -- memex._store_embeddings(space_id, chunk_ids, hashes, vectors): stores vectors made from the
 -- given content hashes; a vector whose chunk changed since is not stored (it would be stale).
+-- The chunks are locked KEY SHARE, skipping rows a concurrent delete holds: a chunk deleted
+-- while its vector was computed is skipped instead of failing the foreign key. Callers that
+-- already lock their rows (claims, embed-on-write) are not affected: their own locks do not
+-- conflict.
 create or replace function memex._store_embeddings(
     space_id integer, chunk_ids uuid[], hashes bytea[], vectors __vector_schema__.vector[]
 )
@@ -177,6 +181,7 @@ begin
       from unnest(chunk_ids, hashes, vectors) as x (id, h, v)  -- FROM-clause form: cannot be qualified
       join memex.chunks as c on c.tenant_id = tenant and c.id = x.id and c.content_hash = x.h
      order by x.id
+       for key share of c skip locked
     on conflict on constraint embeddings_pkey do update
        set embedding = excluded.embedding, content_hash = excluded.content_hash, embedded_at = pg_catalog.now()
      where e.content_hash <> excluded.content_hash;

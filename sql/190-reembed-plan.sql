@@ -199,8 +199,8 @@ comment on function memex.reembed_plan(text, integer, text, integer) is
 
 -- memex._reembed_batch(space_id, n, after): embeds the next n chunks (in id order, id > after)
 -- of the current tenant that lack an up-to-date vector in the space. Unlike embed_pending's
--- claims, it reads without locking: writers never wait for the model. Only the store locks
--- the chunks it writes for (KEY SHARE, skipping rows being deleted), for milliseconds.
+-- claims, it reads without locking: writers never wait for the model. Only the store
+-- (memex._store_embeddings) locks the chunks it writes for, KEY SHARE, for milliseconds.
 create or replace function memex._reembed_batch(
     space_id integer, n integer, after uuid, out claimed integer, out embedded integer, out last_id uuid
 )
@@ -215,8 +215,6 @@ declare
     ids uuid[];
     contents text[];
     hashes bytea[];
-    vectors __vector_schema__.vector[];
-    keep uuid[];
 begin
     perform pg_catalog.pg_advisory_xact_lock_shared(1835363704, 1);  -- counted as a batch embedder
     select pg_catalog.array_agg(q.id order by q.id), pg_catalog.array_agg(q.content order by q.id)
@@ -240,21 +238,7 @@ begin
         return;
     end if;
     last_id := ids[claimed];
-    select pg_catalog.array_agg(b.embedding order by b.ord) into vectors
-      from memex.embed_batch(contents, (select s.name from memex.spaces as s where s.id = _reembed_batch.space_id)) as b;
-    keep := array(
-        select c.id from memex.chunks as c
-         where c.tenant_id = tenant and c.id = any(ids)
-           for key share of c skip locked
-    );
-    select pg_catalog.array_agg(x.id order by x.id), pg_catalog.array_agg(x.h order by x.id)
-         , pg_catalog.array_agg(x.v order by x.id)
-      into ids, hashes, vectors
-      from unnest(ids, hashes, vectors) as x (id, h, v)
-     where x.id = any(keep);
-    if ids is not null then
-        embedded := memex._store_embeddings(_reembed_batch.space_id, ids, hashes, vectors);
-    end if;
+    embedded := memex._embed_and_store(_reembed_batch.space_id, ids, contents, hashes);
 end
 $$;
 
