@@ -55,6 +55,26 @@ $$;
 
 comment on function memex._space_index_name(integer) is 'Internal: the name of a space''s vector index.';
 
+-- memex._space_index_valid(space_id): true when the space's index exists and is valid, false
+-- when it is INVALID (an interrupted CREATE INDEX CONCURRENTLY left it), null when missing.
+create or replace function memex._space_index_valid(space_id integer)
+returns boolean
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select i.indisvalid
+      from pg_catalog.pg_index as i
+     where i.indexrelid = pg_catalog.to_regclass(
+         'memex.' || pg_catalog.quote_ident(memex._space_index_name(_space_index_valid.space_id))
+     )
+$$;
+
+comment on function memex._space_index_valid(integer) is
+'Internal: whether a space''s index is valid (false: INVALID, null: missing).';
+
 -- memex._space_index_sql(space_id, concurrently): the CREATE INDEX statement of a space: a
 -- partial expression index on (embedding::vector(N)) WHERE space_id = S.
 create or replace function memex._space_index_sql(space_id integer, concurrently boolean default false)

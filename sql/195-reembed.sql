@@ -87,8 +87,6 @@ declare
     started timestamptz := pg_catalog.clock_timestamp();
     step_started timestamptz;
     switch_ms double precision;
-    index_name text;
-    index_valid boolean;
 begin
     set local search_path = pg_catalog, pg_temp;
     if batch_size is null or batch_size < 1 or batch_size > 4096 then
@@ -207,11 +205,9 @@ begin
     end if;
 
     -- the index: a failed CREATE INDEX CONCURRENTLY leaves an INVALID one: rebuilt
-    index_name := memex._space_index_name(sp.id);
-    select i.indisvalid into index_valid
-      from pg_catalog.pg_index as i where i.indexrelid = pg_catalog.to_regclass('memex.' || pg_catalog.quote_ident(index_name));
-    if index_valid = false and build_index then
-        raise notice 'memex.reembed: index % is INVALID (an interrupted concurrent build): rebuilding it', index_name;
+    if memex._space_index_valid(sp.id) = false and build_index then
+        raise notice 'memex.reembed: index % is INVALID (an interrupted concurrent build): rebuilding it'
+            , memex._space_index_name(sp.id);
         perform memex._drop_space_index(sp.id);
         commit;
         set local search_path = pg_catalog, pg_temp;

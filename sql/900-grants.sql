@@ -40,6 +40,7 @@ grant execute on function memex._model_info(text) to memex_admin;
 grant execute on function memex._space(text) to memex_admin, memex_app;
 grant execute on function memex._space_index_name(integer) to memex_admin, memex_app;
 grant execute on function memex._space_index_sql(integer, boolean) to memex_admin;
+grant execute on function memex._space_index_valid(integer) to memex_admin;
 grant execute on function memex._build_space_index(integer) to memex_admin;
 grant execute on function memex._drop_space_index(integer) to memex_admin;
 grant execute on function memex.create_space(text, text, integer, text, text, text, jsonb) to memex_admin;

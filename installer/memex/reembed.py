@@ -137,10 +137,8 @@ def _build_index_concurrently(conn: Conn, target: Target) -> None:
     """CREATE INDEX CONCURRENTLY of the target space's index; an INVALID one left by an
     interrupted build is dropped (concurrently) and built again."""
     row = conn.execute(
-        "select s.id, memex._space_index_name(s.id), s.index_kind, i.indisvalid"
+        "select s.id, memex._space_index_name(s.id), s.index_kind, memex._space_index_valid(s.id)"
         " from memex.spaces as s"
-        " left join pg_index as i on i.indexrelid = to_regclass("
-        "     'memex.' || quote_ident(memex._space_index_name(s.id)))"
         " where s.name = (select t.name from memex._reembed_target(%s, %s, %s) as t)",
         (target.model, target.dimensions, target.space_name),
     ).fetchone()
