@@ -3,39 +3,14 @@
 -- its parent row (document or conversation) first, then writes children in key order, so
 -- concurrent upserts of the same content serialise instead of duplicating or deadlocking.
 
--- memex._ts_config(metadata): text-search configuration for a source's language.
-create or replace function memex._ts_config(metadata jsonb)
-returns regconfig
-language sql
-stable
-parallel safe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-    select coalesce(
-        (select c.oid::regconfig
-           from pg_catalog.pg_ts_config as c
-          where c.cfgname = (
-                case pg_catalog.lower(metadata ->> 'language')
-                    when 'en' then 'english' when 'fr' then 'french' when 'de' then 'german'
-                    when 'es' then 'spanish' when 'it' then 'italian' when 'pt' then 'portuguese'
-                    when 'nl' then 'dutch' when 'ru' then 'russian' when 'sv' then 'swedish'
-                    else pg_catalog.lower(metadata ->> 'language')
-                end)
-            and c.cfgnamespace = 'pg_catalog'::regnamespace)
-        , 'pg_catalog.english'::regconfig
-    )
-$$;
-
-comment on function memex._ts_config(jsonb) is
-'Internal: text-search configuration from metadata.language (name or ISO code); english by default.';
-
--- memex._replace_chunks(kind, source, conversation, body, language): make a source's chunks
--- those of `body`. Chunks whose (ord, hash, language) are unchanged are kept, with their ids, so
--- their embeddings stay valid; changed ones are updated in place (their embedding goes stale,
--- i.e. pending); extra ones are deleted.
+-- memex._replace_chunks(kind, source, conversation, body, language, heading): make a source's
+-- chunks those of `body`, the first one headed by `heading` (a document's title: it counts for
+-- both search legs, and a new title changes that chunk only, never where the others are cut).
+-- Chunks whose (ord, hash, language) are unchanged are kept, with their ids, so their
+-- embeddings stay valid; changed ones are updated in place (their embedding goes stale, i.e.
+-- pending); extra ones are deleted.
 create or replace function memex._replace_chunks(
-    kind text, source uuid, conversation uuid, body text, language regconfig
+    kind text, source uuid, conversation uuid, body text, language regconfig, heading text default null
 )
 returns void
 language plpgsql
@@ -56,6 +31,10 @@ begin
         , pg_catalog.array_agg(c.token_count order by c.ord)
     into ords, contents, tokens
     from memex.chunk_text(body) as c;
+    if heading is not null and ords is not null then
+        contents[1] := heading || E'\n\n' || contents[1];
+        tokens[1] := tokens[1] + memex.count_tokens(heading || E'\n\n');
+    end if;
 
     delete from memex.chunks as k
      where k.tenant_id = tenant and k.source_kind = kind and k.source_id = source
@@ -84,8 +63,8 @@ begin
 end
 $$;
 
-comment on function memex._replace_chunks(text, uuid, uuid, text, regconfig) is
-'Internal: replaces a source''s chunks, keeping unchanged ones (and so their embeddings).';
+comment on function memex._replace_chunks(text, uuid, uuid, text, regconfig, text) is
+'Internal: replaces a source''s chunks (the first headed by a title), keeping unchanged ones (and so their embeddings).';
 
 -- memex._folder(path): the folder id for a path, created when missing.
 create or replace function memex._folder(path text)
@@ -162,7 +141,8 @@ begin
                    , metadata = meta, folder_id = folder_ref, mime = meta ->> 'mime'
                    , updated_at = pg_catalog.now()
              where d.tenant_id = tenant and d.id = old.id;
-            if old.content_hash = digest and memex._ts_config(old.metadata) = memex._ts_config(meta) then
+            if old.content_hash = digest and old.title is not distinct from upsert_document.title
+               and memex._ts_config(old.metadata) = memex._ts_config(meta) then
                 return old.id;  -- metadata only: chunks (and embeddings) untouched
             end if;
             doc := old.id;
@@ -177,7 +157,10 @@ begin
         returning d.id into doc;
         exit when doc is not null;  -- else a concurrent insert won: lock its row and compare
     end loop;
-    perform memex._replace_chunks('document', doc, null, upsert_document.content, memex._ts_config(meta));
+    perform memex._replace_chunks(
+        'document', doc, null, upsert_document.content, memex._ts_config(meta)
+        , memex._document_heading(upsert_document.title, upsert_document.content)
+    );
     return doc;
 end
 $$;

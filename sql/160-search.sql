@@ -1,41 +1,61 @@
--- Search: memex.rag_search (hybrid, vector, text) and memex.compose_context.
+-- Search: memex._search, the one implementation behind both rag_search overloads (sql/170).
 -- SECURITY INVOKER: RLS applies, and every statement also filters on the current tenant. With
--- no tenant set the result is empty (no error, nothing leaks). Vector candidates come from the
--- space's own partial HNSW index: the statement is built per space, with its id and dimensions
--- as literals, so the planner matches the index; every user value travels as a parameter.
+-- no tenant set the result is empty, with a NOTICE saying why (nothing leaks, no model call).
+--
+-- The steps, each over a few hundred candidates at most (docs/search.md, "How a search runs"):
+--   1. vector leg: the space's own partial HNSW index (the statement is built per space, with
+--      its id and dimensions as literals, so the planner matches the index; every user value
+--      travels as a parameter);
+--   2. text leg: BM25 over the tenant's text index (memex._text_candidates, sql/145), which
+--      also scores the vector leg's candidates, so fusion sees both scores of every candidate;
+--   3. fusion (a convex combination of the similarity and the BM25 score scaled by the best
+--      one, or reciprocal rank fusion), min_similarity, the per-document cap, the cut to the
+--      pool;
+--   4. the caller's reranker on the pool (rerank => ...), then diversity (MMR); these steps'
+--      helpers are in sql/158-search-steps.sql;
+--   5. metadata joins for the final k rows only.
 
--- memex._search(...): the one implementation behind both rag_search overloads.
+-- memex._search(...): the implementation of both rag_search overloads.
 create or replace function memex._search(
     query text, query_embedding __vector_schema__.vector, k integer, mode text, filters jsonb, space text
     , min_similarity double precision, rrf_k integer, vector_weight double precision
-    , text_weight double precision, diversity double precision
+    , text_weight double precision, diversity double precision, fusion text, max_per_document integer
+    , rerank regprocedure, rerank_depth integer, bm25_k1 double precision, bm25_b double precision
 )
-returns table (
-    chunk_id uuid, source_kind text, source_id uuid, content text, score double precision
-    , similarity double precision, vector_rank integer, text_rank integer, metadata jsonb
-)
+returns setof memex.search_result
 language plpgsql
 stable
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
--- pgvector >= 0.8: keep scanning the HNSW graph until the filters (and RLS) leave k rows.
+-- pgvector >= 0.8: keep scanning the HNSW graph until the filters (and RLS) leave enough rows.
 set "hnsw.iterative_scan" = 'relaxed_order'
 as $$
 declare
     tenant uuid := memex.current_tenant();
     sp memex.spaces;
     vs constant text := $vs$__vector_schema__$vs$;  -- pgvector's schema, quoted, rendered at install
-    op text;
-    sim text;
     where_filters text;
-    depth integer;
     want integer := _search.k;
+    pool integer;
+    depth_v integer;
+    depth_t integer;
+    per_document boolean := _search.max_per_document is not null or _search.diversity is not null;
     qvec __vector_schema__.vector := _search.query_embedding;
-    languages regconfig[];
-    text_match text;
-    statement text;
+    v_ids uuid[];
+    v_dist double precision[];
+    t_ids uuid[];
+    t_scores double precision[];
+    t_ranks integer[];
+    c_ids uuid[];
+    c_scores double precision[];
+    c_sims double precision[];
+    c_vranks integer[];
+    c_tranks integer[];
+    c_docs uuid[];
+    candidates jsonb;
 begin
+    -- Every argument is checked before any work (docs/search.md, "Limits and bad input").
     if _search.mode is null or _search.mode not in ('hybrid', 'vector', 'text') then
         raise exception 'unknown search mode %', coalesce(pg_catalog.quote_literal(_search.mode), 'null')
             using errcode = '22023', hint = 'hybrid, vector or text';
@@ -43,18 +63,49 @@ begin
     if qvec is null and (_search.query is null or pg_catalog.btrim(_search.query) = '') then
         raise exception 'the search query is empty' using errcode = '22023';
     end if;
+    if pg_catalog.length(_search.query) > 32768 then
+        raise exception 'the search query has % characters; the limit is 32768', pg_catalog.length(_search.query)
+            using errcode = '54000', hint = 'search with the passage''s key sentences, or embed it and pass the vector';
+    end if;
     if qvec is not null and _search.mode <> 'vector' then
         raise exception 'a query embedding can only be searched in mode vector' using errcode = '22023';
     end if;
-    if _search.k is null or _search.k < 1 then
-        raise exception 'k must be at least 1, not %', _search.k using errcode = '22023';
+    if _search.k is null or _search.k < 1 or _search.k > 1000 then
+        raise exception 'k must be between 1 and 1000, not %', coalesce(_search.k::text, 'null')
+            using errcode = '22023', hint = 'rag_search retrieves; to export a tenant''s chunks, read memex.chunks';
     end if;
-    want := least(_search.k, 1000);  -- documented cap: deeper lists are not "retrieval" any more
     if _search.rrf_k is null or _search.rrf_k < 1 then
         raise exception 'rrf_k must be at least 1' using errcode = '22023';
     end if;
+    if _search.fusion is null or _search.fusion not in ('convex', 'rrf') then
+        raise exception 'unknown fusion %', coalesce(pg_catalog.quote_literal(_search.fusion), 'null')
+            using errcode = '22023', hint = 'convex (normalised scores, weighted) or rrf (reciprocal ranks)';
+    end if;
+    if _search.vector_weight is null or _search.text_weight is null or _search.vector_weight < 0
+       or _search.text_weight < 0 or _search.vector_weight + _search.text_weight = 0 then
+        raise exception 'vector_weight and text_weight must be >= 0 and not both 0' using errcode = '22023';
+    end if;
     if _search.diversity is not null and (_search.diversity < 0 or _search.diversity > 1) then
         raise exception 'diversity must be between 0 and 1, not %', _search.diversity using errcode = '22023';
+    end if;
+    if _search.diversity is not null and _search.k > 100 then
+        raise exception 'diversity works on k <= 100, not %', _search.k using errcode = '22023';
+    end if;
+    if _search.max_per_document is not null and _search.max_per_document < 1 then
+        raise exception 'max_per_document must be at least 1, not %', _search.max_per_document using errcode = '22023';
+    end if;
+    if _search.rerank_depth is null or _search.rerank_depth < 1 or _search.rerank_depth > 1000 then
+        raise exception 'rerank_depth must be between 1 and 1000, not %', coalesce(_search.rerank_depth::text, 'null')
+            using errcode = '22023';
+    end if;
+    if _search.bm25_k1 is not null and (_search.bm25_k1 < 0 or _search.bm25_k1 > 10 or _search.bm25_k1 = 'NaN') then
+        raise exception 'bm25_k1 must be between 0 and 10, not %', _search.bm25_k1 using errcode = '22023';
+    end if;
+    if _search.bm25_b is not null and (_search.bm25_b < 0 or _search.bm25_b > 1 or _search.bm25_b = 'NaN') then
+        raise exception 'bm25_b must be between 0 and 1, not %', _search.bm25_b using errcode = '22023';
+    end if;
+    if _search.rerank is not null then
+        perform memex._check_reranker(_search.rerank);
     end if;
     where_filters := memex._search_filters(_search.filters);
     sp := memex._space(_search.space);
@@ -64,119 +115,182 @@ begin
             using errcode = '22000', hint = 'embed the query with memex.embed(text, space)';
     end if;
     if tenant is null then
-        return;  -- no tenant: zero rows (RLS would give none anyway), and no model call
+        raise notice 'no tenant is set: the search returns no rows'
+            using hint = 'in psql (autocommit) call memex.set_tenant(''name'', false) first; in a transaction, '
+                || 'memex.set_tenant(''name'') inside it';
+        return;
     end if;
-    -- search_path is pinned to pg_catalog: pgvector's operators are named with their schema.
-    op := pg_catalog.format('operator(%s.%s)', vs, case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end);
-    -- similarity reported for every row: 1 - cosine distance, the inner product, or -L2 distance.
-    sim := case sp.distance when 'cosine' then '1 - d' else '-d' end;
-    -- Candidate depth. The relaxed-order HNSW scan can return a true top-k row a few places
-    -- late, so vector candidates are fetched deeper than k and re-sorted by exact distance
-    -- (pgvector's advice); at ef_search 40 the graph search visits that many anyway.
-    depth := case when _search.mode = 'text' and _search.diversity is null then want
-                  when _search.mode = 'vector' and _search.diversity is null then greatest(want * 2, 40)
-                  else greatest(want * 4, 40) end;
+
+    -- Candidate depths. The pool is what survives fusion: k, or more for a reranker, for
+    -- diversity and for the per-document cap to choose from. Vector candidates are fetched
+    -- deeper than the pool and re-sorted by exact distance: a relaxed-order HNSW scan can
+    -- return a true top row a few places late (pgvector's advice).
+    pool := case when _search.rerank is not null then greatest(_search.rerank_depth, want)
+                 when per_document then greatest(want * 4, 40)
+                 else want end;
+    depth_v := greatest(pool * 2, 40);
+    depth_t := case when _search.mode = 'text' then pool else depth_v end;
     if qvec is null then
         qvec := memex.embed(_search.query, sp.name);  -- text mode too: every row has its similarity
     end if;
-    if _search.mode <> 'vector' then
-        -- the tenant's languages by a skip scan of chunks_tenant_language: one probe per language
-        with recursive l (lang) as (
-            (select c.language from memex.chunks as c where c.tenant_id = tenant order by c.language limit 1)
-            union all
-            select (select c.language from memex.chunks as c
-                     where c.tenant_id = tenant and c.language operator(pg_catalog.>) l.lang
-                     order by c.language limit 1)
-              from l where l.lang is not null
-        )
-        select pg_catalog.array_agg(l.lang) into languages from l where l.lang is not null;
-        select pg_catalog.string_agg(
-            pg_catalog.format('(c.language = %L::regconfig and c.tsv @@ pg_catalog.websearch_to_tsquery(%L::regconfig, $2))', l, l)
-            , ' or ')
-          into text_match
-          from unnest(coalesce(languages, '{english}'::regconfig[])) as l;
-    end if;
-    statement := pg_catalog.format($sql$
-        with vec as materialized (
-            select q.chunk_id, q.d, pg_catalog.row_number() over (order by q.d, q.chunk_id)::integer as rank
+
+    if _search.mode <> 'text' then
+        execute pg_catalog.format($sql$
+            select pg_catalog.array_agg(q.chunk_id order by q.d, q.chunk_id), pg_catalog.array_agg(q.d order by q.d, q.chunk_id)
               from (
                   select e.chunk_id, (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s)) as d
                     from memex.embeddings as e
                     join memex.chunks as c on c.tenant_id = e.tenant_id and c.id = e.chunk_id
-                   where e.space_id = %4$s and e.tenant_id = $4 and %5$s %6$s
+                   where e.space_id = %4$s and e.tenant_id = $2 %5$s
                    order by e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s)
-                   limit $5
+                   limit $4
               ) as q
-        ),
-        txt as (
-            select q.id as chunk_id, pg_catalog.row_number() over (order by q.r desc, q.id)::integer as rank
-              from (
-                  select c.id, pg_catalog.ts_rank_cd(c.tsv, pg_catalog.websearch_to_tsquery(c.language, $2)) as r
-                    from memex.chunks as c
-                   where c.tenant_id = $4 and %7$s and (%8$s) %6$s
-                   order by 2 desc, c.id
-                   limit $5
-              ) as q
-        ),
-        fused as (
-            select coalesce(v.chunk_id, t.chunk_id) as chunk_id, v.d, v.rank as vrank, t.rank as trank
-                 , coalesce($6 / ($7 + v.rank), 0) + coalesce($8 / ($7 + t.rank), 0) as rrf
-              from vec as v full join txt as t on t.chunk_id = v.chunk_id
-        ),
-        scored as (
-            -- the similarity of text-only candidates is looked up; vector candidates carry theirs
-            select f.*, (select %9$s from (select coalesce(f.d, (
-                             select (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s))
-                               from memex.embeddings as e
-                              where e.space_id = %4$s and e.tenant_id = $4 and e.chunk_id = f.chunk_id)) as d) as x) as sim
-              from fused as f
-        ),
-        top as (  -- cut to k before the metadata joins: they cost a few index probes per row
-            select s.chunk_id, s.sim, s.vrank, s.trank
-                 , case $9 when 'vector' then s.sim when 'text' then 1.0 / ($7 + s.trank) else s.rrf end as score
-              from scored as s
-             where ($10::double precision is null or s.sim >= $10)
-             order by 5 desc, s.chunk_id
-             limit $11
-        )
-        select t.chunk_id, c.source_kind, c.source_id, c.content, t.score
-             , t.sim as similarity, t.vrank as vector_rank, t.trank as text_rank
-             , pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-                   'ord', c.ord, 'language', c.language::text
-                   , 'uri', d.uri, 'title', coalesce(d.title, v.title), 'conversation', v.slug
-                   , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text
-                   , 'source_metadata', coalesce(d.metadata, v.metadata))) as metadata
-          from top as t
-          join memex.chunks as c on c.tenant_id = $4 and c.id = t.chunk_id
+            $sql$
+            , vs, sp.dimensions
+            , pg_catalog.format('operator(%s.%s)', vs
+                , case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end)
+            , sp.id, where_filters)
+        into v_ids, v_dist
+        using qvec, tenant, coalesce(_search.filters, '{}'), depth_v;
+        if _search.mode = 'vector' then
+            v_ids := v_ids[1:depth_v / 2];  -- the re-sorted best half: the pool, or 40
+            v_dist := v_dist[1:depth_v / 2];
+        end if;
+    end if;
+    if _search.mode <> 'vector' then
+        select
+            pg_catalog.array_agg(t.chunk_id order by t.o), pg_catalog.array_agg(t.score order by t.o)
+            , pg_catalog.array_agg(t.rank order by t.o)
+          into t_ids, t_scores, t_ranks
+          from memex._text_candidates(
+              _search.query, coalesce(_search.filters, '{}'), depth_t, _search.bm25_k1, _search.bm25_b
+              , case when _search.mode = 'hybrid' and _search.fusion = 'convex' then v_ids end
+          ) with ordinality as t (chunk_id, score, rank, o);
+    end if;
+
+    -- Fusion over the union of both legs' candidates, then min_similarity, the per-document
+    -- cap, and the cut to the pool.
+    with v as (
+        select x.chunk_id, x.d, x.r::integer as rank
+          from unnest(v_ids, v_dist) with ordinality as x (chunk_id, d, r)
+    ),
+    t as (
+        select x.chunk_id, x.score, x.rank from unnest(t_ids, t_scores, t_ranks) as x (chunk_id, score, rank)
+    ),
+    u as (
+        select
+            coalesce(v.chunk_id, t.chunk_id) as chunk_id, v.rank as vrank, t.rank as trank
+            , coalesce(t.score, 0) as bm25
+            , case when v.d is not null then (case when sp.distance = 'cosine' then 1 - v.d else -v.d end)
+                   else (select memex._similarity(e.embedding, qvec, sp.distance) from memex.embeddings as e
+                          where e.space_id = sp.id and e.tenant_id = tenant and e.chunk_id = coalesce(v.chunk_id, t.chunk_id))
+              end as sim
+          from v full join t on t.chunk_id = v.chunk_id
+    ),
+    n as (
+        select
+            u.*, min(u.sim) over () as sim_lo, max(u.sim) over () as sim_hi
+            , max(u.bm25) over () as bm25_hi
+          from u
+    ),
+    f as (
+        select
+            n.chunk_id, n.sim, n.vrank, n.trank
+            , case _search.mode
+                when 'vector' then n.sim
+                when 'text' then n.bm25
+                else case _search.fusion
+                    when 'rrf' then coalesce(_search.vector_weight / (_search.rrf_k + n.vrank), 0)
+                        + coalesce(_search.text_weight / (_search.rrf_k + n.trank), 0)
+                    -- convex: the cosine similarity as it is (its range is known), BM25 over
+                    -- the best BM25 of the candidates; other distances min-max over them
+                    else _search.vector_weight * coalesce(case when sp.distance = 'cosine' then n.sim
+                                                               when n.sim_hi > n.sim_lo then (n.sim - n.sim_lo) / (n.sim_hi - n.sim_lo)
+                                                               else 1 end, 0)
+                        + _search.text_weight * coalesce(n.bm25 / nullif(n.bm25_hi, 0), 0)
+                end
+            end as score
+            , case when per_document then (select coalesce(c.document_id, c.conversation_id, c.id) from memex.chunks as c
+                                            where c.tenant_id = tenant and c.id = n.chunk_id) end as doc
+          from n
+         where _search.min_similarity is null or n.sim >= _search.min_similarity
+    ),
+    capped as (
+        select f.*, pg_catalog.row_number() over (partition by f.doc order by f.score desc, f.chunk_id) as nth
+          from f
+    ),
+    kept as (
+        select c.* from capped as c
+         where _search.max_per_document is null or c.nth <= _search.max_per_document
+         order by c.score desc, c.chunk_id
+         limit pool
+    )
+    select
+        pg_catalog.array_agg(x.chunk_id order by x.score desc, x.chunk_id)
+        , pg_catalog.array_agg(x.score order by x.score desc, x.chunk_id)
+        , pg_catalog.array_agg(x.sim order by x.score desc, x.chunk_id)
+        , pg_catalog.array_agg(x.vrank order by x.score desc, x.chunk_id)
+        , pg_catalog.array_agg(x.trank order by x.score desc, x.chunk_id)
+        , pg_catalog.array_agg(x.doc order by x.score desc, x.chunk_id)
+      into c_ids, c_scores, c_sims, c_vranks, c_tranks, c_docs
+      from kept as x;
+
+    if c_ids is not null and _search.rerank is not null then
+        -- The caller's reranker sees the pool (chunk id, content, score, similarity, source) and
+        -- returns its own scores; candidates it does not return are dropped.
+        select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'chunk_id', x.chunk_id, 'content', c.content, 'score', x.score, 'similarity', x.sim
+                   , 'source_kind', c.source_kind, 'source_id', c.source_id) order by x.o)
+          into candidates
+          from unnest(c_ids, c_scores, c_sims) with ordinality as x (chunk_id, score, sim, o)
+          join memex.chunks as c on c.tenant_id = tenant and c.id = x.chunk_id;
+        execute pg_catalog.format($sql$
+            select
+                pg_catalog.array_agg(x.chunk_id order by r.score desc nulls last, x.chunk_id)
+                , pg_catalog.array_agg(r.score order by r.score desc nulls last, x.chunk_id)
+                , pg_catalog.array_agg(x.sim order by r.score desc nulls last, x.chunk_id)
+                , pg_catalog.array_agg(x.vrank order by r.score desc nulls last, x.chunk_id)
+                , pg_catalog.array_agg(x.trank order by r.score desc nulls last, x.chunk_id)
+                , pg_catalog.array_agg(x.doc order by r.score desc nulls last, x.chunk_id)
+              from unnest($3, $4, $5, $6, $7) as x (chunk_id, sim, vrank, trank, doc)
+              join (select distinct on (y.chunk_id) y.chunk_id, y.score from %s($1, $2) as y (chunk_id, score)
+                     order by y.chunk_id, y.score desc) as r on r.chunk_id = x.chunk_id
+            $sql$, _search.rerank::regproc)
+        into c_ids, c_scores, c_sims, c_vranks, c_tranks, c_docs
+        using _search.query, candidates, c_ids, c_sims, c_vranks, c_tranks, c_docs;
+    end if;
+
+    if c_ids is not null and _search.diversity is not null then
+        select
+            pg_catalog.array_agg(c_ids[m.pos] order by m.o), pg_catalog.array_agg(c_scores[m.pos] order by m.o)
+            , pg_catalog.array_agg(c_sims[m.pos] order by m.o), pg_catalog.array_agg(c_vranks[m.pos] order by m.o)
+            , pg_catalog.array_agg(c_tranks[m.pos] order by m.o)
+          into c_ids, c_scores, c_sims, c_vranks, c_tranks
+          from memex._mmr(c_ids, c_scores, c_docs, sp.id, want, _search.diversity) with ordinality as m (pos, o);
+    end if;
+
+    -- The final rows, in order, with their sources' details (joined for these k rows only).
+    return query
+        select
+            c.id, c.source_kind, c.source_id, c.content, x.score, x.sim, x.vrank, x.trank
+            , pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                'ord', c.ord, 'language', c.language::text
+                , 'uri', d.uri, 'title', coalesce(d.title, v.title), 'conversation', v.slug
+                , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text
+                , 'source_metadata', coalesce(d.metadata, v.metadata)))
+          from unnest(c_ids, c_scores, c_sims, c_vranks, c_tranks)
+               with ordinality as x (chunk_id, score, sim, vrank, trank, o)
+          join memex.chunks as c on c.tenant_id = tenant and c.id = x.chunk_id
           left join memex.documents as d on d.tenant_id = c.tenant_id and d.id = c.document_id
           left join memex.conversations as v on v.tenant_id = c.tenant_id and v.id = c.conversation_id
           left join memex.summaries as u on u.tenant_id = c.tenant_id and u.id = c.summary_id
           left join memex.messages as m on m.tenant_id = c.tenant_id and m.id = c.message_id
-         order by t.score desc, t.chunk_id
-        $sql$
-        , vs, sp.dimensions, op, sp.id
-        , case when _search.mode = 'text' then 'false' else 'true' end
-        , where_filters
-        , case when _search.mode = 'vector' then 'false' else 'true' end
-        , coalesce(text_match, 'false')
-        , sim
-    );
-    if _search.diversity is null then
-        return query execute statement
-            using qvec, _search.query, coalesce(_search.filters, '{}'), tenant, depth
-                , _search.vector_weight, _search.rrf_k::double precision, _search.text_weight, _search.mode
-                , _search.min_similarity, want;
-    else
-        return query select r.* from memex._mmr(
-            statement, qvec, _search.query, coalesce(_search.filters, '{}'), tenant, depth
-            , _search.vector_weight, _search.rrf_k, _search.text_weight, _search.mode, _search.min_similarity
-            , want, _search.diversity, sp.id
-        ) as r;
-    end if;
+         where x.o <= want
+         order by x.o;
 end
 $$;
 
 comment on function memex._search(
     text, __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
-    , double precision, double precision
+    , double precision, double precision, text, integer, regprocedure, integer, double precision, double precision
 ) is 'Internal: the implementation of both memex.rag_search overloads.';

@@ -24,8 +24,9 @@ grant execute on function memex.chunk_text(text, integer, integer, text) to meme
 grant execute on function memex._check_messages(jsonb) to memex_admin, memex_app;
 grant execute on function memex._check_artefact(jsonb, text) to memex_admin, memex_app;
 grant execute on function memex._ts_config(jsonb) to memex_admin, memex_app;
-grant execute on function memex._replace_chunks(text, uuid, uuid, text, regconfig) to memex_admin, memex_app;
+grant execute on function memex._replace_chunks(text, uuid, uuid, text, regconfig, text) to memex_admin, memex_app;
 grant execute on function memex._folder(text) to memex_admin, memex_app;
+grant execute on function memex._document_heading(text, text) to memex_admin, memex_app;
 grant execute on function memex._lock_conversation(text) to memex_admin, memex_app;
 grant execute on function memex.upsert_document(text, text, text, jsonb, text) to memex_admin, memex_app;
 grant execute on function memex.upsert_conversation(text, text, date, jsonb, text) to memex_admin, memex_app;
@@ -33,6 +34,20 @@ grant execute on function memex.upsert_messages(text, jsonb) to memex_admin, mem
 grant execute on function memex.upsert_summaries(text, jsonb) to memex_admin, memex_app;
 grant execute on function memex.delete_document(text) to memex_admin, memex_app;
 grant execute on function memex.delete_conversation(text) to memex_admin, memex_app;
+
+-- the BM25 text index, written by the chunks triggers in the writer's own statements
+grant execute on function memex._text_terms(memex.chunks) to memex_admin, memex_app;
+grant execute on function memex._text_level(integer) to memex_admin, memex_app;
+grant execute on function memex._text_lock_key(uuid, text) to memex_admin, memex_app;
+grant execute on function memex._text_merge(uuid, text, text[]) to memex_admin, memex_app;
+grant execute on function memex._text_apply(memex.chunks[], integer) to memex_admin, memex_app;
+grant execute on function memex._text_index_chunks() to memex_admin, memex_app;
+grant execute on function memex._text_new_version() to memex_admin, memex_app;
+grant execute on function memex._text_rebuild(uuid, text) to memex_admin;
+grant execute on procedure memex.optimize_text_index(text) to memex_admin;
+grant execute on function memex._text_candidates(
+    text, jsonb, integer, double precision, double precision, uuid[]
+) to memex_admin, memex_app;
 
 -- embedding: spaces, batches, the pending queue
 grant execute on function memex.embed_batch(text[], text) to memex_admin, memex_app;
@@ -75,6 +90,7 @@ grant execute on procedure memex.reembed(text, integer, text, integer, boolean, 
 revoke all on all tables in schema memex from public;
 grant select on memex.installs to memex_admin, memex_app;
 grant usage on type memex.message_role to memex_admin, memex_app;
+grant usage on type memex.search_result to memex_admin, memex_app;
 
 -- Tenant tables: applications and admins read and write them under RLS.
 grant select, insert, update, delete
@@ -82,6 +98,10 @@ on memex.users, memex.folders, memex.conversations, memex.messages, memex.summar
 , memex.documents, memex.chunks
 to memex_admin, memex_app;
 grant select on memex.tenants to memex_app;
+-- The text index: blocks are inserted by writers and merged (deleted and re-inserted) by them.
+grant select, insert, delete on memex.text_postings to memex_admin, memex_app;
+grant usage on sequence memex.text_doc_seq to memex_admin, memex_app;
+grant select on memex.text_index_status to memex_admin, memex_app;
 -- Vectors: written by embed_pending and workers (memex_admin) and by embed-on-write in the
 -- application's own statements, always under RLS; spaces: managed by memex_admin only.
 grant select, insert, update, delete on memex.embeddings to memex_admin, memex_app;
@@ -93,20 +113,25 @@ grant select, insert, update, delete on memex.tenants to memex_admin;
 
 -- search
 grant execute on function memex._search_filters(jsonb) to memex_admin, memex_app;
+grant execute on function memex._similarity(
+    __vector_schema__.vector, __vector_schema__.vector, text
+) to memex_admin, memex_app;
+grant execute on function memex._check_reranker(regprocedure) to memex_admin, memex_app;
+grant execute on function memex._mmr(
+    uuid[], double precision[], uuid[], integer, integer, double precision
+) to memex_admin, memex_app;
 grant execute on function memex._search(
     text, __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
-    , double precision, double precision
-) to memex_admin, memex_app;
-grant execute on function memex._mmr(
-    text, __vector_schema__.vector, text, jsonb, uuid, integer, double precision, integer, double precision
-    , text, double precision, integer, double precision, integer
+    , double precision, double precision, text, integer, regprocedure, integer, double precision, double precision
 ) to memex_admin, memex_app;
 grant execute on function memex.rag_search(
-    text, integer, text, jsonb, text, double precision, integer, double precision, double precision, double precision
+    text, integer, text, jsonb, text, double precision, integer, double precision, double precision
+    , double precision, text, integer, regprocedure, integer, double precision, double precision
 ) to memex_admin, memex_app;
 grant execute on function memex.rag_search(
     __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
-    , double precision, double precision
+    , double precision, double precision, text, integer
 ) to memex_admin, memex_app;
 grant execute on function memex.count_tokens(text, text) to memex_admin, memex_app;
+grant execute on function memex._join_chunks(text, text) to memex_admin, memex_app;
 grant execute on function memex.compose_context(text, integer, integer, text, jsonb, text) to memex_admin, memex_app;

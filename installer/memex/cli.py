@@ -115,7 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from memex.evaluate import evaluate, format_report, plot
 
-    report = evaluate(resolve_dsn(args.dsn), Path(args.dir), keep=args.keep)
+    report = evaluate(resolve_dsn(args.dsn), Path(args.dir), keep=args.keep, split=args.split,
+                      compare=args.compare, drop_self=not args.keep_identical_ids)  # fmt: skip
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -204,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="retrieval quality of rag_search on a BEIR dataset")
     evaluate.add_argument("dir", help="corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
+    evaluate.add_argument("--compare", nargs="+", metavar="SETTING",
+                          help="settings to compare, e.g. text hybrid,fusion=rrf "
+                          "text,bm25_k1=1.2,bm25_b=0.75 (default: hybrid vector text)")  # fmt: skip
+    evaluate.add_argument("--keep-identical-ids", action="store_true",
+                          help="keep a hit whose id is the query's (BEIR drops it)")  # fmt: skip
     evaluate.add_argument("--json", help="also write the report as JSON to this file")
     evaluate.add_argument("--plot", help="also draw the metrics as a PNG (needs matplotlib)")
     evaluate.add_argument("--keep", action="store_true", help="keep the scratch tenant's rows")

@@ -105,6 +105,22 @@ def count_tokens(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> int
     return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
+def text_candidates(
+    plpy: Plpy,
+    gd: GD,
+    query: str | None,
+    filters: str | None,
+    n: int | None,
+    k1: float | None,
+    b: float | None,
+    also: list[str] | None,
+) -> list[tuple[str, float, int | None]]:
+    """BM25 candidates of rag_search's text leg (memex_db.text_search)."""
+    from memex_db import text_search  # imports numpy: only in backends that search text
+
+    return text_search.candidates(plpy, gd, query, filters, n, k1, b, also)
+
+
 def check_messages(plpy: Plpy, gd: GD, messages: str) -> str:
     return json.dumps(payloads.check_messages(messages))
 

@@ -22,6 +22,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "measure_rate": api.measure_rate,
     "chunk_text": api.chunk_text,
     "count_tokens": api.count_tokens,
+    "text_candidates": api.text_candidates,
     "check_messages": api.check_messages,
     "check_artefact": api.check_artefact,
     "python_check": api.python_check,

@@ -183,20 +183,23 @@ def test_metadata_changes_re_embed_nothing_and_text_changes_only_their_chunks(
     with psycopg.connect(db) as writer:
         writer.execute("select memex.set_tenant(%s)", (ids["a"],))
         writer.execute(
-            "select memex.upsert_document('big.md', %s, 'Big, renamed', '{\"owner\": \"ops\"}')",
-            (body,),
+            "select memex.upsert_document('big.md', %s, 'Big', '{\"owner\": \"ops\"}')", (body,)
         )
-    assert state(db)[3] == 0, "a title and metadata change leaves nothing pending"
+    assert state(db)[3] == 0, "a metadata change leaves nothing pending"
+    with psycopg.connect(db) as writer:
+        writer.execute("select memex.set_tenant(%s)", (ids["a"],))
+        writer.execute("select memex.upsert_document('big.md', %s, 'Big, renamed')", (body,))
+    assert state(db)[3] == 1, "a new title changes the first chunk only (its heading)"
 
     changed = body.replace("end 3.", "end three, rewritten.")
     with psycopg.connect(db) as writer:
         writer.execute("select memex.set_tenant(%s)", (ids["a"],))
         writer.execute("select memex.upsert_document('big.md', %s, 'Big, renamed')", (changed,))
-    assert state(db)[3] == 1, "only the last chunk changed"
+    assert state(db)[3] == 2, "and the text change only the last chunk"
     with admin(db) as run:
         run.execute("call memex.embed_pending()")
     after = dict(conn.execute("select chunk_id, embedded_at from memex.embeddings").fetchall())
-    assert sum(1 for k, v in after.items() if before.get(k) != v) == 1
+    assert sum(1 for k, v in after.items() if before.get(k) != v) == 2
     assert state(db)[1:] == (len(after), len(after), 0)
 
 

@@ -31,8 +31,15 @@ def test_unchanged_content_writes_nothing_and_metadata_keeps_chunks(app: Conn) -
     app.execute("select memex.upsert_document('d', 'alpha beta gamma')")
     chunk = app.execute("select id, xmin::text from memex.chunks").fetchone()
     app.execute("select memex.upsert_document('d', 'alpha beta gamma')")
-    app.execute("select memex.upsert_document('d', 'alpha beta gamma', 'A title', '{\"k\": 1}')")
+    app.execute("select memex.upsert_document('d', 'alpha beta gamma', null, '{\"k\": 1}')")
     assert app.execute("select id, xmin::text from memex.chunks").fetchone() == chunk
+    # A title counts for search: it becomes the first chunk's first line (same chunk id).
+    app.execute("select memex.upsert_document('d', 'alpha beta gamma', 'A title', '{\"k\": 1}')")
+    rows = app.execute("select id, content from memex.chunks").fetchall()
+    assert rows == [(chunk[0], "A title\n\nalpha beta gamma")]  # type: ignore[index]
+    app.execute("select memex.upsert_document('d', '# A title\n\nalpha', 'A title')")
+    rows = app.execute("select id, content from memex.chunks").fetchall()
+    assert rows == [(chunk[0], "# A title\n\nalpha")], "content that opens with its title"  # type: ignore[index]
     app.execute("select memex.upsert_document('d', 'delta epsilon')")
     rows = app.execute("select id, content from memex.chunks").fetchall()
     assert rows == [(chunk[0], "delta epsilon")]  # type: ignore[index]

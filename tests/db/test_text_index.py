@@ -1,0 +1,260 @@
+"""The BM25 text index: scores equal a reference implementation's, statistics stay exact under
+concurrent writes, tenants never change each other's scores, merges keep blocks few."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+from collections.abc import Iterator
+
+import bm25s
+import psycopg
+import pytest
+
+from tests.db.tenancy_helpers import as_role, make_tenants
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+VOCABULARY = (
+    "key rotation signing public cache expire retire backup nightly standby server replication "
+    "storm power failover primary promote quorum journal index vacuum sourdough knead oven flour "
+    "bread lightning thunder neighbourhood electricity"
+)
+WORDS = VOCABULARY.split()
+QUERIES = ["how do I rotate the signing keys", "nightly backup of the standby server",
+           "power failure during a storm", "bread bread oven", "promote the primary"]  # fmt: skip
+
+
+def corpus(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))) for _ in range(count)]
+
+
+@pytest.fixture
+def app(conn: Conn) -> Iterator[Conn]:
+    ids = make_tenants(conn, "a", "b")
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant(%s, false)", (ids["a"],))
+    yield conn
+
+
+def load(conn: Conn, texts: list[str], prefix: str = "d") -> None:
+    conn.execute(
+        "select count(memex.upsert_document(%s || '/' || o, t)) "
+        "from unnest(%s::text[]) with ordinality as x (t, o)",
+        (prefix, texts),
+    )
+
+
+def memex_scores(conn: Conn, query: str, **params: float) -> dict[str, float]:
+    rows = conn.execute(
+        "select chunk_id::text, score from memex._text_candidates(%s, '{}', 1000, %s, %s, null)",
+        (query, params.get("k1"), params.get("b")),
+    ).fetchall()
+    return {str(c): float(s) for c, s in rows}  # type: ignore[arg-type]
+
+
+def chunk_tokens(conn: Conn) -> dict[str, list[str]]:
+    """Every chunk of the tenant as the reference sees it: each lexeme repeated tf times."""
+    rows = conn.execute(
+        "select c.id::text, coalesce(json_agg(json_build_array(t.lexeme, t.tf)) "
+        "filter (where t.lexeme is not null), '[]') from memex.chunks as c "
+        "left join lateral memex._text_terms(c) as t on true group by c.id"
+    ).fetchall()
+    return {str(c): [w for w, tf in terms for _ in range(tf)] for c, terms in rows}  # type: ignore[misc, union-attr]
+
+
+def query_tokens(conn: Conn, query: str) -> list[str]:
+    rows = conn.execute(
+        "select u.lexeme, array_length(u.positions, 1) "
+        "from unnest(to_tsvector('english', %s)) as u",
+        (query,),
+    ).fetchall()
+    return [str(w) for w, n in rows for _ in range(int(n))]  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(("k1", "b"), [(0.9, 0.4), (1.2, 0.75), (2.0, 1.0), (0.5, 0.0)])
+def test_scores_equal_the_bm25s_reference(app: Conn, k1: float, b: float) -> None:
+    load(app, corpus(1, 60))
+    load(app, ["", "the of and", "Backups backups BACKUPS run nightly"], prefix="odd")
+    tokens = chunk_tokens(app)
+    ids = sorted(tokens)
+    reference = bm25s.BM25(k1=k1, b=b, method="lucene", dtype="float64")
+    reference.index([tokens[c] for c in ids], show_progress=False)
+    for query in QUERIES:
+        expected = dict(zip(ids, reference.get_scores(query_tokens(app, query)), strict=True))
+        got = memex_scores(app, query, k1=k1, b=b)
+        assert set(got) == {c for c, s in expected.items() if s > 0}, query
+        for chunk, score in got.items():
+            assert math.isclose(score, float(expected[chunk]), rel_tol=0, abs_tol=1e-6), query
+
+
+def recount(conn: Conn) -> dict[tuple[str, str], tuple[int, int]]:
+    """(language, lexeme) -> (df, summed length) recounted from the chunks themselves."""
+    rows = conn.execute(
+        "select c.language::text, t.lexeme, count(*), 0 from memex.chunks as c, "
+        "memex._text_terms(c) as t group by 1, 2 "
+        "union all select c.language::text, '', count(*), coalesce(sum((select max(t.len) "
+        "from memex._text_terms(c) as t)), 0) from memex.chunks as c group by 1"
+    ).fetchall()
+    return {(str(lang), str(lex)): (int(df), int(tok)) for lang, lex, df, tok in rows if df}  # type: ignore[call-overload]
+
+
+def stored(conn: Conn) -> dict[tuple[str, str], tuple[int, int]]:
+    rows = conn.execute(
+        "select language, lexeme, sum(df), sum(tokens) from memex.text_postings group by 1, 2"
+    ).fetchall()
+    return {(str(lang), str(lex)): (int(df), int(tok)) for lang, lex, df, tok in rows if df}  # type: ignore[call-overload]
+
+
+def test_statistics_equal_a_recount_after_concurrent_upserts_and_deletes(
+    db: str, conn: Conn
+) -> None:
+    tenant = make_tenants(conn, "busy")["busy"]
+    writers, rounds = 4, 30
+    barrier = threading.Barrier(writers)
+    failures: list[BaseException] = []
+
+    def write(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            with psycopg.connect(db, autocommit=True) as own:
+                own.execute("set role memex_app")
+                own.execute("select memex.set_tenant(%s, false)", (tenant,))
+                barrier.wait(timeout=30)
+                for _ in range(rounds):
+                    uri = f"shared/{rng.randrange(12)}"  # writers collide on the same documents
+                    if rng.random() < 0.25:
+                        own.execute("select memex.delete_document(%s)", (uri,))
+                    else:
+                        own.execute(
+                            "select memex.upsert_document(%s, %s)",
+                            (uri, corpus(rng.random(), 1)[0]),
+                        )
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures, failures
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant(%s, false)", (tenant,))
+    assert stored(conn) == recount(conn)
+    # Every search result is a chunk that exists now, with its current text's score.
+    for query in QUERIES:
+        chunks = {str(r[0]) for r in conn.execute("select id from memex.chunks")}
+        assert set(memex_scores(conn, query)) <= chunks
+
+
+def test_another_tenants_writes_leave_scores_byte_identical(app: Conn) -> None:
+    load(app, corpus(2, 80))
+    before = {q: memex_scores(app, q) for q in QUERIES}
+    assert all(before.values())
+    conn = app  # the same session, switched to tenant B and back
+    conn.execute("select memex.set_tenant('b', false)")
+    # 10,000 chunks for tenant B, in the same vocabulary, in one statement.
+    conn.execute(
+        "select count(memex.upsert_document('b/' || i, 'x')) from generate_series(1, 100) as i"
+    )
+    conn.execute(
+        "insert into memex.chunks "
+        "(source_kind, document_id, ord, content, token_count, content_hash) "
+        "select 'document', d.id, o, (%s::text[])[1 + (o * 7 + length(d.uri)) %% 30] || ' ' || "
+        "(%s::text[])[1 + o %% 30], 2, '\\x00' "
+        "from memex.documents as d, generate_series(1, 100) as o",
+        (WORDS, WORDS),
+    )
+    assert conn.execute("select count(*) from memex.chunks").fetchone() == (10_100,)
+    conn.execute("select memex.set_tenant('a', false)")
+    after = {q: memex_scores(app, q) for q in QUERIES}
+    assert after == before  # == on floats: byte-identical, not approximately equal
+
+
+def test_merges_keep_a_lexemes_blocks_few_and_results_live(app: Conn) -> None:
+    for i in range(200):
+        app.execute("select memex.upsert_document(%s, %s)", (f"m/{i % 50}", f"quorum journal {i}"))
+    blocks = app.execute(
+        "select max(n) from (select count(*) as n from memex.text_postings "
+        "where lexeme in ('quorum', 'journal', '') group by lexeme) as x"
+    ).fetchone()
+    assert blocks is not None and int(blocks[0]) <= 12  # type: ignore[call-overload]
+    found = app.execute(
+        "select c.content from memex._text_candidates('quorum 7', '{}', 100, null, null, null) "
+        "as t join memex.chunks as c on c.id = t.chunk_id"
+    ).fetchall()
+    assert len(found) == 50, "one hit per document: the 150 overwritten versions are dead"
+    assert {str(r[0]) for r in found} == {f"quorum journal {i}" for i in range(150, 200)}
+
+
+def test_phrases_and_exclusions_constrain_text_mode(app: Conn) -> None:
+    load(app, ["rotate the signing keys monthly", "signing keys rotate yearly",
+               "keys for the storm shelter"])  # fmt: skip
+
+    def texts(query: str) -> list[str]:
+        rows = app.execute(
+            "select c.content from memex._text_candidates(%s, '{}', 10, null, null, null) as t "
+            "join memex.chunks as c on c.id = t.chunk_id order by t.rank",
+            (query,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    assert len(texts("rotate signing keys")) == 3  # OR of the words: every chunk with one
+    assert texts('"rotate the signing keys"') == ["rotate the signing keys monthly"]
+    assert sorted(texts("keys -storm")) == ["rotate the signing keys monthly",
+                                            "signing keys rotate yearly"]  # fmt: skip
+    assert texts('keys -"signing keys"') == ["keys for the storm shelter"]
+
+
+def test_a_query_of_stop_words_is_an_empty_result_with_a_notice(app: Conn) -> None:
+    load(app, corpus(3, 5))
+    notices: list[str] = []
+    app.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    rows = app.execute("select * from memex.rag_search('the of and', mode => 'text')").fetchall()
+    assert rows == []
+    assert any("no word to search for" in n for n in notices), notices
+
+
+def test_an_index_emptied_by_hand_is_rebuilt_by_the_next_install(db: str, conn: Conn) -> None:
+    from memex.install import install
+
+    make_tenants(conn, "r")
+    conn.execute("select memex.set_tenant('r', false)")
+    load(conn, corpus(4, 30))
+    as_role(conn, "memex_app")
+    expected = stored(conn)
+    conn.execute("reset role")
+    conn.execute("delete from memex.text_postings")
+    install(db, say=lambda _m: None)
+    as_role(conn, "memex_app")
+    assert stored(conn) == expected == recount(conn)
+    assert json.dumps(memex_scores(conn, QUERIES[0]))
+
+
+def test_optimize_drops_dead_postings_and_keeps_scores(db: str, conn: Conn) -> None:
+    tenant = make_tenants(conn, "opt")["opt"]
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant(%s, false)", (tenant,))
+    load(conn, corpus(5, 40))
+    load(conn, corpus(6, 20))  # rewrites d/1..d/20: 20 dead versions
+    conn.execute("select memex.delete_document('d/40')")
+    status = conn.execute("select dead_versions, blocks from memex.text_index_status").fetchone()
+    assert status is not None and status[0] == 21  # type: ignore[index]
+    before = {q: memex_scores(conn, q) for q in QUERIES}
+    with psycopg.connect(db, autocommit=True) as admin:
+        admin.execute("set role memex_admin")
+        admin.execute("call memex.optimize_text_index('opt')")
+    after = conn.execute(
+        "select dead_versions, blocks, lexemes + 1, postings from memex.text_index_status"
+    ).fetchone()
+    assert after is not None and after[0] == 0 and after[1] == after[2], after  # type: ignore[index]
+    assert stored(conn) == recount(conn)
+    optimised = {q: memex_scores(conn, q) for q in QUERIES}
+    for query, scores in before.items():
+        assert optimised[query].keys() == scores.keys()
+        for chunk, score in scores.items():
+            assert math.isclose(optimised[query][chunk], score, abs_tol=1e-12)
