@@ -15,11 +15,12 @@ alter table memex.chunks alter column text_doc set default nextval('memex.text_d
 alter table memex.chunks alter column text_doc set not null;
 create unique index chunks_text_doc on memex.chunks (tenant_id, text_doc);
 
--- One row is a block of postings of one lexeme, or (lexeme '') of the totals. Writers only ever
--- insert blocks (their statement's postings and signed statistics), so concurrent writers never
--- wait on one another; merges fold blocks together. The statistics of (tenant, language,
--- lexeme) are the sums over its blocks: df = sum(df), chunks = sum(df) of lexeme '', total
--- length = sum(tokens) of lexeme ''.
+-- Writers only ever insert: each statement that writes chunks adds one segment (below) with its
+-- postings and signed statistics, so concurrent writers never wait on one another. Segments are
+-- compacted, a few dozen at a time, into blocks: one row is a block of postings of one lexeme,
+-- or (lexeme '') of the totals, and blocks of a lexeme are merged four of a size at a time. The
+-- statistics of (tenant, language, lexeme) are the sums over its blocks and the segments: df =
+-- sum(df), chunks = sum(df) of lexeme '', total length = sum(tokens) of lexeme ''.
 create table memex.text_postings (
     tenant_id uuid not null references memex.tenants (id) on delete cascade
     , language text not null
@@ -48,7 +49,32 @@ alter table memex.text_postings force row level security;
 comment on table memex.text_postings is
 'The BM25 inverted index: blocks of postings per (tenant, language, lexeme) and signed statistics; lexeme '''' holds the totals.';
 
--- Existing chunks are indexed by sql/145-text-index.sql on this install (it rebuilds the index
+-- A segment: what one statement wrote, not yet compacted into blocks. Entries are (lexeme,
+-- text_doc, term frequency, chunk length, delta): delta 1 adds a posting, -1 takes a chunk
+-- version out of the lexeme's document frequency (its postings die where they are).
+create table memex.text_segments (
+    tenant_id uuid not null references memex.tenants (id) on delete cascade
+    , language text not null
+    , segment bigint generated always as identity
+    , entries integer not null check (entries >= 0)
+    , chunks integer not null  -- signed change of the chunk count
+    , tokens bigint not null  -- signed change of the summed chunk lengths
+    , dead integer not null  -- chunk versions taken out
+    , lexemes text[] not null
+    , docids bigint[] not null
+    , tfs smallint[] not null
+    , lengths smallint[] not null
+    , deltas smallint[] not null
+    , primary key (tenant_id, language, segment)
+);
+
+alter table memex.text_segments enable row level security;
+alter table memex.text_segments force row level security;
+
+comment on table memex.text_segments is
+'Recent writes to the BM25 index, one row per statement, until they are compacted into memex.text_postings.';
+
+-- Existing chunks are indexed by sql/146-text-index-upkeep.sql on this install (it rebuilds the index
 -- whenever chunks exist and the index is empty), with the same code as every later write.
 
 -- One row type for every search function (rag_search, its internals): declared once.

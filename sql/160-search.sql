@@ -6,7 +6,7 @@
 --   1. vector leg: the space's own partial HNSW index (the statement is built per space, with
 --      its id and dimensions as literals, so the planner matches the index; every user value
 --      travels as a parameter);
---   2. text leg: BM25 over the tenant's text index (memex._text_candidates, sql/145), which
+--   2. text leg: BM25 over the tenant's text index (memex._text_candidates, sql/147), which
 --      also scores the vector leg's candidates, so fusion sees both scores of every candidate;
 --   3. fusion (a convex combination of the similarity and the BM25 score scaled by the best
 --      one, or reciprocal rank fusion), min_similarity, the per-document cap, the cut to the

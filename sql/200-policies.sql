@@ -58,6 +58,12 @@ for all to memex_app, memex_admin
 using (tenant_id = (select memex.current_tenant()))
 with check (tenant_id = (select memex.current_tenant()));
 
+drop policy if exists tenant_isolation on memex.text_segments;
+create policy tenant_isolation on memex.text_segments
+for all to memex_app, memex_admin
+using (tenant_id = (select memex.current_tenant()))
+with check (tenant_id = (select memex.current_tenant()));
+
 -- tenants: an application sees only its current tenant's row and changes none.
 drop policy if exists tenant_self on memex.tenants;
 create policy tenant_self on memex.tenants

@@ -37,9 +37,9 @@ grant execute on function memex.delete_conversation(text) to memex_admin, memex_
 
 -- the BM25 text index, written by the chunks triggers in the writer's own statements
 grant execute on function memex._text_terms(memex.chunks) to memex_admin, memex_app;
-grant execute on function memex._text_level(integer) to memex_admin, memex_app;
 grant execute on function memex._text_lock_key(uuid, text) to memex_admin, memex_app;
 grant execute on function memex._text_merge(uuid, text, text[]) to memex_admin, memex_app;
+grant execute on function memex._text_compact(uuid, text) to memex_admin, memex_app;
 grant execute on function memex._text_apply(memex.chunks[], integer) to memex_admin, memex_app;
 grant execute on function memex._text_index_chunks() to memex_admin, memex_app;
 grant execute on function memex._text_new_version() to memex_admin, memex_app;
@@ -99,7 +99,7 @@ on memex.users, memex.folders, memex.conversations, memex.messages, memex.summar
 to memex_admin, memex_app;
 grant select on memex.tenants to memex_app;
 -- The text index: blocks are inserted by writers and merged (deleted and re-inserted) by them.
-grant select, insert, delete on memex.text_postings to memex_admin, memex_app;
+grant select, insert, delete on memex.text_postings, memex.text_segments to memex_admin, memex_app;
 grant usage on sequence memex.text_doc_seq to memex_admin, memex_app;
 grant select on memex.text_index_status to memex_admin, memex_app;
 -- Vectors: written by embed_pending and workers (memex_admin) and by embed-on-write in the

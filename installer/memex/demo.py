@@ -1,68 +1,58 @@
-"""`memex demo`: load the bundled sample corpus, embed it in the database, run a few searches.
+"""`memex demo`: the bundled sample corpus in a tenant of its own, embedded in the database, and
+a few searches through memex.rag_search, each leg's rank shown beside the fused result.
 
-Vectors are computed by memex.embed inside PostgreSQL; the nearest neighbours come from a
-pgvector `<=>` query. The demo writes only to its own schema, memex_demo.
+Everything goes through the public API (create_tenant, upsert_document, embed_pending,
+rag_search); the demo writes only to its tenant, `demo`, and a second run changes nothing.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-
-from tqdm import tqdm
 
 from memex.dsn import connect
 from memex.paths import samples_dir
 
-SETUP_SQL = """
-create schema if not exists memex_demo;
-create table if not exists memex_demo.passages (
-    uri text primary key,
-    title text not null,
-    body text not null,
-    embedding vector(384) not null
-);
+TENANT = "demo"
+SEARCH = """
+select coalesce(metadata ->> 'title', metadata ->> 'uri'), score, vector_rank, text_rank
+  from memex.rag_search(%s, k => %s)
 """
 
 
 def load_corpus(conn: object) -> int:
     rows = [json.loads(line) for line in (samples_dir() / "corpus.jsonl").read_text().splitlines()]
-    for row in tqdm(rows, desc="embedding sample corpus", unit="doc", file=sys.stderr):
-        conn.execute(  # type: ignore[attr-defined]
-            """
-            insert into memex_demo.passages (uri, title, body, embedding)
-            values (%(uri)s, %(title)s, %(text)s, memex.embed(%(text)s))
-            on conflict (uri) do update
-               set title = excluded.title, body = excluded.body, embedding = excluded.embedding
-             where memex_demo.passages.body is distinct from excluded.body
-            """,
-            row,
-        )
+    with conn.transaction():  # type: ignore[attr-defined]
+        conn.execute("select memex.set_tenant(%s)", (TENANT,))  # type: ignore[attr-defined]
+        for row in rows:
+            conn.execute(  # type: ignore[attr-defined]
+                "select memex.upsert_document(%(uri)s, %(text)s, %(title)s)", row
+            )
+    conn.execute("call memex.embed_pending()")  # type: ignore[attr-defined]
     return len(rows)
+
+
+def _rank(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def demo(dsn: str, k: int = 3) -> int:
     with connect(dsn) as conn:
-        conn.execute("set search_path = public, pg_catalog")
-        conn.execute(SETUP_SQL)
+        conn.execute("select memex.create_tenant(%s)", (TENANT,))
         started = time.perf_counter()
         count = load_corpus(conn)
         elapsed = time.perf_counter() - started
-        print(f"{count} passages embedded in the database in {elapsed:.1f} s\n")
-        queries = (samples_dir() / "queries.txt").read_text().splitlines()
-        for query in queries:
-            rows = conn.execute(
-                """
-                select title, uri, 1 - (embedding <=> memex.embed(%s)) as similarity
-                  from memex_demo.passages
-                 order by embedding <=> memex.embed(%s)
-                 limit %s
-                """,
-                (query, query, k),
-            ).fetchall()
+        print(
+            f"{count} documents in tenant {TENANT!r}, embedded in the database in {elapsed:.1f} s"
+        )
+        print("hybrid search: each hit with its rank in the vector and the BM25 text leg\n")
+        for query in (samples_dir() / "queries.txt").read_text().splitlines():
+            with conn.transaction():
+                conn.execute("select memex.set_tenant(%s)", (TENANT,))
+                rows = conn.execute(SEARCH, (query, k)).fetchall()
             print(f"query: {query}")
-            for rank, (title, uri, similarity) in enumerate(rows, 1):
-                print(f"  {rank}. {similarity:.3f}  {title}  ({uri})")
+            for rank, (title, score, vrank, trank) in enumerate(rows, 1):
+                print(f"  {rank}. {score:.3f}  vector #{_rank(vrank):>2}  text #{_rank(trank):>2}"
+                      f"  {title}")  # fmt: skip
             print()
     return 0

@@ -32,6 +32,9 @@ MAX_K1 = 10.0
 # websearch_to_tsquery's syntax: "a phrase", -word, -"a phrase"; `or` is an operator there and
 # means nothing here (every word is OR-ed anyway).
 _TOKEN = re.compile(r'(-?)"([^"]*)(?:"|$)|(\S+)')
+# A longer query is a passage (more like this), not something typed in a search box: its quotes
+# and dashes are text ("-glaciers" in a bulleted list is no exclusion).
+MAX_OPERATOR_WORDS = 32
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class TextQuery:
 
 
 def parse_query(query: str) -> TextQuery:
+    if len(query.split()) > MAX_OPERATOR_WORDS:
+        return TextQuery(query, (), ())
     words: list[str] = []
     phrases: list[str] = []
     excluded: list[str] = []

@@ -22,17 +22,17 @@ FIRST_BATCH = 64
 # Query limits: beyond them a query is not a question any more (documented in docs/search.md).
 MAX_TERMS = 1024
 
+# The tenant's text-search languages, by a skip scan of memex.chunks_tenant_language.
 _LANGUAGES = """
 with recursive l (lang) as (
-    (select p.language from memex.text_postings as p where p.tenant_id = $1
-      order by p.language limit 1)
+    (select c.language from memex.chunks as c where c.tenant_id = $1 order by c.language limit 1)
     union all
-    select (select p.language from memex.text_postings as p
-             where p.tenant_id = $1 and p.language operator(pg_catalog.>) l.lang
-             order by p.language limit 1)
+    select (select c.language from memex.chunks as c
+             where c.tenant_id = $1 and c.language operator(pg_catalog.>) l.lang
+             order by c.language limit 1)
       from l where l.lang is not null
 )
-select l.lang from l where l.lang is not null
+select l.lang::text as lang from l where l.lang is not null
 """
 _ANALYSE = """
 select
@@ -44,10 +44,33 @@ select
     , array(select pg_catalog.phraseto_tsquery($1::regconfig, p)::text
               from pg_catalog.unnest($4::text[]) as p) as excluded
 """
+# The blocks of the query's lexemes (and of '', the totals), the recent segments' entries of
+# those lexemes shaped as one more block each (last in order), and the segments' totals.
 _BLOCKS = """
 select p.lexeme, p.block, p.postings, p.df, p.tokens, p.docids, p.tfs, p.lengths
-  from memex.text_postings as p
- where p.tenant_id = $1 and p.language = $2 and p.lexeme = any($3)
+  from pg_catalog.unnest($3::text[]) as l (lexeme)
+ cross join lateral (  -- lexeme by lexeme through the primary key, whatever the statistics
+     select p.* from memex.text_postings as p
+      where p.tenant_id = $1 and p.language = $2 and p.lexeme = l.lexeme) as p
+union all
+select e.lexeme, 9223372036854775807, (pg_catalog.count(*) filter (where e.delta > 0))::integer
+     , sum(e.delta)::integer, 0
+     , coalesce(pg_catalog.string_agg(pg_catalog.int8send(e.docid), ''::bytea)
+                filter (where e.delta > 0), ''::bytea)
+     , coalesce(pg_catalog.string_agg(pg_catalog.int2send(e.tf), ''::bytea)
+                filter (where e.delta > 0), ''::bytea)
+     , coalesce(pg_catalog.string_agg(pg_catalog.int2send(e.len), ''::bytea)
+                filter (where e.delta > 0), ''::bytea)
+  from memex.text_segments as s
+ cross join lateral unnest(s.lexemes, s.docids, s.tfs, s.lengths, s.deltas)
+       as e (lexeme, docid, tf, len, delta)
+ where s.tenant_id = $1 and s.language = $2 and e.lexeme = any($3)
+ group by e.lexeme
+union all
+select '', 9223372036854775807, 0, sum(s.chunks)::integer, sum(s.tokens)::bigint, '', '', ''
+  from memex.text_segments as s
+ where s.tenant_id = $1 and s.language = $2
+having pg_catalog.count(*) > 0
 """
 _CHECK = """
 select c.text_doc, c.id::text as id

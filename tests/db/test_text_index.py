@@ -103,8 +103,14 @@ def recount(conn: Conn) -> dict[tuple[str, str], tuple[int, int]]:
 
 
 def stored(conn: Conn) -> dict[tuple[str, str], tuple[int, int]]:
+    """The same from the index: its blocks and its recent segments."""
     rows = conn.execute(
-        "select language, lexeme, sum(df), sum(tokens) from memex.text_postings group by 1, 2"
+        "select language, lexeme, sum(df), sum(tokens) from ("
+        " select language, lexeme, df, tokens from memex.text_postings"
+        " union all select s.language, e.lexeme, e.delta, 0 from memex.text_segments as s"
+        " cross join lateral unnest(s.lexemes, s.deltas) as e (lexeme, delta)"
+        " union all select language, '', chunks, tokens from memex.text_segments"
+        ") as x group by 1, 2"
     ).fetchall()
     return {(str(lang), str(lex)): (int(df), int(tok)) for lang, lex, df, tok in rows if df}  # type: ignore[call-overload]
 
@@ -173,6 +179,10 @@ def test_another_tenants_writes_leave_scores_byte_identical(app: Conn) -> None:
     conn.execute("select memex.set_tenant('a', false)")
     after = {q: memex_scores(app, q) for q in QUERIES}
     assert after == before  # == on floats: byte-identical, not approximately equal
+    for table in ("text_postings", "text_segments"):  # and A cannot see B's index rows
+        assert app.execute(
+            f"select count(*) from memex.{table} where tenant_id <> memex.current_tenant()"
+        ).fetchone() == (0,)
 
 
 def test_merges_keep_a_lexemes_blocks_few_and_results_live(app: Conn) -> None:

@@ -1,0 +1,22 @@
+-- Reading the BM25 text index (sql/145): the text leg of rag_search.
+
+-- memex._text_candidates(query, filters, n, k1, b, also): the text leg of rag_search: the best
+-- n chunks of the current tenant by BM25 (rank 1..n), then the BM25 score of each chunk of
+-- `also` (the vector leg's candidates) that is not among them (rank null). memex_db.text_search.
+create or replace function memex._text_candidates(
+    query text, filters jsonb, n integer, k1 double precision, b double precision, also uuid[]
+)
+returns table (chunk_id uuid, score double precision, rank integer)
+language plpython3u
+stable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "text_candidates", query, filters, n, k1, b, also)
+$py$;
+
+comment on function memex._text_candidates(text, jsonb, integer, double precision, double precision, uuid[]) is
+'Internal: BM25 top-n of the current tenant''s chunks for a query (rank 1..n), and the scores of the given chunks.';
