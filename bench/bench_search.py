@@ -33,10 +33,15 @@ RAW = ("select chunk_id from memex.embeddings where space_id = {sid} and tenant_
        "order by embedding::vector(384) <=> %s::vector(384) limit %s")  # fmt: skip
 
 
-def scratch(dsn: str) -> str:
+def scratch(dsn: str, reuse: bool) -> str:
+    """The benchmark's database: created afresh, or kept from a --keep run with --reuse."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("drop database if exists memex_bench_search with (force)")
-        conn.execute("create database memex_bench_search")
+        exists = conn.execute(
+            "select 1 from pg_database where datname = 'memex_bench_search'"
+        ).fetchone()
+        if not (reuse and exists):
+            conn.execute("drop database if exists memex_bench_search with (force)")
+            conn.execute("create database memex_bench_search")
     params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
     return make_conninfo(**{**params, "dbname": "memex_bench_search"})
 
@@ -105,24 +110,31 @@ def main() -> None:
     parser.add_argument("--no-real-recall", dest="real_recall", action="store_false",
                         help="skip the real model's vectors (slow at 100k)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the memex_bench_search database")
+    parser.add_argument("--reuse", action="store_true",
+                        help="search what a --keep run left (same --corpus, --chunks)")  # fmt: skip
     args = parser.parse_args()
-    dsn = scratch(resolve_dsn(args.dsn))
+    dsn = scratch(resolve_dsn(args.dsn), args.reuse)
     install(dsn, say=lambda _m: None)
     with psycopg.connect(dsn, autocommit=True) as conn:
         started = time.perf_counter()
-        if args.corpus == "wikipedia":
-            corpus: Any = wikipedia.Corpus(args.wikipedia)
-            ids = load(conn, args.chunks, corpus, wikipedia.load)
+        corpus: Any = (
+            wikipedia.Corpus(args.wikipedia) if args.corpus == "wikipedia" else synthetic.Corpus()
+        )
+        known = dict(conn.execute("select name, id::text from memex.tenants").fetchall())
+        if args.reuse and {"big", "small"} <= known.keys():
+            ids = {"big": known["big"], "small": known["small"]}
+            sid = conn.execute("select id from memex.spaces where name = 'hash-384'").fetchone()[0]  # type: ignore[index]
         else:
-            corpus = synthetic.Corpus()
-            ids = load(conn, args.chunks, corpus, synthetic.load)
+            loader = wikipedia.load if args.corpus == "wikipedia" else synthetic.load
+            ids = load(conn, args.chunks, corpus, loader)
+            sid = conn.execute("select memex.create_space('hash-384', 'hash:384')").fetchone()[0]  # type: ignore[index]
+            conn.execute("call memex.embed_pending('hash-384', batch_size => 512)")
+            if args.real_recall:  # the real model's vectors too, for a meaningful recall figure
+                conn.execute("call memex.embed_pending('all-MiniLM-L6-v2@384', batch_size => 64)")
+            conn.execute("select memex.activate_space('hash-384', force => true)")
+            conn.execute("call memex.optimize_text_index()")  # as after a bulk load
+            conn.execute("vacuum analyze")
         chunks = conn.execute("select count(*) from memex.chunks").fetchone()[0]  # type: ignore[index]
-        sid = conn.execute("select memex.create_space('hash-384', 'hash:384')").fetchone()[0]  # type: ignore[index]
-        conn.execute("call memex.embed_pending('hash-384', batch_size => 512)")
-        if args.real_recall:  # the real model's vectors too, for a meaningful recall figure
-            conn.execute("call memex.embed_pending('all-MiniLM-L6-v2@384', batch_size => 64)")
-        conn.execute("select memex.activate_space('hash-384', force => true)")
-        conn.execute("analyze")
         print(f"{args.chunks} {args.corpus} documents ({chunks} chunks) loaded and embedded "
               f"(hash:384) in {time.perf_counter() - started:.0f} s")  # fmt: skip
         queries = [corpus.query(i) for i in range(args.queries)]

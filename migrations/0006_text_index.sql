@@ -13,7 +13,8 @@ alter table memex.chunks add column text_doc bigint;
 update memex.chunks set text_doc = nextval('memex.text_doc_seq');
 alter table memex.chunks alter column text_doc set default nextval('memex.text_doc_seq');
 alter table memex.chunks alter column text_doc set not null;
-create unique index chunks_text_doc on memex.chunks (tenant_id, text_doc);
+-- id and language included: the text leg checks its candidates with an index-only scan.
+create unique index chunks_text_doc on memex.chunks (tenant_id, text_doc) include (id, language);
 
 -- Writers only ever insert: each statement that writes chunks adds one segment (below) with its
 -- postings and signed statistics, so concurrent writers never wait on one another. Segments are

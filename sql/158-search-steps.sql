@@ -1,27 +1,5 @@
--- Steps of a search (memex._search, sql/160): the similarity it reports, the check of a
--- caller's reranker, and maximal marginal relevance over candidates given as data.
-
--- memex._similarity(a, b, distance): the similarity rag_search reports: 1 - cosine distance,
--- the inner product, or minus the L2 distance.
-create or replace function memex._similarity(
-    a __vector_schema__.vector, b __vector_schema__.vector, distance text
-)
-returns double precision
-language sql
-immutable
-parallel safe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-    select case distance
-        when 'cosine' then 1 - __vector_schema__.cosine_distance(a, b)
-        when 'inner_product' then __vector_schema__.inner_product(a, b)
-        else -__vector_schema__.l2_distance(a, b)
-    end
-$$;
-
-comment on function memex._similarity(__vector_schema__.vector, __vector_schema__.vector, text) is
-'Internal: the similarity of two vectors under a space''s distance, as rag_search reports it.';
+-- Steps of a search (memex._search, sql/160): the check of a caller's reranker, and maximal
+-- marginal relevance over candidates given as data.
 
 -- memex._check_reranker(fn): the reranker's signature must be (text, jsonb) returns
 -- table(uuid, double precision): 42804 otherwise.

@@ -44,6 +44,10 @@ declare
     qvec __vector_schema__.vector := _search.query_embedding;
     v_ids uuid[];
     v_dist double precision[];
+    v_docs bigint[];
+    m_ids uuid[];
+    m_dist double precision[];
+    distance_op text;
     t_ids uuid[];
     t_scores double precision[];
     t_ranks integer[];
@@ -130,15 +134,19 @@ begin
                  else want end;
     depth_v := greatest(pool * 2, 40);
     depth_t := case when _search.mode = 'text' then pool else depth_v end;
-    if qvec is null then
-        qvec := memex.embed(_search.query, sp.name);  -- text mode too: every row has its similarity
+    -- Text mode never calls the model (similarity is null) unless min_similarity needs it.
+    if qvec is null and (_search.mode <> 'text' or _search.min_similarity is not null) then
+        qvec := memex.embed(_search.query, sp.name);
     end if;
+    distance_op := pg_catalog.format('operator(%s.%s)', vs
+        , case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end);
 
     if _search.mode <> 'text' then
         execute pg_catalog.format($sql$
             select pg_catalog.array_agg(q.chunk_id order by q.d, q.chunk_id), pg_catalog.array_agg(q.d order by q.d, q.chunk_id)
+                 , pg_catalog.array_agg(q.text_doc order by q.d, q.chunk_id)
               from (
-                  select e.chunk_id, (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s)) as d
+                  select e.chunk_id, (e.embedding::%1$s.vector(%2$s) %3$s $1::%1$s.vector(%2$s)) as d, c.text_doc
                     from memex.embeddings as e
                     join memex.chunks as c on c.tenant_id = e.tenant_id and c.id = e.chunk_id
                    where e.space_id = %4$s and e.tenant_id = $2 %5$s
@@ -146,11 +154,8 @@ begin
                    limit $4
               ) as q
             $sql$
-            , vs, sp.dimensions
-            , pg_catalog.format('operator(%s.%s)', vs
-                , case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end)
-            , sp.id, where_filters)
-        into v_ids, v_dist
+            , vs, sp.dimensions, distance_op, sp.id, where_filters)
+        into v_ids, v_dist, v_docs
         using qvec, tenant, coalesce(_search.filters, '{}'), depth_v;
         if _search.mode = 'vector' then
             v_ids := v_ids[1:depth_v / 2];  -- the re-sorted best half: the pool, or 40
@@ -158,6 +163,8 @@ begin
         end if;
     end if;
     if _search.mode <> 'vector' then
+        -- In convex fusion the text leg also scores the vector leg's candidates (by their text
+        -- versions: no chunk row is read for them).
         select
             pg_catalog.array_agg(t.chunk_id order by t.o), pg_catalog.array_agg(t.score order by t.o)
             , pg_catalog.array_agg(t.rank order by t.o)
@@ -165,7 +172,22 @@ begin
           from memex._text_candidates(
               _search.query, coalesce(_search.filters, '{}'), depth_t, _search.bm25_k1, _search.bm25_b
               , case when _search.mode = 'hybrid' and _search.fusion = 'convex' then v_ids end
+              , case when _search.mode = 'hybrid' and _search.fusion = 'convex' then v_docs end
           ) with ordinality as t (chunk_id, score, rank, o);
+        -- The distances of text candidates the vector leg did not bring (no index needed: a
+        -- static statement, planned once per session).
+        if qvec is not null and t_ids is not null then
+            select
+                pg_catalog.array_agg(e.chunk_id)
+                , pg_catalog.array_agg(case sp.distance
+                    when 'cosine' then e.embedding operator(__vector_schema__.<=>) qvec
+                    when 'l2' then e.embedding operator(__vector_schema__.<->) qvec
+                    else e.embedding operator(__vector_schema__.<#>) qvec end)
+              into m_ids, m_dist
+              from memex.embeddings as e
+             where e.space_id = sp.id and e.tenant_id = tenant and e.chunk_id = any(t_ids)
+               and e.chunk_id <> all(coalesce(v_ids, '{}'));
+        end if;
     end if;
 
     -- Fusion over the union of both legs' candidates, then min_similarity, the per-document
@@ -177,15 +199,16 @@ begin
     t as (
         select x.chunk_id, x.score, x.rank from unnest(t_ids, t_scores, t_ranks) as x (chunk_id, score, rank)
     ),
+    m as (
+        select x.chunk_id, x.d from unnest(m_ids, m_dist) as x (chunk_id, d)
+    ),
     u as (
         select
             coalesce(v.chunk_id, t.chunk_id) as chunk_id, v.rank as vrank, t.rank as trank
             , coalesce(t.score, 0) as bm25
-            , case when v.d is not null then (case when sp.distance = 'cosine' then 1 - v.d else -v.d end)
-                   else (select memex._similarity(e.embedding, qvec, sp.distance) from memex.embeddings as e
-                          where e.space_id = sp.id and e.tenant_id = tenant and e.chunk_id = coalesce(v.chunk_id, t.chunk_id))
-              end as sim
+            , case when sp.distance = 'cosine' then 1 - coalesce(v.d, m.d) else -coalesce(v.d, m.d) end as sim
           from v full join t on t.chunk_id = v.chunk_id
+          left join m on v.chunk_id is null and m.chunk_id = t.chunk_id
     ),
     n as (
         select

@@ -46,7 +46,7 @@ grant execute on function memex._text_new_version() to memex_admin, memex_app;
 grant execute on function memex._text_rebuild(uuid, text) to memex_admin;
 grant execute on procedure memex.optimize_text_index(text) to memex_admin;
 grant execute on function memex._text_candidates(
-    text, jsonb, integer, double precision, double precision, uuid[]
+    text, jsonb, integer, double precision, double precision, uuid[], bigint[]
 ) to memex_admin, memex_app;
 
 -- embedding: spaces, batches, the pending queue
@@ -113,9 +113,6 @@ grant select, insert, update, delete on memex.tenants to memex_admin;
 
 -- search
 grant execute on function memex._search_filters(jsonb) to memex_admin, memex_app;
-grant execute on function memex._similarity(
-    __vector_schema__.vector, __vector_schema__.vector, text
-) to memex_admin, memex_app;
 grant execute on function memex._check_reranker(regprocedure) to memex_admin, memex_app;
 grant execute on function memex._mmr(
     uuid[], double precision[], uuid[], integer, integer, double precision

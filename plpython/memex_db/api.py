@@ -114,11 +114,12 @@ def text_candidates(
     k1: float | None,
     b: float | None,
     also: list[str] | None,
+    also_docs: list[int] | None,
 ) -> list[tuple[str, float, int | None]]:
     """BM25 candidates of rag_search's text leg (memex_db.text_search)."""
     from memex_db import text_search  # imports numpy: only in backends that search text
 
-    return text_search.candidates(plpy, gd, query, filters, n, k1, b, also)
+    return text_search.candidates(plpy, gd, query, filters, n, k1, b, also, also_docs)
 
 
 def check_messages(plpy: Plpy, gd: GD, messages: str) -> str:

@@ -15,34 +15,43 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from memex_db import bm25
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
-FIRST_BATCH = 64
+# The first batch of candidates checked against memex.chunks is n plus this margin (most
+# postings are live); later batches grow fourfold.
+FIRST_MARGIN = 16
+# With phrases to match, the chunks holding them are read first through the GIN index on
+# chunks.tsv when they are at most this many; beyond, candidates are checked in score order.
+PHRASE_ROWS = 5000
 # Query limits: beyond them a query is not a question any more (documented in docs/search.md).
 MAX_TERMS = 1024
 
-# The tenant's text-search languages, by a skip scan of memex.chunks_tenant_language.
-_LANGUAGES = """
+# One statement for what a search needs before the index: the tenant, its text-search
+# languages (a skip scan of memex.chunks_tenant_language) and, for each, the query's lexemes
+# with their counts, its phrases and exclusions as tsqueries. One row with null language when
+# the tenant has no chunk (or no tenant is set).
+_PROLOGUE = """
 with recursive l (lang) as (
-    (select c.language from memex.chunks as c where c.tenant_id = $1 order by c.language limit 1)
+    (select c.language from memex.chunks as c
+      where c.tenant_id = memex.current_tenant() order by c.language limit 1)
     union all
     select (select c.language from memex.chunks as c
-             where c.tenant_id = $1 and c.language operator(pg_catalog.>) l.lang
+             where c.tenant_id = memex.current_tenant() and c.language operator(pg_catalog.>) l.lang
              order by c.language limit 1)
       from l where l.lang is not null
 )
-select l.lang::text as lang from l where l.lang is not null
-"""
-_ANALYSE = """
-select
-    (select coalesce(pg_catalog.json_object_agg(
+select memex.current_tenant()::text as tenant, l.lang::text as lang
+    , (select coalesce(pg_catalog.json_object_agg(
                 u.lexeme, coalesce(pg_catalog.array_length(u.positions, 1), 1)), '{}')
-       from pg_catalog.unnest(pg_catalog.to_tsvector($1::regconfig, $2)) as u)::text as terms
-    , array(select pg_catalog.phraseto_tsquery($1::regconfig, p)::text
-              from pg_catalog.unnest($3::text[]) as p) as phrases
-    , array(select pg_catalog.phraseto_tsquery($1::regconfig, p)::text
-              from pg_catalog.unnest($4::text[]) as p) as excluded
+         from pg_catalog.unnest(pg_catalog.to_tsvector(l.lang, $1)) as u)::text as terms
+    , array(select pg_catalog.phraseto_tsquery(l.lang, p)::text
+              from pg_catalog.unnest($2::text[]) as p) as phrases
+    , array(select pg_catalog.phraseto_tsquery(l.lang, p)::text
+              from pg_catalog.unnest($3::text[]) as p) as excluded
+  from (values (1)) as one (x) left join l on l.lang is not null
 """
 # The blocks of the query's lexemes (and of '', the totals), the recent segments' entries of
 # those lexemes shaped as one more block each (last in order), and the segments' totals.
@@ -72,15 +81,20 @@ select '', 9223372036854775807, 0, sum(s.chunks)::integer, sum(s.tokens)::bigint
  where s.tenant_id = $1 and s.language = $2
 having pg_catalog.count(*) > 0
 """
+# Which candidates still exist and pass the filters, with their chunk ids: without filters
+# nor phrases, an index-only scan of memex.chunks_text_doc.
 _CHECK = """
 select c.text_doc, c.id::text as id
   from memex.chunks as c
- where c.tenant_id = $1 and c.text_doc = any($2) and c.language = $4::regconfig
-   and ($5::text is null or c.tsv @@ $5::tsquery) {filters}
+ where c.tenant_id = $1 and c.text_doc = any($2) and c.language = $4::regconfig {must} {filters}
 """
-_ALSO = """
-select c.id::text as id, c.text_doc, c.language::text as language
-  from memex.chunks as c where c.tenant_id = $1 and c.id = any($2::uuid[])
+_MUST = "and c.tsv @@ $5::tsquery"
+# The chunks holding the query's phrases (and none of its exclusions), through the GIN index.
+_PHRASED = """
+select c.text_doc, c.id::text as id
+  from memex.chunks as c
+ where c.tenant_id = $1 and c.language = $4::regconfig and c.tsv @@ {must}::tsquery {filters}
+ limit $6
 """
 
 
@@ -91,8 +105,23 @@ def _must(phrases: Sequence[str], excluded: Sequence[str]) -> str | None:
 
 
 def _filters_sql(plpy: Plpy, gd: GD, filters: str | None) -> str:
-    plan = cached_plan(plpy, gd, "text_filters", "select memex._search_filters($1) as f", ["jsonb"])
-    return str(plpy.execute(plan, [filters or "{}"])[0]["f"])
+    """The WHERE fragment of a filters object (memex._search_filters, immutable: kept per
+    backend, so the usual no-filter search does not ask for it)."""
+    known: dict[str, str] = gd.setdefault("memex_text_filters", {})
+    key = filters or "{}"
+    if key not in known:
+        plan = cached_plan(plpy, gd, "text_filters", "select memex._search_filters($1) as f",
+                           ["jsonb"])  # fmt: skip
+        if len(known) > 256:
+            known.clear()
+        known[key] = str(plpy.execute(plan, [key])[0]["f"])
+    return known[key]
+
+
+def _check_plan(plpy: Plpy, gd: GD, where: str, must: bool) -> Any:
+    sql = _CHECK.format(must=_MUST if must else "", filters=where)
+    return cached_plan(plpy, gd, f"text_check:{must}:{where}", sql,
+                       ["uuid", "bigint[]", "jsonb", "text", "text"])  # fmt: skip
 
 
 def candidates(
@@ -104,30 +133,29 @@ def candidates(
     k1: float | None,
     b: float | None,
     also: list[str] | None,
+    also_docs: list[int] | None,
 ) -> list[tuple[str, float, int | None]]:
     """(chunk id, BM25 score, rank) of the best n chunks for the query, then, with a null rank,
-    the score of each chunk in `also` that is not among them (0 when it holds no query term)."""
+    the score of each chunk in `also` (text versions `also_docs`) that is not among them (0 when
+    it holds no query term)."""
     params = bm25.Params.checked(k1, b)
-    tenant = plpy.execute("select memex.current_tenant()::text as t")[0]["t"]
-    if tenant is None or not query or not n or n < 1:
+    if not query or not n or n < 1:
         return []
     parsed = bm25.parse_query(query)
     where = _filters_sql(plpy, gd, filters)
-    check = cached_plan(plpy, gd, "text_check:" + where, _CHECK.format(filters=where),
-                        ["uuid", "bigint[]", "jsonb", "text", "text"])  # fmt: skip
-    hits: list[tuple[float, int, str]] = []
-    scored: dict[str, tuple[Any, Any]] = {}
-    searched = False
     languages = plpy.execute(
-        cached_plan(plpy, gd, "text_languages", _LANGUAGES, ["uuid"]), [tenant]
+        cached_plan(plpy, gd, "text_prologue", _PROLOGUE, ["text", "text[]", "text[]"]),
+        [parsed.words, list(parsed.phrases), list(parsed.excluded)],
     )
+    tenant = languages[0]["tenant"]
+    if tenant is None:
+        return []
+    hits: list[tuple[float, int, str]] = []
+    scored: list[tuple[Any, Any]] = []
+    searched = False
     for row in languages:
         language = row["lang"]
-        analysis = plpy.execute(
-            cached_plan(plpy, gd, "text_analyse", _ANALYSE, ["text", "text", "text[]", "text[]"]),
-            [language, parsed.words, list(parsed.phrases), list(parsed.excluded)],
-        )[0]
-        terms: dict[str, int] = json.loads(analysis["terms"])
+        terms: dict[str, int] = json.loads(row["terms"]) if language is not None else {}
         if not terms:
             continue
         searched = True
@@ -137,11 +165,13 @@ def candidates(
             cached_plan(plpy, gd, "text_blocks", _BLOCKS, ["uuid", "text", "text[]"]),
             [tenant, language, [*terms, ""]],
         )
-        index = bm25.decode(blocks)
-        docids, scores = bm25.score(terms, index, params)
-        scored[language] = (docids, scores)
-        must = _must(analysis["phrases"] or [], analysis["excluded"] or [])
-        hits.extend(_live(plpy, check, tenant, filters, language, must, docids, scores, n))
+        docids, scores = bm25.score(terms, bm25.decode(blocks), params)
+        scored.append((docids, scores))
+        search = _Search(plpy, gd, tenant, filters or "{}", where, language, n)
+        must = _must(row["phrases"] or [], row["excluded"] or [])
+        phrased = must is not None and any(row["phrases"] or [])
+        found = search.phrased(must, docids, scores) if must and phrased else None
+        hits.extend(found if found is not None else search.live(must, docids, scores))
     if not searched and query.strip():
         plpy.notice(
             "text search: the query has no word to search for (only stop words or exclusions)",
@@ -151,61 +181,81 @@ def candidates(
     result: list[tuple[str, float, int | None]] = [
         (chunk, score, rank) for rank, (score, _doc, chunk) in enumerate(hits[:n], 1)
     ]
-    if also:
-        result.extend(_also_scores(plpy, gd, tenant, also, {r[0] for r in result}, scored))
+    if also and also_docs:
+        result.extend(_also_scores(also, also_docs, {r[0] for r in result}, scored))
     return result
 
 
-def _live(
-    plpy: Plpy,
-    check: Any,
-    tenant: str,
-    filters: str | None,
-    language: str,
-    must: str | None,
-    docids: Any,
-    scores: Any,
-    n: int,
-) -> list[tuple[float, int, str]]:
-    """The best n chunk versions that still exist and pass the filters and the query's must
-    clause, read in score order in batches of 64, 256, 1024...: only those rows are read."""
-    found: list[tuple[float, int, str]] = []
-    position, batch = 0, max(2 * n, FIRST_BATCH)
-    order = bm25.ranked(docids, scores, batch)
-    while len(found) < n:
-        if position >= len(order):
-            if len(order) >= len(docids):
-                break
-            order = bm25.ranked(docids, scores, len(docids))  # rarely: most were filtered out
-        wanted = [int(docids[i]) for i in order[position : position + batch]]
-        rows = plpy.execute(check, [tenant, wanted, filters or "{}", language, must])
-        live = {int(r["text_doc"]): str(r["id"]) for r in rows}
-        for i in order[position : position + batch]:
-            chunk = live.get(int(docids[i]))
-            if chunk is not None:
-                found.append((float(scores[i]), int(docids[i]), chunk))
-        position += batch
-        batch *= 4
-    return found[:n]
+class _Search:
+    """Turns one language's scored text versions into the best n live chunks."""
+
+    def __init__(
+        self, plpy: Plpy, gd: GD, tenant: str, filters: str, where: str, language: str, n: int
+    ):
+        self.plpy, self.gd, self.where = plpy, gd, where
+        self.tenant, self.filters, self.language, self.n = tenant, filters, language, n
+
+    def phrased(self, must: str, docids: Any, scores: Any) -> list[Any] | None:
+        """The best n of the chunks holding the query's phrases, read through the GIN index on
+        chunks.tsv (planned with the tsquery as a literal, so the planner sees how rare the
+        phrase is); None when more than PHRASE_ROWS chunks hold them (then candidates go in
+        score order)."""
+        sql = _PHRASED.format(must=self.plpy.quote_literal(must), filters=self.where)
+        plan = self.plpy.prepare(sql, ["uuid", "bigint[]", "jsonb", "text", "text", "integer"])
+        rows = self.plpy.execute(
+            plan, [self.tenant, None, self.filters, self.language, must, PHRASE_ROWS + 1]
+        )
+        if len(rows) > PHRASE_ROWS:
+            return None
+        if not len(rows):
+            return []
+        wanted = np.array([int(r["text_doc"]) for r in rows], dtype=np.int64)
+        values = bm25.lookup_many(docids, scores, wanted)
+        found = [
+            (float(v), int(d), str(r["id"])) for v, d, r in zip(values, wanted, rows, strict=True)
+        ]
+        found.sort(key=lambda h: (-h[0], h[1]))
+        return found[: self.n]
+
+    def live(self, must: str | None, docids: Any, scores: Any) -> list[Any]:
+        """The best n chunk versions that still exist and pass the filters and the query's
+        must clause, read in score order in growing batches: only those rows are read."""
+        check = _check_plan(self.plpy, self.gd, self.where, must is not None)
+        found: list[tuple[float, int, str]] = []
+        position, batch = 0, self.n + FIRST_MARGIN
+        order = bm25.ranked(docids, scores, batch)
+        while len(found) < self.n:
+            if position >= len(order):
+                if len(order) >= len(docids):
+                    break
+                order = bm25.ranked(docids, scores, len(docids))  # rarely: most filtered out
+            wanted = [int(docids[i]) for i in order[position : position + batch]]
+            rows = self.plpy.execute(
+                check, [self.tenant, wanted, self.filters, self.language, must]
+            )
+            live = {int(r["text_doc"]): str(r["id"]) for r in rows}
+            for i in order[position : position + batch]:
+                chunk = live.get(int(docids[i]))
+                if chunk is not None:
+                    found.append((float(scores[i]), int(docids[i]), chunk))
+            position += batch
+            batch *= 4
+        return found[: self.n]
 
 
 def _also_scores(
-    plpy: Plpy,
-    gd: GD,
-    tenant: str,
-    also: list[str],
-    known: set[str],
-    scored: dict[str, tuple[Any, Any]],
+    also: list[str], also_docs: list[int], known: set[str], scored: list[tuple[Any, Any]]
 ) -> list[tuple[str, float, int | None]]:
-    wanted = [c for c in also if c is not None and c not in known]
-    if not wanted:
+    """The scores of the given chunks by their text versions (a version is in one language's
+    scores at most; 0.0 when it holds no query term)."""
+    pairs = [
+        (c, d) for c, d in zip(also, also_docs, strict=False) if c is not None and d is not None
+    ]
+    pairs = [(c, d) for c, d in pairs if c not in known]
+    if not pairs:
         return []
-    rows = plpy.execute(
-        cached_plan(plpy, gd, "text_also", _ALSO, ["uuid", "uuid[]"]), [tenant, wanted]
-    )
-    out: list[tuple[str, float, int | None]] = []
-    for row in rows:
-        docids, scores = scored.get(row["language"], (None, None))
-        value = bm25.lookup(docids, scores, int(row["text_doc"])) if docids is not None else 0.0
-        out.append((str(row["id"]), value, None))
-    return out
+    wanted = np.array([d for _c, d in pairs], dtype=np.int64)
+    values = np.zeros(len(wanted), dtype=np.float64)
+    for docids, scores in scored:
+        values += bm25.lookup_many(docids, scores, wanted)
+    return [(c, float(v), None) for (c, _d), v in zip(pairs, values, strict=True)]

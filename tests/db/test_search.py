@@ -108,6 +108,24 @@ def test_text_finds_a_rare_keyword_vector_a_paraphrase_hybrid_both(app: Conn) ->
     assert "kb/ops/zyxquartz.md" in both and "kb/ops/weather.md" in both
 
 
+def test_text_mode_reports_no_similarity_unless_min_similarity_asks(app: Conn) -> None:
+    rows = app.execute(
+        "select similarity, vector_rank, text_rank from memex.rag_search('signing keys', k => 3, "
+        "mode => 'text')"
+    ).fetchall()
+    assert rows and all(r[0] is None and r[1] is None and r[2] is not None for r in rows)
+    rows = app.execute(
+        "select similarity from memex.rag_search('signing keys', k => 3, mode => 'text', "
+        "min_similarity => -1)"
+    ).fetchall()
+    assert rows and all(r[0] is not None for r in rows)
+
+
+def test_a_phrase_no_chunk_holds_finds_nothing(app: Conn) -> None:
+    assert uris(app, '"keys signing rotate"', k=5, mode="text") == []
+    assert uris(app, '"signing keys"', k=5, mode="text")[0] == "kb/security/keys.md"
+
+
 def test_rows_carry_ranks_similarity_and_source_details(app: Conn) -> None:
     row = app.execute(
         "select source_kind, score, similarity, vector_rank, text_rank, metadata "

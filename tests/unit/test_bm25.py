@@ -72,7 +72,7 @@ def test_blocks_of_a_lexeme_add_up_and_scores_follow_the_formula() -> None:
 
     assert scores[0] == pytest.approx(term(2, 4, 2, 1) + term(1, 4, 2, 2), abs=1e-12)
     assert scores[1] == pytest.approx(term(1, 2, 2, 1) + term(1, 2, 2, 2), abs=1e-12)
-    assert bm25.lookup(docids, scores, 2) == scores[1] and bm25.lookup(docids, scores, 5) == 0.0
+    assert list(bm25.lookup_many(docids, scores, np.array([2, 5]))) == [scores[1], 0.0]
 
 
 def test_unknown_words_and_an_empty_index_score_nothing() -> None:
