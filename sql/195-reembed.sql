@@ -123,7 +123,8 @@ begin
         holder := memex._reembed_holder(target.name);
         raise notice 'memex.reembed: a reembed into space % is already running in backend % (%); this call does nothing'
             , target.name, holder
-            , coalesce((select pg_catalog.format('user %s, %s since %s', a.usename, a.state, a.state_change)
+            , coalesce((select case when a.state is null then pg_catalog.format('user %s', a.usename)  -- hidden from this role
+                                    else pg_catalog.format('user %s, %s since %s', a.usename, a.state, a.state_change) end
                           from pg_catalog.pg_stat_activity as a where a.pid = holder), 'no detail visible')
             using hint = 'follow it in memex.reembed_progress; an idle holder had its CALL fail: it lets go when it closes or CALLs again';
         return;

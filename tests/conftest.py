@@ -4,6 +4,7 @@ a template database built once per session by the real installer, and a clone of
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,21 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from memex.devcluster import Cluster, cluster
+from memex.devcluster import Cluster, cluster, pg_bindir
 from memex.install import install
 
 TEMPLATE = "memex_template"
-EXTENSION_DIR = Path("/usr/share/postgresql/15/extension")
+
+
+def _extension_dir() -> Path:
+    """The extension directory of the server the tests start (its pg_config's SHAREDIR)."""
+    sharedir = subprocess.run(
+        [str(pg_bindir() / "pg_config"), "--sharedir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return Path(sharedir) / "extension"
+
+
+EXTENSION_DIR = _extension_dir()
 HIDDEN_SUFFIX = ".memex-test-hidden"
 
 

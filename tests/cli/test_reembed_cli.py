@@ -9,8 +9,7 @@ import psycopg
 import pytest
 
 from memex.cli import main
-from tests.db.tenancy_helpers import make_tenants
-from tests.db.test_embed_pending import load_documents
+from tests.db.helpers import load_documents, make_tenants
 
 Conn = psycopg.Connection[tuple[object, ...]]
 NEW = "all-MiniLM-L6-v2@128"

@@ -11,7 +11,7 @@ import pytest
 
 from memex.devcluster import Cluster
 from tests.conftest import TEMPLATE, create_database, drop_database
-from tests.db.tenancy_helpers import make_tenants
+from tests.db.helpers import make_tenants
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.db.tenancy_helpers import as_role, make_tenants, populate
+from tests.db.helpers import as_role, make_tenants, populate
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.db.tenancy_helpers import (
+from tests.db.helpers import (
     ARTEFACT,
     TENANT_TABLES,
     Conn,

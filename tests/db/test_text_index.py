@@ -13,7 +13,7 @@ import bm25s
 import psycopg
 import pytest
 
-from tests.db.tenancy_helpers import as_role, make_tenants
+from tests.db.helpers import as_role, make_tenants
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

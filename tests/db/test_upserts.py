@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from tests.db.tenancy_helpers import ARTEFACT, Conn, as_role, counts, make_tenants, populate
+from tests.db.helpers import ARTEFACT, Conn, as_role, counts, make_tenants, populate
 
 
 @pytest.fixture

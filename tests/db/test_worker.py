@@ -9,8 +9,8 @@ import sys
 
 import psycopg
 
-from tests.db.tenancy_helpers import make_tenants
-from tests.db.test_embed_pending import admin, load_documents, state
+from tests.db.helpers import admin, load_documents, make_tenants
+from tests.db.helpers import embedding_state as state
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -15,12 +15,49 @@ from tests.cli.mixed_corpus import chatgpt_export
 
 
 def test_html_keeps_visible_text_in_blocks_and_drops_scripts() -> None:
-    text, title = html_to_text(
+    page = html_to_text(
         "<html><head><title> A  page </title><script>x()</script></head>"
         "<body><div>one<br>two</div><ul><li>three</li><li>four &lt;5&gt;</li></ul></body></html>"
     )
-    assert title == "A page"
-    assert text.splitlines() == ["one", "two", "", "three", "", "four <5>"]
+    assert page.title == "A page" and page.redirect is None
+    assert page.text.splitlines() == ["one", "two", "", "three", "", "four <5>"]
+
+
+def test_html_without_a_closing_head_keeps_its_body() -> None:
+    page = html_to_text("<html><head><title>T</title><body><p>Hello")
+    assert (page.text, page.title) == ("Hello", "T")
+
+
+def test_html_main_content_without_chrome_and_code_verbatim() -> None:
+    page = html_to_text(
+        "<html><head><title>Lifetimes - The Book</title></head><body>"
+        "<nav><a href='a.html'>1. Intro</a></nav>"
+        "<div id='help'><h2>Keyboard shortcuts</h2></div>"
+        "<main><h1>Lifetimes</h1><p>Every   reference\nhas a lifetime.</p>"
+        "<pre><code>fn main() {\n    let x = 5;\n}</code></pre>"
+        "<nav class='nav-wrapper'><a href='b.html'>Next</a></nav></main>"
+        "<footer>© the authors</footer></body></html>"
+    )
+    assert page.title == "Lifetimes", "the site's suffix goes"
+    assert page.text == (
+        "Lifetimes\n\nEvery reference has a lifetime.\n\nfn main() {\n    let x = 5;\n}"
+    )
+
+
+def test_html_body_without_main_drops_the_page_chrome() -> None:
+    page = html_to_text(
+        "<body><header>Site</header><nav>menu</nav><h1>Title</h1><p>text</p>"
+        "<aside>related</aside><footer>foot</footer></body>"
+    )
+    assert page.text == "Title\n\ntext" and page.title == "Title"
+
+
+def test_a_meta_refresh_page_is_a_redirect() -> None:
+    page = html_to_text(
+        '<html><head><meta http-equiv="Refresh" content="0; URL=ch04-00.html"></head>'
+        "<body><p>Redirecting to <a href='ch04-00.html'>ch04-00.html</a>...</p></body></html>"
+    )
+    assert page.redirect == "ch04-00.html"
 
 
 def test_chatgpt_export_follows_the_current_branch(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 from memex.ingest.html_text import html_to_text
 from memex.ingest.items import Document, FileRejected, FileSkipped, reject_nul
 
+# A meta-refresh page with less text than this is a redirect stub, not a document.
+REDIRECT_TEXT = 1000
 MIME_BY_SUFFIX = {
     ".txt": "text/plain",
     ".text": "text/plain",
@@ -81,7 +83,10 @@ def read_document(
         text, title, pages = pdf_text(data)
         metadata["pages"] = pages
     elif suffix in (".html", ".htm"):
-        text, title = html_to_text(decode_text(data))
+        page = html_to_text(decode_text(data))
+        if page.redirect is not None and len(page.text) < REDIRECT_TEXT:
+            raise FileSkipped(f"a redirect page (to {page.redirect})")
+        text, title = page.text, page.title
     else:
         text = decode_text(data)
         title = markdown_title(text) if mime == "text/markdown" else None

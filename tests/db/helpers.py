@@ -1,12 +1,15 @@
-"""Helpers for tests that act as memex_app / memex_admin on a superuser connection."""
+"""Helpers shared by the database tests: tenants, roles, loading, state, waiting."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import psycopg
 
 Conn = psycopg.Connection[tuple[object, ...]]
+TOPICS = ["keys", "backups", "storms", "indexes", "tenants", "vectors", "queues", "upgrades"]
 TENANT_TABLES = ["users", "folders", "conversations", "messages", "summaries", "documents",
                  "chunks", "embeddings"]  # fmt: skip
 ARTEFACT = {
@@ -72,3 +75,49 @@ def counts(conn: Conn) -> dict[str, int]:
         assert row is not None
         found[table] = int(row[0])  # type: ignore[call-overload]
     return found
+
+
+def admin(dsn: str) -> Conn:
+    """An autocommit connection acting as memex_admin."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("set role memex_admin")
+    return conn
+
+
+def load_documents(dsn: str, tenant: str, count: int, prefix: str = "doc") -> None:
+    """`count` one-chunk documents for `tenant`, in one transaction."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("select memex.set_tenant(%s)", (tenant,))
+        for i in range(count):
+            topic = TOPICS[i % len(TOPICS)]
+            conn.execute(
+                "select memex.upsert_document(%s, %s)",
+                (f"{prefix}/{i}.md", f"Note {i} about {topic}: item {i * 7 % 13} of the runbook."),
+            )
+
+
+def embedding_state(dsn: str) -> tuple[int, int, int, int]:
+    """(chunks, vectors in the default space, chunks with exactly one up-to-date vector,
+    pending) over every tenant, read as superuser."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            """
+            select (select count(*) from memex.chunks)
+                 , (select count(*) from memex.embeddings where space_id = 1)
+                 , (select count(*) from memex.chunks c where (
+                       select count(*) from memex.embeddings e where e.space_id = 1
+                          and e.chunk_id = c.id and e.content_hash = c.content_hash) = 1)
+                 , (select memex.pending_count())
+            """
+        ).fetchone()
+        assert row is not None
+        return tuple(int(v) for v in row)  # type: ignore[return-value]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Polls `condition` until it holds; fails the test naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(0.02)
