@@ -83,10 +83,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest(
         resolve_dsn(args.dsn), args.paths, _tenant(args), uri_prefix=args.uri_prefix,
         language=args.language, create_tenant=args.create_tenant, max_file_mb=args.max_file_mb,
+        root=args.root, excludes=args.exclude,
     )  # fmt: skip
     print(report.summary())
     for failure in report.failed:
-        print(f"memex: failed: {failure.source.path}: {failure.detail}", file=sys.stderr)
+        print(f"memex: failed: {failure.source.uri}: {failure.detail} (file {failure.source.path})",
+              file=sys.stderr)  # fmt: skip
     return 1 if report.failed else 0
 
 
@@ -184,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--create-tenant", action="store_true", help="create the tenant first (needs memex_admin)"
     )
     ingest.add_argument("--uri-prefix", default="", help="prepended to every document uri")
+    ingest.add_argument("--root", help="uris are paths relative to this directory "
+                        "(default: the current directory)")  # fmt: skip
+    ingest.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="skip files matching this gitignore-style pattern, relative to "
+                        "the root (repeatable; a directory's .memexignore adds more)")  # fmt: skip
     ingest.add_argument(
         "--language", help="text-search language of the documents (e.g. en, fr, french)"
     )

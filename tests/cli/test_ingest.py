@@ -40,15 +40,15 @@ def test_mixed_directory_reports_each_file_and_stores_all_but_the_broken_one(
     out, err = capsys.readouterr()
 
     assert code == 1, "a broken file makes the run fail"
+    # one line per file, by the uri it is stored under
     lines = {line.split()[1]: line.split()[0] for line in out.splitlines() if "  " in line}
-    chats = handbook / "chats"
-    assert lines[str(chats / "broken.l1.v2.json")] == "failed"
-    assert lines[str(handbook / "logo.png")] == "skipped"
+    assert lines["handbook/chats/broken.l1.v2.json"] == "failed"
+    assert lines["handbook/logo.png"] == "skipped"
     for name in ("keys.md", "ops/backup.txt", "ops/page.html", "report.pdf",
                  "chats/conversations.json", "chats/2025-06-25__orage.l1.v2.json",
                  "chats/2025-06-25__orage.l2.v2.json"):  # fmt: skip
-        assert lines[str(handbook / name)] == "inserted", name
-    assert str(handbook / ".git" / "config") not in out, "hidden directories are not ingested"
+        assert lines[f"handbook/{name}"] == "inserted", name
+    assert ".git" not in out, "hidden directories are not ingested"
     assert "10 files: 7 inserted, 1 updated, 0 unchanged, 1 skipped, 1 failed" in out
     assert "broken.l1.v2.json: malformed JSON" in err and "truncated" in err
 
@@ -152,3 +152,78 @@ def test_tenants_keep_their_own_copy_of_the_same_tree(db: str, handbook: Path) -
     b_docs = tenant_rows(db, "b", "select uri, metadata ->> 'language' from memex.documents")
     assert sorted(b_docs) == [("ops/backup.txt", "fr"), ("ops/page.html", "fr")]
     assert count(db, "b", "conversations") == 0
+
+
+def mdbook_page(title: str, body: str, *, refresh: str | None = None) -> str:
+    """A page shaped as mdBook 0.4 writes them: sidebar, help popup, menu bar, main, nav."""
+    meta = f'<meta http-equiv="refresh" content="0; URL={refresh}">' if refresh else ""
+    return (
+        f"<!DOCTYPE HTML><html lang='en'><head><meta charset='UTF-8'>{meta}"
+        f"<title>{title} - The Example Book</title>"
+        "<script>var path_to_root = '';</script>"  # no </head>: browsers and lexbor cope
+        "<body><div id='body-container'>"
+        "<nav id='sidebar' class='sidebar' aria-label='Table of contents'><ol class='chapter'>"
+        "<li><a href='ch01.html'>1. Getting started</a></li>"
+        "<li><a href='ch02.html'>2. Lifetimes</a></li></ol></nav>"
+        "<div id='page-wrapper' class='page-wrapper'><div class='page'>"
+        "<div id='mdbook-help-container' hidden><h2>Keyboard shortcuts</h2>"
+        "<p>Press ← or → to navigate between chapters</p></div>"
+        "<div id='menu-bar' class='menu-bar'><h1 class='menu-title'>The Example Book</h1></div>"
+        f"<div id='content' class='content'><main>{body}</main>"
+        "<nav class='nav-wrapper' aria-label='Page navigation'>"
+        "<a rel='next' href='ch02.html'>Next</a></nav></div></div></div></div></body></html>"
+    )
+
+
+@pytest.fixture
+def static_site(tmp_path: Path) -> Path:
+    site = tmp_path / "book"
+    site.mkdir()
+    (site / "ch01.html").write_text(mdbook_page(
+        "Getting started", "<h1>Getting started</h1><p>Install the toolchain first.</p>"
+        "<pre><code>fn main() {\n    println!(\"hi\");\n}</code></pre>"))  # fmt: skip
+    (site / "ch02.html").write_text(mdbook_page(
+        "Lifetimes", "<h1>Lifetimes</h1><p>Every reference has a lifetime.</p>"))  # fmt: skip
+    (site / "print.html").write_text(mdbook_page(
+        "The Example Book", "<h1>Getting started</h1><p>Install the toolchain first.</p>"
+        "<h1>Lifetimes</h1><p>Every reference has a lifetime.</p>"))  # fmt: skip
+    (site / "old.html").write_text(mdbook_page("Moved", "<p>Moved.</p>", refresh="ch02.html"))
+    (site / "first-edition").mkdir()
+    (site / "first-edition" / "intro.html").write_text(mdbook_page("Intro", "<p>Old.</p>"))
+    (site / ".memexignore").write_text("# older copies of the book\n/first-edition/\n")
+    return tmp_path
+
+
+def test_a_static_site_ingests_its_content_without_chrome_redirects_or_excluded_pages(
+    db: str, static_site: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(static_site)
+    code = run_ingest(db, "book", "--exclude", "print.html", "--tenant", "web",
+                      "--create-tenant")  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "skipped    book/old.html  a redirect page (to ch02.html)" in out
+    documents = dict(tenant_rows(db, "web", "select uri, title from memex.documents"))
+    assert documents == {"book/ch01.html": "Getting started", "book/ch02.html": "Lifetimes"}
+    (content,) = tenant_rows(db, "web", "select content from memex.documents "
+                                        "where uri = 'book/ch01.html'")[0]  # fmt: skip
+    assert content == (
+        'Getting started\n\nInstall the toolchain first.\n\nfn main() {\n    println!("hi");\n}'
+    ), "no sidebar, help, menu bar or page navigation; code keeps its indentation"
+
+    # the same file named on its own, by any path, is the same document
+    for path in ("book/ch02.html", "./book/ch02.html", str(static_site / "book" / "ch02.html")):
+        assert run_ingest(db, path, "--tenant", "web") == 0
+        assert "unchanged  book/ch02.html" in capsys.readouterr().out, path
+    assert count(db, "web", "documents") == 2
+    # from elsewhere, --root names the same root
+    monkeypatch.chdir(static_site / "book")
+    assert run_ingest(db, "ch02.html", "--root", "..", "--tenant", "web") == 0
+    assert "unchanged  book/ch02.html" in capsys.readouterr().out
+    assert run_ingest(db, "ch02.html", "--root", "/nonexistent", "--tenant", "web") == 1
+    assert "--root /nonexistent is not a directory" in capsys.readouterr().err
+    (static_site / "other").mkdir()
+    assert run_ingest(db, "ch02.html", "--root", "../other", "--tenant", "web") == 1
+    assert "ch02.html is outside --root" in capsys.readouterr().err
+    assert count(db, "web", "documents") == 2

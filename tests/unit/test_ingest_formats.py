@@ -120,3 +120,20 @@ def test_discover_names_files_by_their_tree_and_skips_hidden_ones(tmp_path: Path
     assert [(s.uri, s.folder, s.explicit) for s in found] == [
         ("kb/sub/a.md", "kb/sub", False), ("single.txt", None, True),
     ]  # fmt: skip
+
+
+def test_discover_names_files_from_the_root_and_honours_excludes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "site" / "img").mkdir(parents=True)
+    for name in ("a.html", "print.html", "img/logo.pdf", "img/keep.pdf"):
+        (tmp_path / "site" / name).write_text("x")
+    (tmp_path / "site" / ".memexignore").write_text("*.pdf\n!keep.pdf\n")
+    monkeypatch.chdir(tmp_path)
+
+    found = discover(["site"], excludes=["print.html"])
+    assert [(s.uri, s.folder) for s in found] == [("site/a.html", "site"),
+                                                  ("site/img/keep.pdf", "site/img")]  # fmt: skip
+    alone = discover(["./site/img/../a.html"], uri_prefix="kb:")
+    assert [(s.uri, s.folder, s.explicit) for s in alone] == [("kb:site/a.html", "kb:site", True)]
+    assert discover(["site/print.html"], excludes=["print.html"]) == []

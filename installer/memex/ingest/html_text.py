@@ -7,8 +7,8 @@ Parsing is selectolax's (lexbor, an HTML5 parser): what browsers do with real pa
   menus, "Keyboard shortcuts" help, next/previous links);
 - `<pre>` keeps its text as it is (indentation is meaning in code); elsewhere runs of
   whitespace become one space and each block element starts a new line;
-- the title is `<title>` without the site's suffix when the page's first `<h1>` is the part
-  before it ("Lifetimes - The Rust Book" with `<h1>Lifetimes</h1>` gives "Lifetimes");
+- the title is `<title>` without the site's name when the content's first `<h1>` is the rest
+  of it ("Lifetimes - The Rust Book" with `<h1>Lifetimes</h1>` gives "Lifetimes");
 - a meta-refresh page (a redirect stub) is reported as one, with its target.
 """
 
@@ -111,10 +111,12 @@ def _main_content(tree: LexborHTMLParser) -> LexborNode | None:
     return body
 
 
-def _title(tree: LexborHTMLParser) -> str | None:
+def _title(tree: LexborHTMLParser, root: LexborNode | None) -> str | None:
+    """<title>, without the site's name when the content's first <h1> is the rest of it (an
+    <h1> outside the content is often the site's name in a menu bar)."""
     node = tree.css_first("title")
     title = " ".join((node.text() if node else "").split())
-    h1_node = tree.css_first("h1")
+    h1_node = root.css_first("h1") if root is not None else None
     h1 = " ".join((h1_node.text(deep=True) if h1_node else "").split())
     if title and h1:
         parts = _TITLE_SEPARATORS.split(title)
@@ -136,8 +138,8 @@ def html_to_text(html: str) -> HtmlText:
     """The page's main content as text (one block per line, blank line between blocks), its
     title, and the target when the page is a meta-refresh redirect."""
     tree = LexborHTMLParser(html)
-    title = _title(tree)
     redirect = _redirect(tree)
     root = _main_content(tree)
+    title = _title(tree, root)
     text = "\n\n".join(_blocks(root)) if root is not None else ""
     return HtmlText(text=text, title=title, redirect=redirect)

@@ -137,11 +137,13 @@ def ingest(
     language: str | None = None,
     create_tenant: bool = False,
     max_file_mb: int = 100,
+    root: str | None = None,
+    excludes: list[str] | None = None,
     out: TextIO | None = None,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> IngestReport:
     out = out or sys.stdout  # looked up per call: tests and callers swap sys.stdout
-    sources = discover(paths, uri_prefix)
+    sources = discover(paths, uri_prefix, root=root, excludes=excludes)
     extra_metadata = {"language": language} if language else {}
     report = IngestReport()
     with connect(dsn) as conn:
@@ -151,7 +153,7 @@ def ingest(
             bar.set_postfix_str(source.path.name[-40:], refresh=False)
             result = ingest_file(conn, source, tenant, max_file_mb * 2**20, extra_metadata)
             report.files.append(result)
-            tqdm.write(f"{result.status:9}  {source.path}  {result.detail}".rstrip(), file=out)
+            tqdm.write(f"{result.status:9}  {source.uri}  {result.detail}".rstrip(), file=out)
             if on_result:
                 on_result(result)
         bar.close()
