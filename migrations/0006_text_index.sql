@@ -98,6 +98,10 @@ comment on type memex.search_result is 'A row of memex.rag_search (docs/search.m
 -- takes candidates as data instead of a statement to execute.
 -- _replace_chunks gains the first chunk's heading (a document's title).
 drop function if exists memex._replace_chunks(text, uuid, uuid, text, regconfig);
+-- One drain engine (memex._drain_step, sql/140) replaces the claim and batch functions.
+drop function if exists memex._claim_pending(integer, integer, uuid);
+drop function if exists memex._embed_pending_batch(integer, integer, uuid);
+drop function if exists memex._reembed_batch(integer, integer, uuid);
 
 do $$
 declare

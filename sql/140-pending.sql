@@ -6,6 +6,40 @@
 -- which has no BYPASSRLS: it lists the tenants and acts for each in turn with the tenant set
 -- for that transaction, under the same RLS policies as applications.
 
+-- memex._pending_chunks(space_id, after, n, among): the current tenant's chunks without a vector
+-- made from their current content in the space, in id order, after `after`, at most n (null:
+-- all), among the given ids when `among` is not null. The one definition of "pending": counts,
+-- claims, reembed batches and embed-on-write all read it. One SQL statement (EXPLAIN shows the
+-- anti-join), built with only the conditions that apply: a generic plan of `(after is null or
+-- c.id > after)` cannot use the key, and would scan the tenant from its start at every batch.
+create or replace function memex._pending_chunks(
+    space_id integer, after uuid default null, n integer default null, among uuid[] default null
+)
+returns setof uuid
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return query execute
+        'select c.id from memex.chunks as c where c.tenant_id = memex.current_tenant()'
+        || case when _pending_chunks.after is not null then ' and c.id > $2' else '' end
+        || case when _pending_chunks.among is not null then ' and c.id = any($4)' else '' end
+        || ' and not exists (
+                 select from memex.embeddings as e
+                  where e.space_id = $1 and e.tenant_id = c.tenant_id
+                    and e.chunk_id = c.id and e.content_hash = c.content_hash
+             )
+           order by c.id limit $3'
+        using _pending_chunks.space_id, _pending_chunks.after, _pending_chunks.n, _pending_chunks.among;
+end
+$$;
+
+comment on function memex._pending_chunks(integer, uuid, integer, uuid[]) is
+'Internal: ids of the current tenant''s chunks without an up-to-date vector in a space (id order, after, at most n, among the given ids).';
+
 -- memex._pending_here(space_id): pending chunks of the current tenant in a space.
 create or replace function memex._pending_here(space_id integer)
 returns bigint
@@ -14,16 +48,7 @@ stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
-as $$
-    select pg_catalog.count(*)
-      from memex.chunks as c
-     where c.tenant_id = memex.current_tenant()
-       and not exists (
-           select from memex.embeddings as e
-            where e.space_id = _pending_here.space_id and e.tenant_id = c.tenant_id
-              and e.chunk_id = c.id and e.content_hash = c.content_hash
-       )
-$$;
+as $$ select pg_catalog.count(*) from memex._pending_chunks(_pending_here.space_id) $$;
 
 comment on function memex._pending_here(integer) is 'Internal: pending chunks of the current tenant in a space.';
 
@@ -106,12 +131,63 @@ cross join lateral memex._space_counts(s.id) as c;
 comment on view memex.space_status is
 'Each embedding space: signature, status, and how many chunks are embedded and pending (current tenant, or all for memex_admin).';
 
--- memex._claim_pending(space_id, n, after): up to n pending chunks of the current tenant with
--- id > after, locked for this transaction. SKIP LOCKED: concurrent runners take disjoint rows.
--- The second statement re-reads with a new snapshot, so a row another runner committed between
--- our snapshot and our lock is dropped instead of embedded twice.
-create or replace function memex._claim_pending(space_id integer, n integer, after uuid default null)
-returns table (chunk_id uuid, content text, content_hash bytea)
+-- memex._advisory_class(what): the first key of memex's advisory locks, one per purpose (the
+-- second key tells instances apart): 'embedders' (shared, held by every backend embedding a
+-- batch, so each can count the others: memex_db.api), 'reembed' (one per target space),
+-- 'text_index' (the seed of the per-tenant, per-language text index keys).
+create or replace function memex._advisory_class(what text)
+returns integer
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case _advisory_class.what
+        when 'embedders' then 1835363704  -- "memx"
+        when 'reembed' then 1835363705
+        when 'text_index' then 1835363706
+    end
+$$;
+
+comment on function memex._advisory_class(text) is
+'Internal: the first key of memex''s advisory locks for a purpose (embedders, reembed, text_index).';
+
+-- memex._check_batch_size(n): the batch sizes embedding procedures accept.
+create or replace function memex._check_batch_size(n integer)
+returns integer
+language plpgsql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if n is null or n < 1 or n > 4096 then
+        raise exception 'batch_size must be between 1 and 4096, not %', coalesce(n::text, 'null') using errcode = '22023';
+    end if;
+    return n;
+end
+$$;
+
+comment on function memex._check_batch_size(integer) is 'Internal: 22023 unless 1 <= batch_size <= 4096.';
+
+-- memex._drain_step(space_id, n, claim, tenant, after, wrapped): the next batch of pending
+-- chunks over every tenant the caller may list, tenant by tenant in id order, chunks in id
+-- order: the one engine behind CALL memex.embed_pending, CALL memex.reembed and `memex
+-- worker`. The caller keeps the position (tenant, after, wrapped) between calls, embeds the
+-- batch, stores it (memex._store_embeddings) and commits; the tenant stays set for its
+-- transaction. `finished` when every tenant is done.
+--   claim: lock the rows (FOR NO KEY UPDATE SKIP LOCKED) so concurrent runners take disjoint
+--   rows, and at the end of a tenant pass once more from its start for rows another runner
+--   held and let go. Without claim (reembed), nothing is locked: writers never wait.
+-- Holds the shared 'embedders' advisory lock for the transaction (the embedding backends'
+-- head count).
+create or replace function memex._drain_step(
+    space_id integer, n integer, claim boolean
+    , inout tenant uuid, inout after uuid, inout wrapped boolean
+    , out finished boolean, out ids uuid[], out contents text[], out hashes bytea[]
+)
 language plpgsql
 volatile
 parallel unsafe
@@ -119,38 +195,61 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    tenant uuid := memex._require_tenant();
-    ids uuid[];
+    candidates uuid[];
 begin
-    select pg_catalog.array_agg(q.id) into ids
-      from (
-          select c.id
-            from memex.chunks as c
-           where c.tenant_id = tenant and (_claim_pending.after is null or c.id > _claim_pending.after)
-             and not exists (
-                 select from memex.embeddings as e
-                  where e.space_id = _claim_pending.space_id and e.tenant_id = c.tenant_id
-                    and e.chunk_id = c.id and e.content_hash = c.content_hash
-             )
-           order by c.id
-           limit _claim_pending.n
-             for no key update of c skip locked
-      ) as q;
-    return query
-        select c.id, c.content, c.content_hash
-          from memex.chunks as c
-         where c.tenant_id = tenant and c.id = any(ids)
-           and not exists (
-               select from memex.embeddings as e
-                where e.space_id = _claim_pending.space_id and e.tenant_id = c.tenant_id
-                  and e.chunk_id = c.id and e.content_hash = c.content_hash
-           )
-         order by c.id;
+    perform pg_catalog.pg_advisory_xact_lock_shared(memex._advisory_class('embedders'), 1);
+    finished := false;
+    wrapped := coalesce(wrapped, false);
+    if tenant is null then
+        tenant := (select t.id from memex.tenants as t order by t.id limit 1);
+        after := null;
+    end if;
+    loop
+        if tenant is null then
+            finished := true;
+            return;
+        end if;
+        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        candidates := array(select p from memex._pending_chunks(_drain_step.space_id, after, n) as p);
+        if pg_catalog.cardinality(candidates) > 0 then
+            after := candidates[pg_catalog.cardinality(candidates)];
+            if claim then
+                -- Lock what no other runner holds, then re-read with a new snapshot: a row
+                -- another runner stored between our first read and our lock is dropped.
+                candidates := array(
+                    select c.id from memex.chunks as c
+                     where c.tenant_id = _drain_step.tenant and c.id = any(candidates)
+                     order by c.id
+                       for no key update of c skip locked
+                );
+                candidates := array(
+                    select p from memex._pending_chunks(_drain_step.space_id, null, null, candidates) as p
+                );
+            end if;
+            if pg_catalog.cardinality(candidates) > 0 then
+                select pg_catalog.array_agg(c.id order by c.id), pg_catalog.array_agg(c.content order by c.id)
+                     , pg_catalog.array_agg(c.content_hash order by c.id)
+                  into ids, contents, hashes
+                  from memex.chunks as c
+                 where c.tenant_id = _drain_step.tenant and c.id = any(candidates);
+                return;
+            end if;
+            continue;  -- every candidate was another runner's: the next ones
+        end if;
+        if claim and not wrapped and after is not null then
+            wrapped := true;  -- once more from the start, for rows that were held when passed
+            after := null;
+            continue;
+        end if;
+        tenant := (select t.id from memex.tenants as t where t.id > _drain_step.tenant order by t.id limit 1);
+        after := null;
+        wrapped := false;
+    end loop;
 end
 $$;
 
-comment on function memex._claim_pending(integer, integer, uuid) is
-'Internal: locks and returns up to n pending chunks of the current tenant (id > after), skipping rows other runners hold.';
+comment on function memex._drain_step(integer, integer, boolean, uuid, uuid, boolean) is
+'Internal: the next batch of pending chunks over every tenant (the engine of embed_pending, reembed and memex worker).';
 
 -- memex._store_embeddings(space_id, chunk_ids, hashes, vectors): stores vectors made from the
 -- given content hashes; a vector whose chunk changed since is not stored (it would be stale).
@@ -219,43 +318,6 @@ $$;
 comment on function memex._embed_and_store(integer, uuid[], text[], bytea[]) is
 'Internal: embeds texts in this backend with a space''s model and stores them for the given chunks.';
 
--- memex._embed_pending_batch(space_id, n, after): claim, embed in this backend, store. One
--- transaction's worth of work for embed_pending. The shared advisory lock lets every batch
--- embedder count the others and size its threads (memex_db.api.EMBEDDERS_LOCK).
-create or replace function memex._embed_pending_batch(
-    space_id integer, n integer, after uuid, out claimed integer, out embedded integer, out last_id uuid
-)
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    ids uuid[];
-    contents text[];
-    hashes bytea[];
-begin
-    perform pg_catalog.pg_advisory_xact_lock_shared(1835363704, 1);
-    select
-        pg_catalog.array_agg(p.chunk_id order by p.chunk_id)
-        , pg_catalog.array_agg(p.content order by p.chunk_id)
-        , pg_catalog.array_agg(p.content_hash order by p.chunk_id)
-    into ids, contents, hashes
-    from memex._claim_pending(_embed_pending_batch.space_id, _embed_pending_batch.n, _embed_pending_batch.after) as p;
-    claimed := coalesce(pg_catalog.cardinality(ids), 0);
-    embedded := 0;
-    if claimed = 0 then
-        return;
-    end if;
-    embedded := memex._embed_and_store(_embed_pending_batch.space_id, ids, contents, hashes);
-    last_id := ids[claimed];
-end
-$$;
-
-comment on function memex._embed_pending_batch(integer, integer, uuid) is
-'Internal: one batch of embed_pending for the current tenant: claim, embed in this backend, store.';
-
 -- CALL memex.embed_pending(space, batch_size, max_rows): embeds every pending chunk of every
 -- tenant the caller may list, one committed transaction per batch (a cancel or a crash loses
 -- one batch at most, and the same CALL resumes). Several sessions may run it at once: claims
@@ -269,21 +331,18 @@ language plpgsql
 as $$
 declare
     sp memex.spaces;
-    tenants uuid[];
-    tenant uuid;
     total bigint;
     done bigint := 0;
-    batch record;
-    cursor_id uuid;
-    wrapped boolean;
+    step record;
+    tenant uuid;
+    after uuid;
+    wrapped boolean := false;
     started timestamptz := pg_catalog.clock_timestamp();
     last_notice timestamptz := pg_catalog.clock_timestamp();
     rate numeric;
 begin
     set local search_path = pg_catalog, pg_temp;
-    if batch_size is null or batch_size < 1 or batch_size > 4096 then
-        raise exception 'batch_size must be between 1 and 4096, not %', batch_size using errcode = '22023';
-    end if;
+    perform memex._check_batch_size(batch_size);
     if max_rows is not null and max_rows < 1 then
         raise exception 'max_rows must be at least 1, not %', max_rows using errcode = '22023';
     end if;
@@ -292,43 +351,42 @@ begin
     if max_rows is not null then
         total := least(total, max_rows);
     end if;
-    raise notice 'memex.embed_pending: % chunks to embed into space %', total, sp.name;
-    select pg_catalog.array_agg(t.id order by t.id) into tenants from memex.tenants as t;
-    foreach tenant in array coalesce(tenants, '{}') loop
-        cursor_id := null;
-        wrapped := false;
-        loop
-            exit when max_rows is not null and done >= max_rows;
-            perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
-            select b.* into batch
-              from memex._embed_pending_batch(
-                  sp.id, least(batch_size::bigint, coalesce(max_rows - done, batch_size))::integer, cursor_id
-              ) as b;
-            commit;
-            set local search_path = pg_catalog, pg_temp;
-            if batch.claimed = 0 then
-                -- End of this tenant's ids: one more pass from the start picks up rows that
-                -- were locked by another runner when we passed them (if it let them go).
-                exit when wrapped or cursor_id is null;
-                wrapped := true;
-                cursor_id := null;
-                continue;
-            end if;
-            done := done + batch.claimed;  -- rows that went through the model
-            cursor_id := batch.last_id;
-            if pg_catalog.clock_timestamp() - last_notice >= interval '1 second' then
-                last_notice := pg_catalog.clock_timestamp();
-                rate := done / greatest(extract(epoch from last_notice - started), 0.001);
-                raise notice 'memex.embed_pending: %/% chunks (% %%), % chunks/s, about % s left'
-                    , done, total, pg_catalog.round(100.0 * done / greatest(total, 1))
-                    , pg_catalog.round(rate), pg_catalog.round(greatest(total - done, 0) / greatest(rate, 0.001));
-            end if;
-        end loop;
+    -- Each NOTICE carries its figures as JSON in DETAIL, for programs (memex embed's bar).
+    raise notice 'memex.embed_pending: % chunks to embed into space %', total, sp.name
+        using detail = pg_catalog.jsonb_build_object('event', 'start', 'done', 0, 'total', total, 'space', sp.name)::text;
+    loop
+        exit when max_rows is not null and done >= max_rows;
+        select d.* into step
+          from memex._drain_step(
+              sp.id, least(batch_size::bigint, coalesce(max_rows - done, batch_size))::integer, true
+              , tenant, after, wrapped
+          ) as d;
+        exit when step.finished;
+        tenant := step.tenant;
+        after := step.after;
+        wrapped := step.wrapped;
+        perform memex._embed_and_store(sp.id, step.ids, step.contents, step.hashes);
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+        done := done + pg_catalog.cardinality(step.ids);  -- rows that went through the model
+        if pg_catalog.clock_timestamp() - last_notice >= interval '1 second' then
+            last_notice := pg_catalog.clock_timestamp();
+            rate := done / greatest(extract(epoch from last_notice - started), 0.001);
+            raise notice 'memex.embed_pending: %/% chunks (% %%), % chunks/s, about % s left'
+                , done, total, pg_catalog.round(100.0 * done / greatest(total, 1))
+                , pg_catalog.round(rate), pg_catalog.round(greatest(total - done, 0) / greatest(rate, 0.001))
+                using detail = pg_catalog.jsonb_build_object('event', 'progress', 'done', done, 'total', total
+                                                            , 'rate', pg_catalog.round(rate, 1))::text;
+        end if;
     end loop;
+    commit;  -- the last step's transaction (it may have only looked)
+    set local search_path = pg_catalog, pg_temp;
     rate := done / greatest(extract(epoch from pg_catalog.clock_timestamp() - started), 0.001);
     raise notice 'memex.embed_pending: done, % chunks embedded into space % in % s (% chunks/s)'
         , done, sp.name, pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric, 1)
-        , pg_catalog.round(rate);
+        , pg_catalog.round(rate)
+        using detail = pg_catalog.jsonb_build_object('event', 'done', 'done', done, 'total', total
+                                                    , 'rate', pg_catalog.round(rate, 1))::text;
 end
 $$;
 
@@ -364,10 +422,8 @@ begin
         , pg_catalog.array_agg(n.content_hash order by n.id)
     into ids, contents, hashes
     from changed_chunks as n
-    where not exists (
-        select from memex.embeddings as e
-         where e.space_id = sp.id and e.tenant_id = n.tenant_id and e.chunk_id = n.id
-           and e.content_hash = n.content_hash
+    where n.id in (
+        select p from memex._pending_chunks(sp.id, null, null, array(select c.id from changed_chunks as c)) as p
     );
     if ids is null then
         return null;

@@ -47,7 +47,7 @@ immutable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select pg_catalog.hashtextextended(tenant::text || '/' || language, 1835363704) $$;
+as $$ select pg_catalog.hashtextextended(tenant::text || '/' || language, memex._advisory_class('text_index')) $$;
 
 comment on function memex._text_lock_key(uuid, text) is 'Internal: advisory lock key for merging a tenant language''s text index.';
 

@@ -87,7 +87,7 @@ $$;
 comment on function memex._reembed_no_op(memex.spaces, text, integer, text, text) is
 'Internal: whether the active space already has the signature a reembed asks for.';
 
--- memex._reembed_lock_key(space_name): the advisory lock (1835363705, key) one reembed of a
+-- memex._reembed_lock_key(space_name): the advisory lock ('reembed' class, key) one reembed of a
 -- space holds for its whole run (session level: it outlives the batches' COMMITs).
 create or replace function memex._reembed_lock_key(space_name text)
 returns integer
@@ -110,7 +110,7 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
     select l.pid from pg_catalog.pg_locks as l
-     where l.locktype = 'advisory' and l.granted and l.classid = 1835363705
+     where l.locktype = 'advisory' and l.granted and l.classid = memex._advisory_class('reembed')::oid
        and l.objid = (memex._reembed_lock_key(space_name)::bigint & 4294967295)::text::oid and l.objsubid = 2
      limit 1
 $$;
@@ -143,9 +143,7 @@ declare
     saved text := pg_catalog.current_setting('memex.tenant_id', true);
     no_op boolean;
 begin
-    if reembed_plan.batch_size is null or reembed_plan.batch_size < 1 or reembed_plan.batch_size > 4096 then
-        raise exception 'batch_size must be between 1 and 4096, not %', reembed_plan.batch_size using errcode = '22023';
-    end if;
+    perform memex._check_batch_size(reembed_plan.batch_size);
     target := memex._reembed_target(reembed_plan.model, reembed_plan.dimensions, reembed_plan.space_name);
     select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
     select s.* into existing from memex.spaces as s where s.name = target.name;
@@ -196,54 +194,6 @@ $$;
 
 comment on function memex.reembed_plan(text, integer, text, integer) is
 'What CALL memex.reembed would do (target, no-op, dimension change, chunks, batches, estimate), writing nothing.';
-
--- memex._reembed_batch(space_id, n, after): embeds the next n chunks (in id order, id > after)
--- of the current tenant that lack an up-to-date vector in the space. Unlike embed_pending's
--- claims, it reads without locking: writers never wait for the model. Only the store
--- (memex._store_embeddings) locks the chunks it writes for, KEY SHARE, for milliseconds.
-create or replace function memex._reembed_batch(
-    space_id integer, n integer, after uuid, out claimed integer, out embedded integer, out last_id uuid
-)
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-    ids uuid[];
-    contents text[];
-    hashes bytea[];
-begin
-    perform pg_catalog.pg_advisory_xact_lock_shared(1835363704, 1);  -- counted as a batch embedder
-    select pg_catalog.array_agg(q.id order by q.id), pg_catalog.array_agg(q.content order by q.id)
-         , pg_catalog.array_agg(q.content_hash order by q.id)
-      into ids, contents, hashes
-      from (
-          select c.id, c.content, c.content_hash
-            from memex.chunks as c
-           where c.tenant_id = tenant and (_reembed_batch.after is null or c.id > _reembed_batch.after)
-             and not exists (
-                 select from memex.embeddings as e
-                  where e.space_id = _reembed_batch.space_id and e.tenant_id = c.tenant_id
-                    and e.chunk_id = c.id and e.content_hash = c.content_hash
-             )
-           order by c.id
-           limit _reembed_batch.n
-      ) as q;
-    claimed := coalesce(pg_catalog.cardinality(ids), 0);
-    embedded := 0;
-    if claimed = 0 then
-        return;
-    end if;
-    last_id := ids[claimed];
-    embedded := memex._embed_and_store(_reembed_batch.space_id, ids, contents, hashes);
-end
-$$;
-
-comment on function memex._reembed_batch(integer, integer, uuid) is
-'Internal: one reembed batch for the current tenant: the next chunks without an up-to-date vector, embedded and stored.';
 
 -- memex.reembed_progress: every reembed, running or finished, readable while it runs (each
 -- batch commits its progress). running_pid: the backend holding its lock now, if any.

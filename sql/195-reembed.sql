@@ -20,10 +20,9 @@ language plpgsql
 as $$
 declare
     state memex.reembeds;
-    tenants uuid[];
+    step record;
     tenant uuid;
-    cursor_id uuid;
-    batch record;
+    after uuid;
     run_started timestamptz := pg_catalog.clock_timestamp();
     run_done bigint := 0;
     run_rate double precision;
@@ -31,33 +30,34 @@ begin
     set local search_path = pg_catalog, pg_temp;
     embedded := 0;
     select r.* into state from memex.reembeds as r where r.space_id = target_id;
-    select pg_catalog.array_agg(t.id order by t.id) into tenants
-      from memex.tenants as t
-     where from_start or state.cursor_tenant is null or t.id >= state.cursor_tenant;
-    foreach tenant in array coalesce(tenants, '{}') loop
-        cursor_id := case when not from_start and tenant = state.cursor_tenant then state.cursor_chunk end;
-        loop
-            perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
-            select b.* into batch from memex._reembed_batch(target_id, batch_size, cursor_id) as b;
-            exit when batch.claimed = 0;
-            cursor_id := batch.last_id;
-            run_done := run_done + batch.claimed;
-            embedded := embedded + batch.claimed;
-            run_rate := run_done / greatest(extract(epoch from pg_catalog.clock_timestamp() - run_started), 0.001);
-            update memex.reembeds as r
-               set rows_done = r.rows_done + batch.claimed, rows_total = greatest(r.rows_total, r.rows_done + batch.claimed)
-                 , cursor_tenant = case when from_start then r.cursor_tenant else tenant end
-                 , cursor_chunk = case when from_start then r.cursor_chunk else cursor_id end
-                 , rate = case when from_start then r.rate else run_rate end  -- the main pass's rate
-                 , updated_at = pg_catalog.clock_timestamp()
-             where r.space_id = target_id
-            returning r.* into state;
-            commit;
-            set local search_path = pg_catalog, pg_temp;
-            raise notice 'memex.reembed: %/% chunks (% %%), % chunks/s, ETA % s'
-                , state.rows_done, state.rows_total, pg_catalog.round(100.0 * state.rows_done / greatest(state.rows_total, 1), 1)
-                , pg_catalog.round(run_rate::numeric), pg_catalog.round((greatest(state.rows_total - state.rows_done, 0) / greatest(run_rate, 0.001))::numeric);
-        end loop;
+    if not from_start then  -- resume where the last committed batch ended
+        tenant := state.cursor_tenant;
+        after := state.cursor_chunk;
+    end if;
+    loop
+        -- no claim: the reembed reads without locking, writers never wait for the model
+        select d.* into step from memex._drain_step(target_id, batch_size, false, tenant, after, false) as d;
+        exit when step.finished;
+        tenant := step.tenant;
+        after := step.after;
+        perform memex._embed_and_store(target_id, step.ids, step.contents, step.hashes);
+        run_done := run_done + pg_catalog.cardinality(step.ids);
+        embedded := embedded + pg_catalog.cardinality(step.ids);
+        run_rate := run_done / greatest(extract(epoch from pg_catalog.clock_timestamp() - run_started), 0.001);
+        update memex.reembeds as r
+           set rows_done = r.rows_done + pg_catalog.cardinality(step.ids)
+             , rows_total = greatest(r.rows_total, r.rows_done + pg_catalog.cardinality(step.ids))
+             , cursor_tenant = case when from_start then r.cursor_tenant else tenant end
+             , cursor_chunk = case when from_start then r.cursor_chunk else after end
+             , rate = case when from_start then r.rate else run_rate end  -- the main pass's rate
+             , updated_at = pg_catalog.clock_timestamp()
+         where r.space_id = target_id
+        returning r.* into state;
+        commit;
+        set local search_path = pg_catalog, pg_temp;
+        raise notice 'memex.reembed: %/% chunks (% %%), % chunks/s, ETA % s'
+            , state.rows_done, state.rows_total, pg_catalog.round(100.0 * state.rows_done / greatest(state.rows_total, 1), 1)
+            , pg_catalog.round(run_rate::numeric), pg_catalog.round((greatest(state.rows_total - state.rows_done, 0) / greatest(run_rate, 0.001))::numeric);
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', '', true);
 end
@@ -89,9 +89,7 @@ declare
     switch_ms double precision;
 begin
     set local search_path = pg_catalog, pg_temp;
-    if batch_size is null or batch_size < 1 or batch_size > 4096 then
-        raise exception 'batch_size must be between 1 and 4096, not %', batch_size using errcode = '22023';
-    end if;
+    perform memex._check_batch_size(batch_size);
     if dry_run then
         plan := memex.reembed_plan(model, dimensions, space_name, batch_size);
         raise notice 'memex.reembed (dry run, nothing written): %', pg_catalog.jsonb_pretty(plan);
@@ -119,7 +117,7 @@ begin
     lock_key := memex._reembed_lock_key(target.name);
     holder := memex._reembed_holder(target.name);
     if holder is distinct from pg_catalog.pg_backend_pid()
-       and not pg_catalog.pg_try_advisory_lock(1835363705, lock_key) then
+       and not pg_catalog.pg_try_advisory_lock(memex._advisory_class('reembed'), lock_key) then
         holder := memex._reembed_holder(target.name);
         raise notice 'memex.reembed: a reembed into space % is already running in backend % (%); this call does nothing'
             , target.name, holder
@@ -151,12 +149,12 @@ begin
             end if;
         end if;
     exception when others then
-        perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);
+        perform pg_catalog.pg_advisory_unlock(memex._advisory_class('reembed'), lock_key);
         raise;
     end;
     if sp.status = 'active' then
         raise notice 'memex.reembed: space % is already the active one', sp.name;
-        perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);
+        perform pg_catalog.pg_advisory_unlock(memex._advisory_class('reembed'), lock_key);
         return;
     end if;
     counts := memex._space_counts(sp.id);  -- one pass over every tenant's chunks
@@ -251,7 +249,7 @@ begin
         raise notice 'memex.reembed: space % is ready; switch to it with SELECT memex.activate_space(%)'
             , sp.name, pg_catalog.quote_literal(sp.name);
     end if;
-    perform pg_catalog.pg_advisory_unlock(1835363705, lock_key);
+    perform pg_catalog.pg_advisory_unlock(memex._advisory_class('reembed'), lock_key);
 end
 $$;
 

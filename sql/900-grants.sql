@@ -64,14 +64,16 @@ grant execute on function memex.retire_space(text) to memex_admin;
 grant execute on function memex.drop_space(text) to memex_admin;
 grant execute on function memex._dimension_guard() to memex_admin, memex_app;
 grant execute on function memex._pending_here(integer) to memex_admin, memex_app;
+grant execute on function memex._pending_chunks(integer, uuid, integer, uuid[]) to memex_admin, memex_app;
+grant execute on function memex._advisory_class(text) to memex_admin, memex_app;
+grant execute on function memex._check_batch_size(integer) to memex_admin;
 grant execute on function memex._chunks_here() to memex_admin, memex_app;
 grant execute on function memex._space_counts(integer) to memex_admin, memex_app;
 grant execute on function memex.pending_count(text) to memex_admin, memex_app;
-grant execute on function memex._claim_pending(integer, integer, uuid) to memex_admin;
+grant execute on function memex._drain_step(integer, integer, boolean, uuid, uuid, boolean) to memex_admin;
 grant execute on function memex._store_embeddings(integer, uuid[], bytea[], __vector_schema__.vector[]) to memex_admin
 , memex_app;
 grant execute on function memex._embed_and_store(integer, uuid[], text[], bytea[]) to memex_admin, memex_app;
-grant execute on function memex._embed_pending_batch(integer, integer, uuid) to memex_admin;
 grant execute on procedure memex.embed_pending(text, integer, integer) to memex_admin;
 grant execute on function memex._embed_on_write() to memex_admin, memex_app;
 grant execute on function memex._model_hash(text) to memex_admin;
@@ -83,7 +85,6 @@ grant execute on function memex._reembed_no_op(memex.spaces, text, integer, text
 grant execute on function memex._reembed_lock_key(text) to memex_admin;
 grant execute on function memex._reembed_holder(text) to memex_admin;
 grant execute on function memex.reembed_plan(text, integer, text, integer) to memex_admin;
-grant execute on function memex._reembed_batch(integer, integer, uuid) to memex_admin;
 grant execute on procedure memex._reembed_pass(integer, integer, boolean, bigint) to memex_admin;
 grant execute on procedure memex.reembed(text, integer, text, integer, boolean, boolean, boolean) to memex_admin;
 

@@ -3,8 +3,8 @@ memex_db code outside the database, in the server venv)."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import sys
 from typing import NoReturn
 
@@ -16,7 +16,16 @@ from memex.dsn import connect
 from memex.errors import MemexError
 from memex.paths import server_lib_dir, server_python
 
-PROGRESS = re.compile(r"memex\.embed_pending: (?:done, )?(\d+)(?:/\d+)? chunks")
+
+def progress(diag: psycopg.errors.Diagnostic) -> dict[str, object] | None:
+    """The figures a memex.embed_pending NOTICE carries as JSON in its DETAIL, if any."""
+    if not (diag.message_primary or "").startswith("memex.embed_pending:"):
+        return None
+    try:
+        figures = json.loads(diag.message_detail or "")
+    except ValueError:
+        return None
+    return figures if isinstance(figures, dict) else None
 
 
 def embed(dsn: str, space: str | None, batch_size: int, max_rows: int | None) -> int:
@@ -29,11 +38,11 @@ def embed(dsn: str, space: str | None, batch_size: int, max_rows: int | None) ->
         last: list[str] = []
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
-            message = diag.message_primary or ""
-            found = PROGRESS.match(message)
-            if found:
-                bar.update(max(0, int(found.group(1)) - bar.n))
-                last[:] = [message]
+            figures = progress(diag)
+            if figures is not None and isinstance(figures.get("done"), int):
+                bar.update(max(0, int(figures["done"]) - bar.n))  # type: ignore[call-overload]
+                if figures.get("event") == "done":
+                    last[:] = [diag.message_primary or ""]
 
         conn.add_notice_handler(on_notice)
         conn.execute("call memex.embed_pending(%s, %s, %s)", (space, batch_size, max_rows))

@@ -12,17 +12,18 @@ from memex_db import __version__, chunking, models, payloads, probe, settings, s
 from memex_db.environment import now, process_rss_mb
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
-# Each backend embedding a batch (embed_pending, a worker's batch) holds this advisory lock in
-# shared mode for its transaction; the number of holders is how many backends share the cores.
-EMBEDDERS_LOCK = (1835363704, 1)  # "memx", 1
+# Each backend embedding a batch (memex._drain_step: embed_pending, reembed, a worker) holds the
+# 'embedders' advisory lock in shared mode for its transaction; the number of holders is how
+# many backends share the cores.
+_EMBEDDERS = """
+select count(*)::int as n from pg_catalog.pg_locks
+ where locktype = 'advisory' and classid = memex._advisory_class('embedders')::oid and objid = 1
+   and objsubid = 2 and granted
+"""
 
 
 def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:
-    plan = cached_plan(plpy, gd, "embedders",
-                        "select count(*)::int as n from pg_catalog.pg_locks where locktype = "
-                        "'advisory' and classid = $1 and objid = $2 and objsubid = 2 and granted",
-                        ["oid", "oid"])  # fmt: skip
-    rows = plpy.execute(plan, list(EMBEDDERS_LOCK))
+    rows = plpy.execute(cached_plan(plpy, gd, "embedders", _EMBEDDERS, []))
     return max(1, int(rows[0]["n"])) if rows else 1
 
 

@@ -1,9 +1,10 @@
 """`memex worker`: embeds pending chunks outside the database, with the same memex_db code.
 
-It claims batches exactly like CALL memex.embed_pending (memex._claim_pending: row locks, SKIP
-LOCKED, per-tenant transactions), encodes them with the space's model in this process, and
-stores them with memex._store_embeddings, so it can run beside in-database runners, on this
-machine or another one with the same server venv, and produces the same vectors.
+It takes its batches from the same engine as CALL memex.embed_pending (memex._drain_step: row
+locks, SKIP LOCKED, tenant by tenant, one transaction per batch), encodes them with the space's
+model in this process, and stores them with memex._store_embeddings, so it can run beside
+in-database runners, on this machine or another one with the same server venv, and produces
+the same vectors.
 
 Run it with the server venv's interpreter (the `memex worker` command does), as a role granted
 memex_admin.
@@ -18,7 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memex_db import models, spaces
-from memex_db.api import EMBEDDERS_LOCK  # the lock embed_pending batches hold too
 from memex_db.settings import default_threads
 
 SPACE_SQL = """
@@ -53,42 +53,27 @@ class Worker:
             "select memex._store_embeddings(%s, %s, %s, %s::text::{}.vector[])"
         ).format(sql.Identifier(schema))
 
-    def _batch(self, tenant: str, after: str | None) -> tuple[int, str | None]:
-        with self.conn.transaction():
-            self.conn.execute("select memex.set_tenant(%s)", (tenant,))
-            self.conn.execute("select pg_catalog.pg_advisory_xact_lock_shared(%s, %s)",
-                              EMBEDDERS_LOCK)  # fmt: skip
-            rows = self.conn.execute(
-                "select chunk_id, content, content_hash from memex._claim_pending(%s, %s, %s)",
-                (self.space.id, self.batch_size, after),
-            ).fetchall()
-            if not rows:
-                return 0, None
-            vectors = self.loaded.encoder.encode([r[1] for r in rows], self.batch_size)
-            fitted = [spaces.fit(v, self.space) for v in vectors]
-            self.conn.execute(
-                self.store_sql,
-                (self.space.id, [r[0] for r in rows], [r[2] for r in rows],
-                 vector_array_literal(fitted)),
-            )  # fmt: skip
-        return len(rows), str(rows[-1][0])
-
     def drain(self) -> int:
         """One pass over every tenant; returns the chunks embedded."""
         done = 0
-        tenants = [r[0] for r in self.conn.execute("select id from memex.tenants order by id")]
-        for tenant in tenants:
-            after: str | None = None
-            wrapped = False
-            while True:
-                claimed, last = self._batch(str(tenant), after)
-                if claimed == 0:
-                    if wrapped or after is None:
-                        break
-                    wrapped, after = True, None
-                    continue
-                done += claimed
-                after = last
+        tenant: str | None = None
+        after: str | None = None
+        wrapped = False
+        while True:
+            with self.conn.transaction():
+                step = self.conn.execute(
+                    "select finished, tenant, after, wrapped, ids, contents, hashes "
+                    "from memex._drain_step(%s, %s, true, %s, %s, %s)",
+                    (self.space.id, self.batch_size, tenant, after, wrapped),
+                ).fetchone()
+                finished, tenant, after, wrapped, ids, contents, hashes = step
+                if finished:
+                    break
+                vectors = self.loaded.encoder.encode(list(contents), self.batch_size)
+                fitted = [spaces.fit(v, self.space) for v in vectors]
+                self.conn.execute(self.store_sql, (self.space.id, ids, hashes,
+                                                   vector_array_literal(fitted)))  # fmt: skip
+            done += len(ids)
         self.embedded += done
         return done
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from memex.embedding import progress
 from tests.db.helpers import admin, load_documents, make_tenants, wait_until
 from tests.db.helpers import embedding_state as state
 
@@ -30,14 +31,27 @@ def test_embed_pending_leaves_nothing_pending_and_one_vector_per_chunk(
 ) -> None:
     dsn = two_tenants_loaded
     notices: list[str] = []
+    figures: list[dict[str, object]] = []  # what `memex embed`'s progress bar reads
+
+    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(diag.message_primary or "")
+        found = progress(diag)
+        if found is not None:
+            figures.append(found)
+
     with admin(dsn) as conn:
-        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.add_notice_handler(on_notice)
         assert conn.execute("select memex.pending_count()").fetchone() == (360,)
         conn.execute("call memex.embed_pending(batch_size => 32)")
         assert conn.execute("select memex.pending_count()").fetchone() == (0,)
     assert state(dsn) == (360, 360, 360, 0)
     assert notices[0] == "memex.embed_pending: 360 chunks to embed into space all-MiniLM-L6-v2@384"
     assert re.match(r"memex\.embed_pending: done, 360 chunks embedded", notices[-1])
+    # the bar starts at 0 (not at the total the first NOTICE names) and ends at the total
+    assert figures[0] == {"event": "start", "done": 0, "total": 360,
+                          "space": "all-MiniLM-L6-v2@384"}  # fmt: skip
+    done = [int(f["done"]) for f in figures]  # type: ignore[call-overload]
+    assert done == sorted(done) and figures[-1]["event"] == "done" and done[-1] == 360
 
     with admin(dsn) as conn:  # nothing left: a second run embeds nothing
         conn.execute("call memex.embed_pending()")
