@@ -22,10 +22,6 @@ class InvalidParameter(MemexDbError):
     sqlstate = "22023"
 
 
-class NotFound(MemexDbError):
-    sqlstate = "P0002"
-
-
 class ResourceLimit(MemexDbError):
     """A configured budget (memory) would be exceeded: 53200 out_of_memory."""
 

@@ -13,13 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from memex_db import models
-from memex_db.errors import EnvironmentBroken, InvalidParameter, NotFound
+from memex_db.errors import EnvironmentBroken
 from memex_db.plpy_types import GD, Plpy, cached_plan
-
-_SELECT = (
-    "select id, name, provider, model, dimensions, model_dimensions, domain, distance, options"
-    ", status from memex.spaces"
-)
 
 
 @dataclass(frozen=True)
@@ -50,30 +45,13 @@ class Space:
         )  # fmt: skip
 
 
-def lookup(plpy: Plpy, gd: GD, name: str | None, domain: str = "text") -> Space:
-    """The named space, or the active space of `domain` when name is null. Read every call
-    (a prepared plan, microseconds): activate_space takes effect at the next statement."""
-    if name is None:
-        plan = cached_plan(plpy, gd, "active_space",
-                     _SELECT + " where domain = $1 and status = 'active'",
-                     ["text"])  # fmt: skip
-        rows = plpy.execute(plan, [domain])
-        if not rows:
-            raise NotFound(
-                f"no active embedding space for domain {domain!r}",
-                hint="create one with memex.create_space(...) and memex.activate_space(name)",
-            )
-        return Space.from_row(rows[0])
-    plan = cached_plan(plpy, gd, "space_by_name",
-                 _SELECT + " where name = $1", ["text"])  # fmt: skip
-    rows = plpy.execute(plan, [name])
-    if not rows:
-        known = [r["name"] for r in plpy.execute("select name from memex.spaces order by id")]
-        raise InvalidParameter(
-            f"unknown embedding space {name!r}",
-            hint=f"known spaces: {', '.join(known) or 'none'}; null means the active text space",
-        )
-    return Space.from_row(rows[0])
+def lookup(plpy: Plpy, gd: GD, name: str | None) -> Space:
+    """The named space, or the active text space when name is null: memex._space, the one
+    lookup SQL and Python share (22023 for an unknown name, P0002 with no active space). Read
+    every call (a prepared plan, microseconds): activate_space takes effect at the next
+    statement."""
+    plan = cached_plan(plpy, gd, "space", "select s.* from memex._space($1) as s", ["text"])
+    return Space.from_row(plpy.execute(plan, [name])[0])
 
 
 def fit(vector: list[float], space: Space) -> list[float]:

@@ -1,4 +1,4 @@
-"""A fake plpy: answers current_setting() from a dict, memex.spaces lookups from a list, and
+"""A fake plpy: answers current_setting() from a dict, memex._space() from a list, and
 records notices and errors."""
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ class FakePlpy:
         match = re.search(r"current_setting\('([^']+)'", text)
         if match:
             return [{"v": self.settings.get(match.group(1))}]
-        if "from memex.spaces where name = $1" in text:
-            return [s for s in self.spaces if s["name"] == args[0]]
-        if "from memex.spaces where domain = $1" in text:
-            return [s for s in self.spaces if s["domain"] == args[0] and s["status"] == "active"]
-        if text.startswith("select name from memex.spaces"):
-            return [{"name": s["name"]} for s in self.spaces]
+        if "from memex._space($1)" in text:  # as the SQL function answers
+            if args[0] is None:
+                found = [s for s in self.spaces if (s["domain"], s["status"]) == ("text", "active")]
+            else:
+                found = [s for s in self.spaces if s["name"] == args[0]]
+            if not found:
+                raise PlpyError(f"unknown embedding space {args[0]!r}", sqlstate="22023")
+            return found
         if "from pg_catalog.pg_locks" in text:
             return [{"n": 1}]
         raise AssertionError(f"unexpected query: {query}")

@@ -42,11 +42,11 @@ def test_bad_settings_are_named(name: str, value: str, message: str) -> None:
 
 
 def test_entry_turns_memex_errors_into_sqlstates() -> None:
-    with pytest.raises(PlpyError) as info:
-        entry.call(FakePlpy(), {}, __version__, "embed", "x", "no-such-space")
+    with pytest.raises(PlpyError) as info:  # memex_db.errors.InvalidParameter
+        entry.call(FakePlpy(), {}, __version__, "text_candidates", "q", None, 5, -1.0, None,
+                   None, None)  # fmt: skip
     assert info.value.kwargs["sqlstate"] == "22023"
-    assert "no-such-space" in str(info.value)
-    assert info.value.kwargs["hint"]
+    assert "bm25_k1 must be between 0 and 10" in str(info.value)
 
 
 def test_entry_refuses_another_sql_version() -> None:
