@@ -8,7 +8,8 @@
 -- batch; catch up chunks written meanwhile; build the index; switch. Killed at any point, the
 -- same CALL resumes from the saved point. Runs as memex_admin under RLS, tenant by tenant.
 -- A procedure that COMMITs cannot carry SET search_path: every name is qualified, and
--- search_path is pinned again with SET LOCAL after each COMMIT.
+-- search_path is pinned again with SET LOCAL after each COMMIT. NOTICEs a program acts on
+-- (progress, no-op, busy, ready) carry JSON in DETAIL with an "event" key (memex reembed).
 
 -- memex._reembed_pass(state, batch_size, from_start): one pass over every tenant's chunks in
 -- key order from the saved point (or from the start), committing each batch with its progress.
@@ -57,7 +58,9 @@ begin
         set local search_path = pg_catalog, pg_temp;
         raise notice 'memex.reembed: %/% chunks (% %%), % chunks/s, ETA % s'
             , state.rows_done, state.rows_total, pg_catalog.round(100.0 * state.rows_done / greatest(state.rows_total, 1), 1)
-            , pg_catalog.round(run_rate::numeric), pg_catalog.round((greatest(state.rows_total - state.rows_done, 0) / greatest(run_rate, 0.001))::numeric);
+            , pg_catalog.round(run_rate::numeric), pg_catalog.round((greatest(state.rows_total - state.rows_done, 0) / greatest(run_rate, 0.001))::numeric)
+            using detail = pg_catalog.jsonb_build_object('event', 'progress', 'done', state.rows_done
+                                                        , 'total', state.rows_total, 'rate', pg_catalog.round(run_rate::numeric, 1))::text;
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', '', true);
 end
@@ -102,7 +105,8 @@ begin
             update memex.spaces as s set model_hash = target.model_hash where s.id = active.id;
         end if;
         raise notice 'memex.reembed: the active space % already has this signature (%, % dimensions, model hash %): nothing to do'
-            , active.name, model, target.dimensions_out, pg_catalog.left(target.model_hash, 12);
+            , active.name, model, target.dimensions_out, pg_catalog.left(target.model_hash, 12)
+            using detail = pg_catalog.jsonb_build_object('event', 'no_op', 'space', active.name)::text;
         return;
     end if;
 
@@ -124,7 +128,8 @@ begin
             , coalesce((select case when a.state is null then pg_catalog.format('user %s', a.usename)  -- hidden from this role
                                     else pg_catalog.format('user %s, %s since %s', a.usename, a.state, a.state_change) end
                           from pg_catalog.pg_stat_activity as a where a.pid = holder), 'no detail visible')
-            using hint = 'follow it in memex.reembed_progress; an idle holder had its CALL fail: it lets go when it closes or CALLs again';
+            using hint = 'follow it in memex.reembed_progress; an idle holder had its CALL fail: it lets go when it closes or CALLs again'
+            , detail = pg_catalog.jsonb_build_object('event', 'busy', 'space', target.name, 'pid', holder)::text;
         return;
     end if;
 
@@ -247,7 +252,8 @@ begin
         commit;
         set local search_path = pg_catalog, pg_temp;
         raise notice 'memex.reembed: space % is ready; switch to it with SELECT memex.activate_space(%)'
-            , sp.name, pg_catalog.quote_literal(sp.name);
+            , sp.name, pg_catalog.quote_literal(sp.name)
+            using detail = pg_catalog.jsonb_build_object('event', 'ready', 'space', sp.name)::text;
     end if;
     perform pg_catalog.pg_advisory_unlock(memex._advisory_class('reembed'), lock_key);
 end

@@ -5,7 +5,6 @@ since a procedure cannot, so that writers of vectors never wait for the build.""
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -18,10 +17,18 @@ from tqdm import tqdm
 from memex.dsn import connect
 from memex.errors import MemexError
 
-PROGRESS = re.compile(r"memex\.reembed: (\d+)/(\d+) chunks")
-STOPPED = re.compile(
-    r"memex\.reembed: (the active space .* nothing to do|a reembed into space .* does nothing)"
-)
+
+def event(diag: psycopg.errors.Diagnostic) -> dict[str, Any]:
+    """The JSON a memex.reembed NOTICE carries in its DETAIL ({} for the others)."""
+    if not (diag.message_primary or "").startswith("memex.reembed"):
+        return {}
+    try:
+        found = json.loads(diag.message_detail or "")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -49,14 +56,15 @@ def reembed(
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
             message = diag.message_primary or ""
-            found = PROGRESS.match(message)
-            if found:
-                bar.total = int(found.group(2))
-                bar.update(max(0, int(found.group(1)) - bar.n))
+            figures = event(diag)
+            kind = figures.get("event")
+            if kind == "progress":
+                bar.total = int(figures["total"])
+                bar.update(max(0, int(figures["done"]) - bar.n))
                 return
-            if STOPPED.match(message):
-                stopped.append(message)
-            if concurrent_index and activate and " is ready; switch to it" in message:
+            if kind in ("no_op", "busy"):
+                stopped.append(str(kind))
+            if concurrent_index and activate and kind == "ready":
                 return  # the CLI switches itself once the index is built
             tqdm.write(f"{diag.severity}: {message}", file=sys.stderr)
 
@@ -70,7 +78,7 @@ def reembed(
                     _call(conn, target, activate=True, build_index=False)
         finally:
             bar.close()
-    return 1 if stopped and "does nothing" in stopped[0] else 0
+    return 1 if stopped == ["busy"] else 0
 
 
 def _call(conn: Conn, target: Target, *, activate: bool, build_index: bool) -> None:
