@@ -4,65 +4,38 @@
 -- true: no tenant means zero rows and every write refused. `(select ...)` evaluates it once per
 -- statement instead of once per row.
 
-drop policy if exists tenant_isolation on memex.users;
-create policy tenant_isolation on memex.users
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
+-- memex._tenant_tables(): the tables that hold tenant rows, each with this one policy. A new
+-- tenant table is added here (and to the tenancy tests' list, tests/db/helpers.py).
+create or replace function memex._tenant_tables()
+returns text[]
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select array[
+        'users', 'folders', 'conversations', 'messages', 'summaries', 'documents', 'chunks'
+        , 'embeddings', 'text_postings', 'text_segments'
+    ]
+$$;
 
-drop policy if exists tenant_isolation on memex.folders;
-create policy tenant_isolation on memex.folders
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
+comment on function memex._tenant_tables() is 'Internal: the tables that hold tenant rows (one tenant_isolation policy each).';
 
-drop policy if exists tenant_isolation on memex.conversations;
-create policy tenant_isolation on memex.conversations
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.messages;
-create policy tenant_isolation on memex.messages
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.summaries;
-create policy tenant_isolation on memex.summaries
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.documents;
-create policy tenant_isolation on memex.documents
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.chunks;
-create policy tenant_isolation on memex.chunks
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.embeddings;
-create policy tenant_isolation on memex.embeddings
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.text_postings;
-create policy tenant_isolation on memex.text_postings
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
-
-drop policy if exists tenant_isolation on memex.text_segments;
-create policy tenant_isolation on memex.text_segments
-for all to memex_app, memex_admin
-using (tenant_id = (select memex.current_tenant()))
-with check (tenant_id = (select memex.current_tenant()));
+do $policies$
+declare
+    t text;
+begin
+    foreach t in array memex._tenant_tables() loop
+        execute pg_catalog.format('drop policy if exists tenant_isolation on memex.%I', t);
+        execute pg_catalog.format(
+            'create policy tenant_isolation on memex.%I for all to memex_app, memex_admin'
+            ' using (tenant_id = (select memex.current_tenant()))'
+            ' with check (tenant_id = (select memex.current_tenant()))', t
+        );
+    end loop;
+end
+$policies$;
 
 -- tenants: an application sees only its current tenant's row and changes none.
 drop policy if exists tenant_self on memex.tenants;

@@ -66,6 +66,7 @@ grant execute on function memex._dimension_guard() to memex_admin, memex_app;
 grant execute on function memex._pending_here(integer) to memex_admin, memex_app;
 grant execute on function memex._pending_chunks(integer, uuid, integer, uuid[]) to memex_admin, memex_app;
 grant execute on function memex._advisory_class(text) to memex_admin, memex_app;
+grant execute on function memex._tenant_tables() to memex_admin;
 grant execute on function memex._check_batch_size(integer) to memex_admin;
 grant execute on function memex._chunks_here() to memex_admin, memex_app;
 grant execute on function memex._space_counts(integer) to memex_admin, memex_app;
