@@ -20,6 +20,23 @@ $py$;
 comment on function memex.chunk_text(text, integer, integer, text) is
 'Splits text into chunks of at most max_tokens tokens (default 200, at most the model''s maximum sequence length) of the space''s tokenizer, overlapping by overlap tokens (default 32), never cutting a word.';
 
+-- memex.count_tokens(input, space): tokens of a text for the space's model (as chunk_text counts).
+create or replace function memex.count_tokens(input text, space text default null)
+returns integer
+language plpython3u
+stable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "count_tokens", input, space)
+$py$;
+
+comment on function memex.count_tokens(text, text) is
+'Tokens of a text for the space''s model (null: the active text space), special tokens excluded.';
+
 -- memex._check_messages(messages): the validated, normalised message array (sorted by seq).
 create or replace function memex._check_messages(messages jsonb)
 returns jsonb

@@ -1,22 +1,5 @@
 -- memex.compose_context: search results packed into a prompt-ready block with numbered citations.
 
--- memex.count_tokens(input, space): tokens of a text for the space's model (as chunk_text counts).
-create or replace function memex.count_tokens(input text, space text default null)
-returns integer
-language plpython3u
-stable
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "count_tokens", input, space)
-$py$;
-
-comment on function memex.count_tokens(text, text) is
-'Tokens of a text for the space''s model (null: the active text space), special tokens excluded.';
-
 -- memex._join_chunks(a, b): two consecutive chunks of one source as one text: the overlap
 -- that chunking repeats at the start of b (the end of a, verbatim) is written once.
 create or replace function memex._join_chunks(a text, b text)

@@ -12,7 +12,7 @@ import psycopg
 
 from memex import __version__
 from memex.dsn import connect, resolve_dsn
-from memex.errors import MemexError
+from memex.errors import MemexError, database_error_exit_code, describe_database_error
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -278,9 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"memex: {exc}", file=sys.stderr)
         return exc.exit_code
     except psycopg.Error as exc:
-        state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        print(f"memex: database error{state}: {str(exc).strip()}", file=sys.stderr)
-        return 2
+        print(f"memex: {describe_database_error(exc)}", file=sys.stderr)
+        return database_error_exit_code(exc.sqlstate)
     except KeyboardInterrupt:
         print("memex: interrupted", file=sys.stderr)
         return 130

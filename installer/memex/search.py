@@ -9,6 +9,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from memex.dsn import connect
+from memex.tenants import check_tenant
 
 SEARCH_SQL = """
 select chunk_id::text, source_kind, source_id::text, content, score, similarity,
@@ -19,6 +20,8 @@ select chunk_id::text, source_kind, source_id::text, content, score, similarity,
 
 
 def run_search(dsn: str, query: str, tenant: str, **options: Any) -> list[dict[str, Any]]:
+    with connect(dsn) as conn:
+        check_tenant(conn, tenant)
     with connect(dsn) as conn, conn.transaction():
         conn.execute("select memex.set_tenant(%s)", (tenant,))
         cur = conn.cursor(row_factory=dict_row)

@@ -19,6 +19,7 @@ from memex.ingest.items import FileRejected, FileSkipped, Item
 from memex.ingest.jsonfiles import read_json_file
 from memex.ingest.sources import SourceFile, discover
 from memex.ingest.store import Outcome, store
+from memex.tenants import check_tenant
 
 STATUSES = ("inserted", "updated", "unchanged", "skipped", "failed")
 
@@ -118,14 +119,7 @@ def _check_ready(conn: psycopg.Connection[Any], tenant: str, create_tenant: bool
         raise MemexError("memex is not installed in this database (run `memex install`)")
     if create_tenant:
         conn.execute("select memex.create_tenant(%s)", (tenant,))
-    try:
-        with conn.transaction():
-            conn.execute("select memex.set_tenant(%s)", (tenant,))
-    except psycopg.errors.NoDataFound:
-        raise MemexError(
-            f"unknown tenant {tenant!r}: create it with `select memex.create_tenant('{tenant}')` "
-            "as memex_admin, or pass --create-tenant"
-        ) from None
+    check_tenant(conn, tenant, "--create-tenant")
 
 
 def ingest(
