@@ -1,4 +1,4 @@
--- Content upserts. SECURITY INVOKER: RLS applies, the tenant is memex.current_tenant().
+-- Content upserts (documents here; conversations, messages and summaries in sql/125). SECURITY INVOKER: RLS applies, the tenant is memex.current_tenant().
 -- Idempotent: unchanged content (same sha256) writes nothing. Concurrency: each function locks
 -- its parent row (document or conversation) first, then writes children in key order, so
 -- concurrent upserts of the same content serialise instead of duplicating or deadlocking.
@@ -94,11 +94,13 @@ $$;
 
 comment on function memex._folder(text) is 'Internal: folder id by path, created when missing.';
 
--- memex.upsert_document(uri, content, title, metadata, folder): idempotent by (tenant, uri).
-create or replace function memex.upsert_document(
+-- memex.upsert_document_outcome(uri, content, title, metadata, folder): idempotent by (tenant,
+-- uri); returns the document's id and what happened: inserted, updated or unchanged (what a
+-- program reports; memex.upsert_document below returns the id alone).
+create or replace function memex.upsert_document_outcome(
     uri text, content text, title text default null, metadata jsonb default '{}', folder text default null
+    , out id uuid, out action text
 )
-returns uuid
 language plpgsql
 volatile
 parallel unsafe
@@ -107,310 +109,94 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     tenant uuid := memex._require_tenant();
-    meta jsonb := coalesce(upsert_document.metadata, '{}');
+    meta jsonb := coalesce(upsert_document_outcome.metadata, '{}');
     digest bytea;
     folder_ref uuid;
     old record;
     doc uuid;
 begin
-    if upsert_document.uri is null or pg_catalog.btrim(upsert_document.uri) = '' then
+    if upsert_document_outcome.uri is null or pg_catalog.btrim(upsert_document_outcome.uri) = '' then
         raise exception 'document uri must not be empty' using errcode = '22023';
     end if;
-    if upsert_document.content is null then
-        raise exception 'document content must not be null (uri %)', upsert_document.uri using errcode = '22023';
+    if upsert_document_outcome.content is null then
+        raise exception 'document content must not be null (uri %)', upsert_document_outcome.uri using errcode = '22023';
     end if;
     if pg_catalog.jsonb_typeof(meta) <> 'object' then
-        raise exception 'document metadata must be a JSON object (uri %)', upsert_document.uri
+        raise exception 'document metadata must be a JSON object (uri %)', upsert_document_outcome.uri
             using errcode = '22023';
     end if;
-    digest := pg_catalog.sha256(pg_catalog.convert_to(upsert_document.content, 'UTF8'));
-    folder_ref := memex._folder(upsert_document.folder);
+    digest := pg_catalog.sha256(pg_catalog.convert_to(upsert_document_outcome.content, 'UTF8'));
+    folder_ref := memex._folder(upsert_document_outcome.folder);
     loop
         select d.id, d.content_hash, d.title, d.metadata, d.folder_id
           into old
           from memex.documents as d
-         where d.tenant_id = tenant and d.uri = upsert_document.uri
+         where d.tenant_id = tenant and d.uri = upsert_document_outcome.uri
            for update;
         if found then
             if (old.content_hash, old.title, old.metadata, old.folder_id)
-               is not distinct from (digest, upsert_document.title, meta, folder_ref) then
-                return old.id;  -- unchanged: write nothing
+               is not distinct from (digest, upsert_document_outcome.title, meta, folder_ref) then
+                id := old.id;
+                action := 'unchanged';  -- write nothing
+                return;
             end if;
             update memex.documents as d
-               set content = upsert_document.content, content_hash = digest, title = upsert_document.title
+               set content = upsert_document_outcome.content, content_hash = digest, title = upsert_document_outcome.title
                    , metadata = meta, folder_id = folder_ref, mime = meta ->> 'mime'
                    , updated_at = pg_catalog.now()
              where d.tenant_id = tenant and d.id = old.id;
-            if old.content_hash = digest and old.title is not distinct from upsert_document.title
+            if old.content_hash = digest and old.title is not distinct from upsert_document_outcome.title
                and memex._ts_config(old.metadata) = memex._ts_config(meta) then
-                return old.id;  -- metadata only: chunks (and embeddings) untouched
+                id := old.id;
+                action := 'updated';  -- metadata only: chunks (and embeddings) untouched
+                return;
             end if;
             doc := old.id;
+            action := 'updated';
             exit;
         end if;
         insert into memex.documents as d (tenant_id, uri, title, mime, content, content_hash, metadata, folder_id)
         values (
-            tenant, upsert_document.uri, upsert_document.title, meta ->> 'mime', upsert_document.content
+            tenant, upsert_document_outcome.uri, upsert_document_outcome.title, meta ->> 'mime', upsert_document_outcome.content
             , digest, meta, folder_ref
         )
         on conflict on constraint documents_tenant_id_uri_key do nothing
         returning d.id into doc;
+        action := 'inserted';
         exit when doc is not null;  -- else a concurrent insert won: lock its row and compare
     end loop;
     perform memex._replace_chunks(
-        'document', doc, null, upsert_document.content, memex._ts_config(meta)
-        , memex._document_heading(upsert_document.title, upsert_document.content)
+        'document', doc, null, upsert_document_outcome.content, memex._ts_config(meta)
+        , memex._document_heading(upsert_document_outcome.title, upsert_document_outcome.content)
     );
-    return doc;
+    id := doc;
 end
 $$;
+
+comment on function memex.upsert_document_outcome(text, text, text, jsonb, text) is
+'Creates or updates a document by uri, like memex.upsert_document, and says what it did: inserted, updated or unchanged.';
+
+-- memex.upsert_document(uri, content, title, metadata, folder): idempotent by (tenant, uri);
+-- the document's id.
+create or replace function memex.upsert_document(
+    uri text, content text, title text default null, metadata jsonb default '{}', folder text default null
+)
+returns uuid
+language sql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select o.id from memex.upsert_document_outcome(
+        upsert_document.uri, upsert_document.content, upsert_document.title, upsert_document.metadata
+        , upsert_document.folder
+    ) as o
+$$;
+
 
 comment on function memex.upsert_document(text, text, text, jsonb, text) is
 'Creates or updates a document by uri; unchanged content writes nothing, changed content replaces its chunks (pending embedding).';
-
--- memex.upsert_conversation(slug, title, created_date, metadata, system_prompt): by (tenant, slug).
--- A null argument keeps the stored value, so a later call with fewer arguments erases nothing.
-create or replace function memex.upsert_conversation(
-    slug text, title text default null, created_date date default null, metadata jsonb default null
-    , system_prompt text default null
-)
-returns uuid
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-    old record;
-    conversation uuid;
-begin
-    if upsert_conversation.slug is null or pg_catalog.btrim(upsert_conversation.slug) = '' then
-        raise exception 'conversation slug must not be empty' using errcode = '22023';
-    end if;
-    if upsert_conversation.metadata is not null and pg_catalog.jsonb_typeof(upsert_conversation.metadata) <> 'object' then
-        raise exception 'conversation metadata must be a JSON object (slug %)', upsert_conversation.slug
-            using errcode = '22023';
-    end if;
-    loop
-        select c.id, c.title, c.created_date, c.metadata, c.system_prompt
-          into old
-          from memex.conversations as c
-         where c.tenant_id = tenant and c.slug = upsert_conversation.slug
-           for update;
-        if found then
-            if (old.title, old.created_date, old.metadata, old.system_prompt) is distinct from (
-                coalesce(upsert_conversation.title, old.title)
-                , coalesce(upsert_conversation.created_date, old.created_date)
-                , coalesce(upsert_conversation.metadata, old.metadata)
-                , coalesce(upsert_conversation.system_prompt, old.system_prompt)
-            ) then
-                update memex.conversations as c
-                   set title = coalesce(upsert_conversation.title, c.title)
-                       , created_date = coalesce(upsert_conversation.created_date, c.created_date)
-                       , metadata = coalesce(upsert_conversation.metadata, c.metadata)
-                       , system_prompt = coalesce(upsert_conversation.system_prompt, c.system_prompt)
-                       , updated_at = pg_catalog.now()
-                 where c.tenant_id = tenant and c.id = old.id;
-            end if;
-            return old.id;
-        end if;
-        insert into memex.conversations as c (tenant_id, slug, title, created_date, metadata, system_prompt)
-        values (
-            tenant, upsert_conversation.slug, upsert_conversation.title, upsert_conversation.created_date
-            , coalesce(upsert_conversation.metadata, '{}'), upsert_conversation.system_prompt
-        )
-        on conflict on constraint conversations_tenant_id_slug_key do nothing
-        returning c.id into conversation;
-        if conversation is not null then
-            return conversation;
-        end if;
-    end loop;
-end
-$$;
-
-comment on function memex.upsert_conversation(text, text, date, jsonb, text) is
-'Creates or updates a conversation by slug; null arguments keep stored values.';
-
--- memex._lock_conversation(slug): the conversation's id, its row locked for this transaction.
-create or replace function memex._lock_conversation(slug text)
-returns uuid
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-    conversation uuid;
-begin
-    select c.id into conversation
-      from memex.conversations as c
-     where c.tenant_id = tenant and c.slug = _lock_conversation.slug
-       for update;
-    if conversation is null then
-        raise exception 'unknown conversation: %', _lock_conversation.slug
-            using errcode = 'P0002', hint = 'create it first with memex.upsert_conversation(slug)';
-    end if;
-    return conversation;
-end
-$$;
-
-comment on function memex._lock_conversation(text) is
-'Internal: locks a conversation row (serialises writers of its messages and summaries).';
-
--- memex.upsert_messages(conversation_slug, messages): idempotent by (conversation, seq).
--- Returns how many messages were inserted or changed.
-create or replace function memex.upsert_messages(conversation_slug text, messages jsonb)
-returns integer
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-    conversation uuid;
-    lang regconfig;
-    checked jsonb;
-    m record;
-    old record;
-    message uuid;
-    digest bytea;
-    changed integer := 0;
-begin
-    checked := memex._check_messages(upsert_messages.messages);  -- the whole payload, before any write
-    conversation := memex._lock_conversation(upsert_messages.conversation_slug);
-    select memex._ts_config(c.metadata) into lang
-      from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
-    for m in
-        select x.seq, x.role, x.ts, x.content, x.metadata
-          from pg_catalog.jsonb_to_recordset(checked)
-            as x (seq integer, role memex.message_role, ts timestamptz, content text, metadata jsonb)
-         order by x.seq
-    loop
-        digest := pg_catalog.sha256(pg_catalog.convert_to(m.content, 'UTF8'));
-        select g.id, g.role, g.ts, g.metadata, g.content_hash into old
-          from memex.messages as g
-         where g.tenant_id = tenant and g.conversation_id = conversation and g.seq = m.seq;
-        if not found then
-            insert into memex.messages as g (tenant_id, conversation_id, seq, role, ts, content, metadata, content_hash)
-            values (tenant, conversation, m.seq, m.role, m.ts, m.content, m.metadata, digest)
-            returning g.id into message;
-        elsif (old.role, old.ts, old.metadata, old.content_hash) is distinct from (m.role, m.ts, m.metadata, digest) then
-            update memex.messages as g
-               set role = m.role, ts = m.ts, content = m.content, metadata = m.metadata, content_hash = digest
-             where g.tenant_id = tenant and g.id = old.id;
-            message := old.id;
-        else
-            continue;  -- unchanged
-        end if;
-        changed := changed + 1;
-        if old.content_hash is distinct from digest then
-            perform memex._replace_chunks('message', message, conversation, m.content, lang);
-        end if;
-    end loop;
-    if changed > 0 then
-        update memex.conversations as c
-           set total_chars = s.chars, total_lines = s.lines, updated_at = pg_catalog.now()
-          from (
-              select
-                  coalesce(sum(pg_catalog.length(g.content)), 0)::integer as chars
-                  , coalesce(sum(pg_catalog.array_length(pg_catalog.regexp_split_to_array(g.content, E'\n'), 1)), 0)::integer as lines
-              from memex.messages as g
-              where g.tenant_id = tenant and g.conversation_id = conversation
-          ) as s
-         where c.tenant_id = tenant and c.id = conversation;
-    end if;
-    return changed;
-end
-$$;
-
-comment on function memex.upsert_messages(text, jsonb) is
-'Upserts messages [{seq?, role, ts?, content, metadata?}] of a conversation by (conversation, seq); returns how many were inserted or changed.';
-
--- memex.upsert_summaries(conversation_slug, artefact): an artefact v2 document.
-create or replace function memex.upsert_summaries(conversation_slug text, artefact jsonb)
-returns table (inserted integer, updated integer, unchanged integer)
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-    checked jsonb;
-    conversation uuid;
-    lang regconfig;
-    lvl integer;
-    s record;
-    old record;
-    summary uuid;
-    digest bytea;
-begin
-    inserted := 0;
-    updated := 0;
-    unchanged := 0;
-    checked := memex._check_artefact(upsert_summaries.artefact, upsert_summaries.conversation_slug);
-    lvl := (checked ->> 'level')::integer;
-    perform memex.upsert_conversation(
-        upsert_summaries.conversation_slug, checked ->> 'title', (checked ->> 'date')::date
-    );
-    conversation := memex._lock_conversation(upsert_summaries.conversation_slug);
-    select memex._ts_config(c.metadata) into lang
-      from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
-    for s in
-        select x.index, x.content, x.covers, x.char_count, x.topics, x.meta
-          from pg_catalog.jsonb_to_recordset(checked -> 'summaries')
-            as x (
-                index integer, content text, covers jsonb, char_count integer, topics text[], meta jsonb
-            )
-         order by x.index nulls last, x.content
-    loop
-        digest := pg_catalog.sha256(pg_catalog.convert_to(s.content, 'UTF8'));
-        if s.index is not null then
-            select u.id, u.content_hash, u.covers, u.char_count, u.topics, u.meta into old
-              from memex.summaries as u
-             where u.tenant_id = tenant and u.conversation_id = conversation and u.level = lvl and u.index = s.index;
-        else
-            select u.id, u.content_hash, u.covers, u.char_count, u.topics, u.meta into old
-              from memex.summaries as u
-             where u.tenant_id = tenant and u.conversation_id = conversation and u.level = lvl
-               and u.index is null and u.content_hash = digest;
-        end if;
-        if not found then
-            insert into memex.summaries as u (
-                tenant_id, conversation_id, level, index, covers, content, char_count, topics, meta, content_hash
-            )
-            values (tenant, conversation, lvl, s.index, s.covers, s.content, s.char_count, s.topics, s.meta, digest)
-            returning u.id into summary;
-            inserted := inserted + 1;
-        elsif (old.content_hash, old.covers, old.char_count, old.topics, old.meta)
-              is distinct from (digest, s.covers, s.char_count, s.topics, s.meta) then
-            update memex.summaries as u
-               set content = s.content, content_hash = digest, covers = s.covers, char_count = s.char_count
-                   , topics = s.topics, meta = s.meta, updated_at = pg_catalog.now()
-             where u.tenant_id = tenant and u.id = old.id;
-            summary := old.id;
-            updated := updated + 1;
-        else
-            unchanged := unchanged + 1;
-            continue;
-        end if;
-        if old.content_hash is distinct from digest then
-            perform memex._replace_chunks('summary', summary, conversation, s.content, lang);
-        end if;
-    end loop;
-    return next;
-end
-$$;
-
-comment on function memex.upsert_summaries(text, jsonb) is
-'Upserts the summaries of an artefact v2 document, by (conversation, level, index) or (conversation, level, content hash); returns counts.';
 
 -- memex.delete_document(uri): true when a document was deleted (its chunks cascade).
 create or replace function memex.delete_document(uri text)
@@ -431,23 +217,3 @@ $$;
 
 comment on function memex.delete_document(text) is
 'Deletes a document by uri with its chunks; true when one was deleted.';
-
--- memex.delete_conversation(slug): true when a conversation was deleted (with everything in it).
-create or replace function memex.delete_conversation(slug text)
-returns boolean
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-begin
-    delete from memex.conversations as c where c.tenant_id = tenant and c.slug = delete_conversation.slug;
-    return found;
-end
-$$;
-
-comment on function memex.delete_conversation(text) is
-'Deletes a conversation by slug with its messages, summaries and chunks; true when one was deleted.';

@@ -30,6 +30,8 @@ grant execute on function memex._document_heading(text, text) to memex_admin, me
 grant execute on function memex._lock_conversation(text) to memex_admin, memex_app;
 grant execute on function memex.upsert_document(text, text, text, jsonb, text) to memex_admin, memex_app;
 grant execute on function memex.upsert_conversation(text, text, date, jsonb, text) to memex_admin, memex_app;
+grant execute on function memex.upsert_document_outcome(text, text, text, jsonb, text) to memex_admin, memex_app;
+grant execute on function memex.upsert_conversation_outcome(text, text, date, jsonb, text) to memex_admin, memex_app;
 grant execute on function memex.upsert_messages(text, jsonb) to memex_admin, memex_app;
 grant execute on function memex.upsert_summaries(text, jsonb) to memex_admin, memex_app;
 grant execute on function memex.delete_document(text) to memex_admin, memex_app;

@@ -7,12 +7,13 @@ so a failed install or a doctor run changes nothing.
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 import memex_db.probe
 from memex import __version__
@@ -106,25 +107,29 @@ def check_server(conn: psycopg.Connection[tuple[object, ...]]) -> list[Finding]:
 def probe_server_python(
     conn: psycopg.Connection[tuple[object, ...]], deep: bool = False
 ) -> list[Finding]:
-    """Run server_probe inside the backend, in a transaction that is always rolled back."""
+    """Run memex_db.probe inside the backend, as a function that returns its findings as jsonb:
+    memex may not be installed yet, so the probe's source travels with the call, in a
+    temporary function created and dropped in a transaction that is always rolled back."""
     source = inspect.getsource(memex_db.probe)
-    args = json.dumps({"version": __version__, "requirements": pinned_requirements(), "deep": deep})
     body = (
         source
         + "\nimport json as _json\n"
-        + f"_args = _json.loads({args!r})\n"
         + "import os as _os\n"
-        + "_out = run(_os.environ.get('MEMEX_HOME') or '/var/lib/memex', _args['version'],"
-        + " _args['requirements'],"
-        + " _args['deep'])\n"
-        + "plpy.execute(\"select set_config('memex.probe_result', %s, true)\""
-        + " % plpy.quote_literal(_json.dumps(_out)))\n"
+        + "_args = _json.loads(probe_args)\n"
+        + "return _json.dumps(run(_os.environ.get('MEMEX_HOME') or '/var/lib/memex',"
+        + " _args['version'], _args['requirements'], _args['deep']))\n"
     )
+    args = {"version": __version__, "requirements": pinned_requirements(), "deep": deep}
     with conn.transaction(force_rollback=True):
         conn.execute("create extension if not exists plpython3u")
-        conn.execute(psycopg.sql.SQL("do {} language plpython3u").format(psycopg.sql.Literal(body)))
-        raw = conn.execute("select current_setting('memex.probe_result')").fetchone()
-    results = json.loads(str(raw[0])) if raw else []
+        conn.execute(
+            psycopg.sql.SQL(
+                "create function pg_temp.memex_probe(probe_args jsonb) returns jsonb"
+                " language plpython3u as {}"
+            ).format(psycopg.sql.Literal(body))
+        )
+        row = conn.execute("select pg_temp.memex_probe(%s)", (Jsonb(args),)).fetchone()
+    results: list[dict[str, Any]] = row[0] if row and isinstance(row[0], list) else []
     return [Finding(r["name"], r["ok"], r["detail"], r["fix"]) for r in results]
 
 

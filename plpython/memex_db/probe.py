@@ -1,10 +1,11 @@
-"""Runs INSIDE PostgreSQL (a plpython3u DO block), standard library only.
+"""Runs INSIDE PostgreSQL (a temporary plpython3u function), standard library only.
 
 It answers: can the server's Python find the memex server venv, the memex_db lib dir of this
 version, and the pinned packages at their pinned versions? It imports nothing heavy unless
 `deep` is set (doctor), so an install's check costs milliseconds, not seconds.
 The same path rules are used by memex._python_init (sql/010-python.sql); the installer runs
-this module's source in a rolled-back DO block, memex.python_check() imports it.
+this module's source as a temporary function in a rolled-back transaction (its findings come
+back as jsonb); memex.python_check() imports it.
 """
 
 import importlib.metadata

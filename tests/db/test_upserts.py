@@ -45,6 +45,30 @@ def test_unchanged_content_writes_nothing_and_metadata_keeps_chunks(app: Conn) -
     assert rows == [(chunk[0], "delta epsilon")]  # type: ignore[index]
 
 
+def test_outcome_variants_say_what_each_upsert_did(app: Conn) -> None:
+    def document(content: str, metadata: str = "{}") -> tuple[object, ...]:
+        sql = "select id, action from memex.upsert_document_outcome('kb/a.md', %s, 'A', %s::jsonb)"
+        row = app.execute(sql, (content, metadata)).fetchone()
+        assert row is not None
+        return row
+
+    first = document("one")
+    assert first[1] == "inserted"
+    assert document("one") == (first[0], "unchanged")
+    assert document("one", '{"team": "ops"}') == (first[0], "updated")  # metadata only
+    assert document("two", '{"team": "ops"}') == (first[0], "updated")
+    assert app.execute("select memex.upsert_document('kb/a.md', 'two', 'A', "
+                       "'{\"team\": \"ops\"}')").fetchone() == (first[0],)  # fmt: skip
+
+    def conversation(title: str | None) -> object:
+        row = app.execute("select action from memex.upsert_conversation_outcome('c1', %s)",
+                          (title,)).fetchone()  # fmt: skip
+        return row[0] if row else None
+
+    assert [conversation("T"), conversation("T"), conversation(None), conversation("U")] == [
+        "inserted", "unchanged", "unchanged", "updated"]  # fmt: skip
+
+
 def test_summaries_report_inserted_updated_unchanged(app: Conn) -> None:
     first = app.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
                         (json.dumps(ARTEFACT),)).fetchone()  # fmt: skip

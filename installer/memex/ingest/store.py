@@ -12,46 +12,34 @@ from memex.ingest.items import Artefact, Conversation, Document, Item
 
 Outcome = Literal["inserted", "updated", "unchanged"]
 
-# xmin tells whether an upsert touched the row: it changes only when the row is rewritten.
-_DOCUMENT_VERSION = """
-select xmin::text from memex.documents where tenant_id = memex.current_tenant() and uri = %s
-"""
-_CONVERSATION_VERSION = """
-select xmin::text from memex.conversations where tenant_id = memex.current_tenant() and slug = %s
-"""
 
-
-def _version(conn: psycopg.Connection[Any], query: str, key: str) -> str | None:
-    row = conn.execute(query, (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _outcome(before: str | None, after: str | None, changed: bool = False) -> Outcome:
-    if before is None:
-        return "inserted"
-    return "updated" if changed or before != after else "unchanged"
+def _outcome(action: str, changed: bool = False) -> Outcome:
+    if action == "unchanged" and changed:
+        return "updated"
+    if action not in ("inserted", "updated", "unchanged"):
+        raise ValueError(f"unexpected upsert action {action!r}")
+    return action  # type: ignore[return-value]
 
 
 def store_document(conn: psycopg.Connection[Any], doc: Document) -> Outcome:
-    before = _version(conn, _DOCUMENT_VERSION, doc.uri)
-    conn.execute(
-        "select memex.upsert_document(%s, %s, %s, %s, %s)",
+    row = conn.execute(
+        "select action from memex.upsert_document_outcome(%s, %s, %s, %s, %s)",
         (doc.uri, doc.content, doc.title, Jsonb(doc.metadata), doc.folder),
-    )
-    return _outcome(before, _version(conn, _DOCUMENT_VERSION, doc.uri))
+    ).fetchone()
+    assert row is not None
+    return _outcome(str(row[0]))
 
 
 def store_conversation(conn: psycopg.Connection[Any], conv: Conversation) -> Outcome:
-    before = _version(conn, _CONVERSATION_VERSION, conv.slug)
-    conn.execute(
-        "select memex.upsert_conversation(%s, %s, %s::date, %s, %s)",
-        (conv.slug, conv.title, conv.created_date, Jsonb(conv.metadata), conv.system_prompt),
-    )
     row = conn.execute(
+        "select action from memex.upsert_conversation_outcome(%s, %s, %s::date, %s, %s)",
+        (conv.slug, conv.title, conv.created_date, Jsonb(conv.metadata), conv.system_prompt),
+    ).fetchone()
+    assert row is not None
+    messages = conn.execute(
         "select memex.upsert_messages(%s, %s)", (conv.slug, Jsonb(conv.messages))
     ).fetchone()
-    changed = bool(row and row[0])
-    return _outcome(before, _version(conn, _CONVERSATION_VERSION, conv.slug), changed)
+    return _outcome(str(row[0]), changed=bool(messages and messages[0]))
 
 
 def store_artefact(conn: psycopg.Connection[Any], art: Artefact) -> Outcome:

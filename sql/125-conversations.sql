@@ -1,0 +1,294 @@
+-- Conversations, their messages and their summaries (artefact v2): upserts and deletes, with the
+-- same rules as documents (sql/120): SECURITY INVOKER, idempotent, parent row locked first.
+
+-- memex.upsert_conversation_outcome(slug, title, created_date, metadata, system_prompt): by
+-- (tenant, slug); the conversation's id and what happened: inserted, updated or unchanged. A
+-- null argument keeps the stored value, so a later call with fewer arguments erases nothing.
+create or replace function memex.upsert_conversation_outcome(
+    slug text, title text default null, created_date date default null, metadata jsonb default null
+    , system_prompt text default null, out id uuid, out action text
+)
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+    old record;
+    conversation uuid;
+begin
+    if upsert_conversation_outcome.slug is null or pg_catalog.btrim(upsert_conversation_outcome.slug) = '' then
+        raise exception 'conversation slug must not be empty' using errcode = '22023';
+    end if;
+    if upsert_conversation_outcome.metadata is not null and pg_catalog.jsonb_typeof(upsert_conversation_outcome.metadata) <> 'object' then
+        raise exception 'conversation metadata must be a JSON object (slug %)', upsert_conversation_outcome.slug
+            using errcode = '22023';
+    end if;
+    loop
+        select c.id, c.title, c.created_date, c.metadata, c.system_prompt
+          into old
+          from memex.conversations as c
+         where c.tenant_id = tenant and c.slug = upsert_conversation_outcome.slug
+           for update;
+        if found then
+            if (old.title, old.created_date, old.metadata, old.system_prompt) is distinct from (
+                coalesce(upsert_conversation_outcome.title, old.title)
+                , coalesce(upsert_conversation_outcome.created_date, old.created_date)
+                , coalesce(upsert_conversation_outcome.metadata, old.metadata)
+                , coalesce(upsert_conversation_outcome.system_prompt, old.system_prompt)
+            ) then
+                update memex.conversations as c
+                   set title = coalesce(upsert_conversation_outcome.title, c.title)
+                       , created_date = coalesce(upsert_conversation_outcome.created_date, c.created_date)
+                       , metadata = coalesce(upsert_conversation_outcome.metadata, c.metadata)
+                       , system_prompt = coalesce(upsert_conversation_outcome.system_prompt, c.system_prompt)
+                       , updated_at = pg_catalog.now()
+                 where c.tenant_id = tenant and c.id = old.id;
+                action := 'updated';
+            else
+                action := 'unchanged';
+            end if;
+            id := old.id;
+            return;
+        end if;
+        insert into memex.conversations as c (tenant_id, slug, title, created_date, metadata, system_prompt)
+        values (
+            tenant, upsert_conversation_outcome.slug, upsert_conversation_outcome.title, upsert_conversation_outcome.created_date
+            , coalesce(upsert_conversation_outcome.metadata, '{}'), upsert_conversation_outcome.system_prompt
+        )
+        on conflict on constraint conversations_tenant_id_slug_key do nothing
+        returning c.id into conversation;
+        if conversation is not null then
+            id := conversation;
+            action := 'inserted';
+            return;
+        end if;
+    end loop;
+end
+$$;
+
+comment on function memex.upsert_conversation_outcome(text, text, date, jsonb, text) is
+'Creates or updates a conversation by slug, like memex.upsert_conversation, and says what it did: inserted, updated or unchanged.';
+
+-- memex.upsert_conversation(slug, title, created_date, metadata, system_prompt): the same,
+-- returning the conversation's id.
+create or replace function memex.upsert_conversation(
+    slug text, title text default null, created_date date default null, metadata jsonb default null
+    , system_prompt text default null
+)
+returns uuid
+language sql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select o.id from memex.upsert_conversation_outcome(
+        upsert_conversation.slug, upsert_conversation.title, upsert_conversation.created_date
+        , upsert_conversation.metadata, upsert_conversation.system_prompt
+    ) as o
+$$;
+
+comment on function memex.upsert_conversation(text, text, date, jsonb, text) is
+'Creates or updates a conversation by slug; null arguments keep stored values.';
+
+-- memex._lock_conversation(slug): the conversation's id, its row locked for this transaction.
+create or replace function memex._lock_conversation(slug text)
+returns uuid
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+    conversation uuid;
+begin
+    select c.id into conversation
+      from memex.conversations as c
+     where c.tenant_id = tenant and c.slug = _lock_conversation.slug
+       for update;
+    if conversation is null then
+        raise exception 'unknown conversation: %', _lock_conversation.slug
+            using errcode = 'P0002', hint = 'create it first with memex.upsert_conversation(slug)';
+    end if;
+    return conversation;
+end
+$$;
+
+comment on function memex._lock_conversation(text) is
+'Internal: locks a conversation row (serialises writers of its messages and summaries).';
+
+-- memex.upsert_messages(conversation_slug, messages): idempotent by (conversation, seq).
+-- Returns how many messages were inserted or changed.
+create or replace function memex.upsert_messages(conversation_slug text, messages jsonb)
+returns integer
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+    conversation uuid;
+    lang regconfig;
+    checked jsonb;
+    m record;
+    old record;
+    message uuid;
+    digest bytea;
+    changed integer := 0;
+begin
+    checked := memex._check_messages(upsert_messages.messages);  -- the whole payload, before any write
+    conversation := memex._lock_conversation(upsert_messages.conversation_slug);
+    select memex._ts_config(c.metadata) into lang
+      from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
+    for m in
+        select x.seq, x.role, x.ts, x.content, x.metadata
+          from pg_catalog.jsonb_to_recordset(checked)
+            as x (seq integer, role memex.message_role, ts timestamptz, content text, metadata jsonb)
+         order by x.seq
+    loop
+        digest := pg_catalog.sha256(pg_catalog.convert_to(m.content, 'UTF8'));
+        select g.id, g.role, g.ts, g.metadata, g.content_hash into old
+          from memex.messages as g
+         where g.tenant_id = tenant and g.conversation_id = conversation and g.seq = m.seq;
+        if not found then
+            insert into memex.messages as g (tenant_id, conversation_id, seq, role, ts, content, metadata, content_hash)
+            values (tenant, conversation, m.seq, m.role, m.ts, m.content, m.metadata, digest)
+            returning g.id into message;
+        elsif (old.role, old.ts, old.metadata, old.content_hash) is distinct from (m.role, m.ts, m.metadata, digest) then
+            update memex.messages as g
+               set role = m.role, ts = m.ts, content = m.content, metadata = m.metadata, content_hash = digest
+             where g.tenant_id = tenant and g.id = old.id;
+            message := old.id;
+        else
+            continue;  -- unchanged
+        end if;
+        changed := changed + 1;
+        if old.content_hash is distinct from digest then
+            perform memex._replace_chunks('message', message, conversation, m.content, lang);
+        end if;
+    end loop;
+    if changed > 0 then
+        update memex.conversations as c
+           set total_chars = s.chars, total_lines = s.lines, updated_at = pg_catalog.now()
+          from (
+              select
+                  coalesce(sum(pg_catalog.length(g.content)), 0)::integer as chars
+                  , coalesce(sum(pg_catalog.array_length(pg_catalog.regexp_split_to_array(g.content, E'\n'), 1)), 0)::integer as lines
+              from memex.messages as g
+              where g.tenant_id = tenant and g.conversation_id = conversation
+          ) as s
+         where c.tenant_id = tenant and c.id = conversation;
+    end if;
+    return changed;
+end
+$$;
+
+comment on function memex.upsert_messages(text, jsonb) is
+'Upserts messages [{seq?, role, ts?, content, metadata?}] of a conversation by (conversation, seq); returns how many were inserted or changed.';
+
+-- memex.upsert_summaries(conversation_slug, artefact): an artefact v2 document.
+create or replace function memex.upsert_summaries(conversation_slug text, artefact jsonb)
+returns table (inserted integer, updated integer, unchanged integer)
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+    checked jsonb;
+    conversation uuid;
+    lang regconfig;
+    lvl integer;
+    s record;
+    old record;
+    summary uuid;
+    digest bytea;
+begin
+    inserted := 0;
+    updated := 0;
+    unchanged := 0;
+    checked := memex._check_artefact(upsert_summaries.artefact, upsert_summaries.conversation_slug);
+    lvl := (checked ->> 'level')::integer;
+    perform memex.upsert_conversation(
+        upsert_summaries.conversation_slug, checked ->> 'title', (checked ->> 'date')::date
+    );
+    conversation := memex._lock_conversation(upsert_summaries.conversation_slug);
+    select memex._ts_config(c.metadata) into lang
+      from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
+    for s in
+        select x.index, x.content, x.covers, x.char_count, x.topics, x.meta
+          from pg_catalog.jsonb_to_recordset(checked -> 'summaries')
+            as x (
+                index integer, content text, covers jsonb, char_count integer, topics text[], meta jsonb
+            )
+         order by x.index nulls last, x.content
+    loop
+        digest := pg_catalog.sha256(pg_catalog.convert_to(s.content, 'UTF8'));
+        if s.index is not null then
+            select u.id, u.content_hash, u.covers, u.char_count, u.topics, u.meta into old
+              from memex.summaries as u
+             where u.tenant_id = tenant and u.conversation_id = conversation and u.level = lvl and u.index = s.index;
+        else
+            select u.id, u.content_hash, u.covers, u.char_count, u.topics, u.meta into old
+              from memex.summaries as u
+             where u.tenant_id = tenant and u.conversation_id = conversation and u.level = lvl
+               and u.index is null and u.content_hash = digest;
+        end if;
+        if not found then
+            insert into memex.summaries as u (
+                tenant_id, conversation_id, level, index, covers, content, char_count, topics, meta, content_hash
+            )
+            values (tenant, conversation, lvl, s.index, s.covers, s.content, s.char_count, s.topics, s.meta, digest)
+            returning u.id into summary;
+            inserted := inserted + 1;
+        elsif (old.content_hash, old.covers, old.char_count, old.topics, old.meta)
+              is distinct from (digest, s.covers, s.char_count, s.topics, s.meta) then
+            update memex.summaries as u
+               set content = s.content, content_hash = digest, covers = s.covers, char_count = s.char_count
+                   , topics = s.topics, meta = s.meta, updated_at = pg_catalog.now()
+             where u.tenant_id = tenant and u.id = old.id;
+            summary := old.id;
+            updated := updated + 1;
+        else
+            unchanged := unchanged + 1;
+            continue;
+        end if;
+        if old.content_hash is distinct from digest then
+            perform memex._replace_chunks('summary', summary, conversation, s.content, lang);
+        end if;
+    end loop;
+    return next;
+end
+$$;
+
+comment on function memex.upsert_summaries(text, jsonb) is
+'Upserts the summaries of an artefact v2 document, by (conversation, level, index) or (conversation, level, content hash); returns counts.';
+
+-- memex.delete_conversation(slug): true when a conversation was deleted (with everything in it).
+create or replace function memex.delete_conversation(slug text)
+returns boolean
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+begin
+    delete from memex.conversations as c where c.tenant_id = tenant and c.slug = delete_conversation.slug;
+    return found;
+end
+$$;
+
+comment on function memex.delete_conversation(text) is
+'Deletes a conversation by slug with its messages, summaries and chunks; true when one was deleted.';
