@@ -7,6 +7,7 @@ memex errors into PostgreSQL errors with their SQLSTATE and hint.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -14,19 +15,12 @@ from memex_db import __version__, api
 from memex_db.errors import MemexDbError, VersionMismatch
 from memex_db.plpy_types import GD
 
+# Every public function of memex_db.api is callable from SQL by its name: adding one there is
+# all the Python side of a new PL/Python function needs (docs/architecture.md).
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "embed": api.embed,
-    "embed_batch": api.embed_batch,
-    "model_info": api.model_info,
-    "model_hash": api.model_hash,
-    "measure_rate": api.measure_rate,
-    "chunk_text": api.chunk_text,
-    "count_tokens": api.count_tokens,
-    "text_candidates": api.text_candidates,
-    "check_messages": api.check_messages,
-    "check_artefact": api.check_artefact,
-    "python_check": api.python_check,
-    "status": api.status,
+    name: value
+    for name, value in vars(api).items()
+    if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == api.__name__
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memex_db import __version__, entry, models, probe, settings
+from memex_db import __version__, api, entry, models, probe, settings
 from memex_db.errors import InvalidParameter
 from memex_db.onnx_runtime import read_pipeline_config, validated_manifest
 from tests.unit.fake_plpy import FakePlpy, PlpyError
@@ -138,3 +138,10 @@ def test_probe_names_a_missing_package_and_a_version_mismatch(tmp_path: Path) ->
     assert checks["package onnxruntime"]["detail"] == "not installed"
     assert "make setup" in checks["package onnxruntime"]["fix"]
     assert checks["memex_db"]["ok"] is False
+
+
+def test_sql_can_call_every_public_api_function_and_no_helper() -> None:
+    public = {n for n, v in vars(api).items() if callable(v) and not n.startswith("_")
+              and getattr(v, "__module__", "") == api.__name__}  # fmt: skip
+    assert set(entry.FUNCTIONS) == public and "text_candidates" in public
+    assert not any(name.startswith("_") for name in entry.FUNCTIONS)
