@@ -68,6 +68,64 @@ $$;
 comment on function memex.create_tenant(text, jsonb) is
 'Creates a tenant (idempotent by name) and returns its id. For memex_admin.';
 
+-- CALL memex.delete_tenant(tenant, confirm): removes a tenant and everything it holds, for
+-- memex_admin. `confirm` must repeat the tenant's name (a typo deletes nothing). Its rows go in
+-- committed batches (documents and conversations, each cascading to its chunks, vectors,
+-- messages and summaries), with progress NOTICEs, so a tenant of millions of rows neither holds
+-- one huge transaction nor blocks the others; killed half way, the same CALL finishes the job.
+-- Runs under RLS like every admin job: the tenant is set for each batch's transaction.
+create or replace procedure memex.delete_tenant(tenant text, confirm text default null, batch_size integer default 500)
+language plpgsql
+as $$
+declare
+    victim memex.tenants;
+    removed bigint;
+    total bigint := 0;
+    tables constant text[] := array['documents', 'conversations', 'users', 'folders', 'text_postings', 'text_segments'];
+    t text;
+begin
+    set local search_path = pg_catalog, pg_temp;
+    perform memex._check_batch_size(batch_size);
+    select x.* into victim from memex.tenants as x
+     where x.name = tenant
+        or (tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' and x.id = tenant::uuid);
+    if victim.id is null then
+        raise exception 'unknown tenant: %', coalesce(tenant, 'null')
+            using errcode = 'P0002', hint = 'the name or id of a tenant, as memex_admin sees memex.tenants';
+    end if;
+    if confirm is distinct from victim.name then
+        raise exception 'delete_tenant: confirm must repeat the tenant''s name (%)', pg_catalog.quote_literal(victim.name)
+            using errcode = '22023', hint = pg_catalog.format('CALL memex.delete_tenant(%L, confirm => %L)', tenant, victim.name);
+    end if;
+    -- it COMMITs after every batch: inside a transaction block this fails now (2D000)
+    commit;
+    set local search_path = pg_catalog, pg_temp;
+    foreach t in array tables loop
+        loop
+            perform pg_catalog.set_config('memex.tenant_id', victim.id::text, true);
+            execute pg_catalog.format(
+                'delete from memex.%1$I as r where r.tenant_id = $1 and r.ctid = any(array('
+                || 'select x.ctid from memex.%1$I as x where x.tenant_id = $1 limit $2))', t)
+            using victim.id, batch_size;
+            get diagnostics removed = row_count;
+            commit;
+            set local search_path = pg_catalog, pg_temp;
+            exit when removed = 0;
+            total := total + removed;
+            raise notice 'memex.delete_tenant: % rows of % removed so far (now: %)', total, victim.name, t
+                using detail = pg_catalog.jsonb_build_object('event', 'progress', 'table', t, 'removed', total)::text;
+        end loop;
+    end loop;
+    delete from memex.tenants as x where x.id = victim.id;  -- what is left cascades
+    commit;
+    raise notice 'memex.delete_tenant: tenant % (%) deleted, % rows removed', victim.name, victim.id, total
+        using detail = pg_catalog.jsonb_build_object('event', 'done', 'tenant', victim.id, 'removed', total)::text;
+end
+$$;
+
+comment on procedure memex.delete_tenant (text, text, integer) is
+'Deletes a tenant and all its rows in committed batches (confirm => its name). For memex_admin.';
+
 -- memex.set_tenant(tenant, is_local): act for a tenant, by name or id.
 -- SECURITY DEFINER because an application must resolve the tenant it names while RLS hides every
 -- tenants row until a tenant is set; it reveals only the id of a tenant the caller named. Owned by

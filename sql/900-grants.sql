@@ -18,6 +18,7 @@ grant execute on function memex.current_tenant() to memex_admin, memex_app;
 grant execute on function memex._require_tenant() to memex_admin, memex_app;
 grant execute on function memex.set_tenant(text, boolean) to memex_admin, memex_app;
 grant execute on function memex.create_tenant(text, jsonb) to memex_admin;
+grant execute on procedure memex.delete_tenant(text, text, integer) to memex_admin;
 
 -- content (SECURITY INVOKER: the caller's RLS applies inside every one of them)
 grant execute on function memex.chunk_text(text, integer, integer, text) to memex_admin, memex_app;

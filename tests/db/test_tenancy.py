@@ -214,3 +214,50 @@ def test_privileges_match_the_expected_snapshot(conn: Conn) -> None:
         "privileges changed: review the diff, then delete tests/db/expected_privileges.txt "
         "and re-run to regenerate it"
     )
+
+
+def _rows_of(dsn: str, tenant: str) -> dict[str, int]:
+    """As superuser (no RLS): the tenant's rows in every memex table with a tenant_id."""
+    with psycopg.connect(dsn) as su:
+        tables = [r[0] for r in su.execute(
+            "select c.relname from pg_class c join pg_attribute a on a.attrelid = c.oid"
+            " and a.attname = 'tenant_id' where c.relnamespace = 'memex'::regnamespace"
+            " and c.relkind = 'r' order by 1")]  # fmt: skip
+        found = {t: su.execute(f"select count(*) from memex.{t} where tenant_id = %s",
+                               (tenant,)).fetchone()[0] for t in tables}  # type: ignore[index]  # fmt: skip
+        found["tenants"] = su.execute("select count(*) from memex.tenants where id = %s",
+                                      (tenant,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+    return found  # type: ignore[return-value]
+
+
+def test_a_deleted_tenant_is_gone_from_every_table_and_the_other_keeps_all(
+    conn: Conn, db: str, two_tenants: dict[str, str]
+) -> None:
+    a, b = two_tenants["tenant-a"], two_tenants["tenant-b"]
+    before_a = _rows_of(db, a)
+    assert _rows_of(db, b)["chunks"] > 0 and _rows_of(db, b)["embeddings"] > 0
+    notices: list[str] = []
+    with psycopg.connect(db, autocommit=True) as admin:
+        admin.execute("set role memex_admin")
+        admin.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="confirm must repeat"):
+            admin.execute("call memex.delete_tenant('tenant-b', confirm => 'tenant-a')")
+        assert _rows_of(db, b)["documents"] == 1, "a wrong confirmation deletes nothing"
+        with pytest.raises(psycopg.errors.NoDataFound):
+            admin.execute("call memex.delete_tenant('tenant-c', confirm => 'tenant-c')")
+        admin.execute(
+            "call memex.delete_tenant('tenant-b', confirm => 'tenant-b', batch_size => 1)"
+        )
+    assert set(_rows_of(db, b).values()) == {0}, _rows_of(db, b)
+    assert _rows_of(db, a) == before_a
+    assert notices[-1].startswith("memex.delete_tenant: tenant tenant-b (")
+
+
+def test_writes_under_an_id_that_is_no_tenant_are_refused(conn: Conn, db: str) -> None:
+    with psycopg.connect(db) as app:
+        app.execute("set role memex_app")
+        app.execute("select set_config('memex.tenant_id', gen_random_uuid()::text, false)")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            app.execute("select memex.upsert_document('kb/x.md', 'text')")
+    with psycopg.connect(db) as su:
+        assert su.execute("select count(*) from memex.documents").fetchone() == (0,)
