@@ -10,6 +10,9 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
+if input is not None and len(input) > 100000:  # before any import or model: docs/embedding.md, limits
+    plpy.error("memex.embed: the input has %d characters; the limit is 100000" % len(input), sqlstate="54000",
+               hint="embed chunks (memex.chunk_text gives them), not whole documents")
 if "memex_db" not in GD:
     plpy.execute("select memex._python_init()")
 return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "embed", input, space)
@@ -28,6 +31,10 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
+if inputs is not None and (len(inputs) > 4096 or sum(len(t) for t in inputs if t is not None) > 10000000):
+    plpy.error("memex.embed_batch: %d texts, %d characters; the limits are 4096 texts and 10,000,000 characters"
+               % (len(inputs), sum(len(t) for t in inputs if t is not None)), sqlstate="54000",
+               hint="call it in batches (CALL memex.embed_pending does)")
 if "memex_db" not in GD:
     plpy.execute("select memex._python_init()")
 return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "embed_batch", inputs, space)

@@ -12,6 +12,9 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
+if input is not None and len(input) > 50000000:
+    plpy.error("memex.chunk_text: the input has %d characters; the limit is 50,000,000" % len(input),
+               sqlstate="54000")
 if "memex_db" not in GD:
     plpy.execute("select memex._python_init()")
 return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "chunk_text", input, max_tokens, overlap, space)
@@ -29,6 +32,9 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
+if input is not None and len(input) > 50000000:  # the ingest limit is 100 MB files: 50M characters of text
+    plpy.error("memex.count_tokens: the input has %d characters; the limit is 50,000,000" % len(input),
+               sqlstate="54000")
 if "memex_db" not in GD:
     plpy.execute("select memex._python_init()")
 return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "count_tokens", input, space)

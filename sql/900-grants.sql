@@ -8,7 +8,8 @@ revoke all on all procedures in schema memex from public;
 
 grant execute on function memex.version() to memex_admin, memex_app;
 grant execute on function memex.status() to memex_admin, memex_app;
-grant execute on function memex.python_check() to memex_admin, memex_app;
+-- python_check imports torch in the calling backend (seconds, hundreds of MB): not for apps
+grant execute on function memex.python_check() to memex_admin;
 grant execute on function memex.embed(text, text) to memex_admin, memex_app;
 grant execute on function memex._python_init() to memex_admin, memex_app;
 grant execute on function memex._backend_status() to memex_admin, memex_app;

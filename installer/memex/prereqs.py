@@ -49,6 +49,40 @@ def pinned_requirements() -> dict[str, str]:
     )
 
 
+# Roles are cluster-wide: one created before memex (or changed since) may void RLS. Which role
+# must not be a member of which (a member acts with the other's rights).
+_ROLE_MEMBERSHIPS = (("memex_app", "memex_admin"), ("memex_app", "memex_owner"),
+                     ("memex_admin", "memex_owner"))  # fmt: skip
+
+
+def _roles_finding(conn: psycopg.Connection[tuple[object, ...]]) -> Finding:
+    """memex's roles, where they exist already: no SUPERUSER, no BYPASSRLS, and neither
+    memex_app nor memex_admin a member of a more powerful memex role."""
+    problems: list[str] = []
+    fixes: list[str] = []
+    rows = conn.execute(
+        "select rolname, rolsuper, rolbypassrls from pg_roles"
+        " where rolname in ('memex_app', 'memex_admin', 'memex_owner') order by rolname"
+    ).fetchall()
+    for name, is_super, bypass in rows:
+        if is_super or bypass:
+            problems.append(f"{name} has {'SUPERUSER' if is_super else 'BYPASSRLS'}")
+            fixes.append(f"ALTER ROLE {name} NOSUPERUSER NOBYPASSRLS;")
+    existing = {str(r[0]) for r in rows}
+    for member, group in _ROLE_MEMBERSHIPS:
+        if {member, group} <= existing:
+            row = conn.execute("select pg_has_role(%s, %s, 'MEMBER')", (member, group)).fetchone()
+            if row and row[0]:
+                problems.append(f"{member} is a member of {group}")
+                fixes.append(f"REVOKE {group} FROM {member};")
+    return Finding(
+        "memex roles",
+        not problems,
+        "; ".join(problems) + " (row-level security would not hold)" if problems else "safe",
+        " ".join(fixes),
+    )
+
+
 def check_server(conn: psycopg.Connection[tuple[object, ...]]) -> list[Finding]:
     findings: list[Finding] = []
     num = int(str(conn.execute("show server_version_num").fetchone()[0]))  # type: ignore[index]
@@ -76,6 +110,7 @@ def check_server(conn: psycopg.Connection[tuple[object, ...]]) -> list[Finding]:
             "run memex install as a superuser (plpython3u is an untrusted language)",
         )
     )
+    findings.append(_roles_finding(conn))
     available: dict[str, object] = dict(
         conn.execute(  # type: ignore[arg-type]
             "select name, coalesce(installed_version, default_version) from pg_available_extensions"

@@ -64,3 +64,31 @@ def test_memory_budget_too_small_is_a_clear_error(db: str) -> None:
         fresh.execute("set memex.memory_budget_mb = 20")
         with pytest.raises(psycopg.errors.OutOfMemory, match=r"memex\.memory_budget_mb"):
             fresh.execute("select memex.embed('x')")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [("select memex.embed(repeat('x', 100001))", "memex.embed: the input has 100001 characters"),
+     ("select * from memex.embed_batch(array_fill('x'::text, array[4097]))",
+      "memex.embed_batch: 4097 texts"),
+     ("select * from memex.embed_batch(array_fill(repeat('x', 5000000), array[3]))",
+      "the limits are 4096 texts and 10,000,000 characters"),
+     ("select memex.count_tokens(repeat('x', 50000001))", "the limit is 50,000,000"),
+     ("select count(*) from memex.chunk_text(repeat('x', 50000001))", "the limit is 50,000,000")],
+)  # fmt: skip
+def test_inputs_that_reach_the_model_are_capped_before_it_loads(
+    db: str, call: str, message: str
+) -> None:
+    with psycopg.connect(db, autocommit=True) as app:  # a new backend: nothing loaded yet
+        app.execute("set role memex_app")
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded, match=message):
+            app.execute(call)
+        loaded = app.execute("select memex.status() -> 'backend' -> 'loaded_models'").fetchone()
+        assert loaded == ([],), "refused before any model was loaded"
+
+
+def test_the_app_role_cannot_run_the_environment_check(db: str) -> None:
+    with psycopg.connect(db) as app:
+        app.execute("set role memex_app")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("select * from memex.python_check()")

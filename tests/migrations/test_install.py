@@ -123,3 +123,33 @@ def test_doctor_passes_on_an_installed_database(db: str) -> None:
     assert result.returncode == 0, result.stdout
     assert "all checks passed" in result.stdout
     assert "[ok  ] memex installed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "undo", "expected"),
+    [("alter role memex_app bypassrls", "alter role memex_app nobypassrls",
+      "memex_app has BYPASSRLS"),
+     ("grant memex_owner to memex_app", "revoke memex_owner from memex_app",
+      "memex_app is a member of memex_owner")],
+)  # fmt: skip
+def test_a_role_that_would_void_rls_is_refused_with_its_fix(
+    empty_db: str, change: str, undo: str, expected: str
+) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as su:
+        su.execute(
+            "do $$ begin if not exists (select from pg_roles where rolname = 'memex_app') then"
+            " create role memex_app nologin; end if;"
+            " if not exists (select from pg_roles where rolname = 'memex_owner') then"
+            " create role memex_owner nologin; end if; end $$"
+        )
+        su.execute(change)  # roles are cluster-wide: undone below whatever happens
+        try:
+            before = schema_dump(empty_db)
+            result = run_cli("install", "--dsn", empty_db)
+            assert result.returncode == 3, result.stderr
+            assert f"memex roles: {expected}" in result.stderr and "fix:" in result.stderr
+            assert schema_dump(empty_db) == before
+            doctor = run_cli("doctor", "--dsn", empty_db)
+            assert "[FAIL] memex roles" in doctor.stdout
+        finally:
+            su.execute(undo)
