@@ -138,3 +138,7 @@ grant execute on function memex.rag_search(
 grant execute on function memex.count_tokens(text, text) to memex_admin, memex_app;
 grant execute on function memex._join_chunks(text, text) to memex_admin, memex_app;
 grant execute on function memex.compose_context(text, integer, integer, text, jsonb, text) to memex_admin, memex_app;
+
+-- limits: every role reads the ceilings its embedding runs under; memex_admin sets them
+grant select on memex.limits to memex_admin, memex_app;
+grant insert, update, delete on memex.limits to memex_admin;

@@ -1,11 +1,18 @@
-"""memex settings read from PostgreSQL GUCs (documented in docs/settings.md)."""
+"""memex settings: a session's GUCs, under the ceilings memex_admin keeps in memex.limits.
+
+memex.embed_threads, memex.memory_budget_mb and memex.embed_runtime are placeholder GUCs that
+any role may SET, so a limit cannot live there: a session's value may only go below the
+ceiling in memex.limits (threads are never more than the cores; a budget of 0, "none", is the
+ceiling itself), and when memex.limits fixes a runtime a session may not pick another one.
+Documented in docs/embedding.md ("Settings" and "Limits").
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from memex_db.environment import cpu_count
-from memex_db.errors import InvalidParameter
+from memex_db.errors import InvalidParameter, MemexDbError
 from memex_db.plpy_types import Plpy
 
 GUCS = {
@@ -15,6 +22,7 @@ GUCS = {
     "runtime": "memex.embed_runtime",
 }
 RUNTIMES = ("auto", "onnx", "sentence-transformers")
+_LIMITS = "select name, value from memex.limits"
 
 
 @dataclass(frozen=True)
@@ -47,15 +55,54 @@ def default_threads(concurrent_embedders: int) -> int:
     return max(1, cpu_count() // max(1, concurrent_embedders))
 
 
+def _limits(plpy: Plpy) -> dict[str, str]:
+    return {str(r["name"]): str(r["value"]) for r in plpy.execute(_LIMITS)}
+
+
+def _ceiling(limits: dict[str, str], name: str) -> int | None:
+    raw = limits.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidParameter(
+            f"memex.limits {name} must be an integer, not {raw!r}",
+            hint=f"memex_admin sets the {name} row of memex.limits to a whole number",
+        ) from None
+    return value if value > 0 else None
+
+
 def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
+    limits = _limits(plpy)
     threads = _int_setting(plpy, GUCS["threads"], 0, 0)
+    thread_cap = min(_ceiling(limits, "embed_threads") or cpu_count(), cpu_count())
+    budget = _int_setting(plpy, GUCS["memory_budget_mb"], 0, 0)
+    budget_cap = _ceiling(limits, "memory_budget_mb")
+    if budget_cap is not None:
+        budget = budget_cap if budget == 0 else min(budget, budget_cap)
     return Settings(
-        threads=threads or default_threads(concurrent_embedders),
+        threads=min(threads or default_threads(concurrent_embedders), thread_cap),
         threads_explicit=threads > 0,
-        memory_budget_mb=_int_setting(plpy, GUCS["memory_budget_mb"], 0, 0),
+        memory_budget_mb=budget,
         batch_size=_int_setting(plpy, GUCS["batch_size"], 64, 1),
-        runtime=_runtime_setting(plpy),
+        runtime=_allowed_runtime(_runtime_setting(plpy), limits.get("embed_runtime")),
     )
+
+
+def _allowed_runtime(asked: str, fixed: str | None) -> str:
+    if fixed is None or fixed == "auto":
+        return asked
+    if fixed not in RUNTIMES:
+        raise InvalidParameter(f"memex.limits embed_runtime must be one of {', '.join(RUNTIMES)}")
+    if asked not in ("auto", fixed):
+        raise MemexDbError(
+            f"setting {GUCS['runtime']} = {asked!r} is not allowed here: the administrator fixed "
+            f"the runtime to {fixed!r}",
+            hint=f"RESET {GUCS['runtime']}",
+            sqlstate="42501",
+        )
+    return fixed
 
 
 def _runtime_setting(plpy: Plpy) -> str:

@@ -92,3 +92,18 @@ def test_the_app_role_cannot_run_the_environment_check(db: str) -> None:
         app.execute("set role memex_app")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             app.execute("select * from memex.python_check()")
+
+
+def test_limits_are_the_administrators_and_a_session_cannot_lift_them(db: str) -> None:
+    with psycopg.connect(db, autocommit=True) as admin:
+        admin.execute("set role memex_admin")
+        admin.execute("insert into memex.limits (name, value) values ('embed_runtime', 'onnx')")
+    with psycopg.connect(db, autocommit=True) as app:
+        app.execute("set role memex_app")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("delete from memex.limits")
+        app.execute("set memex.embed_runtime = 'sentence-transformers'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="fixed the runtime"):
+            app.execute("select memex.embed('x')")
+        app.execute("reset memex.embed_runtime")
+        assert app.execute("select vector_dims(memex.embed('x'))").fetchone() == (384,)

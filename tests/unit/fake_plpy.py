@@ -20,6 +20,7 @@ class FakePlpy:
     ):
         self.settings = settings or {}
         self.spaces = spaces or []
+        self.limits: dict[str, str] = {}
         self.notices: list[str] = []
 
     def execute(self, query: Any, args: Sequence[Any] = (), /) -> list[dict[str, Any]]:
@@ -35,6 +36,8 @@ class FakePlpy:
             if not found:
                 raise PlpyError(f"unknown embedding space {args[0]!r}", sqlstate="22023")
             return found
+        if "from memex.limits" in text:
+            return [{"name": k, "value": v} for k, v in self.limits.items()]
         if "from pg_catalog.pg_locks" in text:
             return [{"n": 1}]
         raise AssertionError(f"unexpected query: {query}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from memex_db import __version__, api, entry, models, probe, settings
-from memex_db.errors import InvalidParameter
+from memex_db.errors import InvalidParameter, MemexDbError
 from memex_db.onnx_runtime import read_pipeline_config, validated_manifest
 from tests.unit.fake_plpy import FakePlpy, PlpyError
 
@@ -20,6 +21,28 @@ def test_settings_defaults() -> None:
     assert conf.memory_budget_mb == 0
     assert conf.threads >= 1
     assert conf.runtime == "auto"
+
+
+def test_a_session_may_only_lower_the_administrators_ceilings() -> None:
+    plpy = FakePlpy({"memex.embed_threads": "512", "memex.memory_budget_mb": "0"})
+    assert settings.read(plpy).threads <= os.cpu_count()  # type: ignore[operator]
+    plpy.limits = {"embed_threads": "1", "memory_budget_mb": "300"}
+    conf = settings.read(plpy)
+    assert (conf.threads, conf.memory_budget_mb) == (1, 300), "0 (no budget) is the ceiling"
+    plpy.settings["memex.memory_budget_mb"] = "100000"
+    assert settings.read(plpy).memory_budget_mb == 300
+    plpy.settings["memex.memory_budget_mb"] = "200"
+    assert settings.read(plpy).memory_budget_mb == 200, "lowering is allowed"
+
+
+def test_a_fixed_runtime_cannot_be_switched_by_a_session() -> None:
+    plpy = FakePlpy({"memex.embed_runtime": "sentence-transformers"})
+    plpy.limits = {"embed_runtime": "onnx"}
+    with pytest.raises(MemexDbError, match="fixed the runtime to 'onnx'") as info:
+        settings.read(plpy)
+    assert info.value.sqlstate == "42501"
+    plpy.settings["memex.embed_runtime"] = "auto"
+    assert settings.read(plpy).runtime == "onnx"
 
 
 def test_threads_are_shared_between_concurrent_embedders() -> None:
