@@ -91,11 +91,39 @@ def bundled_model_path() -> str:
     return path
 
 
+# Local models load only from under these directories of the database server: a model name is
+# a path any caller of create_space or _model_hash can pass, and reading it hashes every file.
+MODEL_ROOTS_ENV = "MEMEX_MODEL_ROOTS"  # os.pathsep-separated; default $MEMEX_HOME/models
+MAX_MODEL_FILES = 2000
+MAX_MODEL_BYTES = 20 << 30
+
+
+def model_roots() -> list[str]:
+    raw = os.environ.get(MODEL_ROOTS_ENV)
+    home = os.environ.get("MEMEX_HOME", "/var/lib/memex")
+    roots = [r for r in raw.split(os.pathsep) if r] if raw else [os.path.join(home, "models")]
+    return [os.path.realpath(r) for r in roots]
+
+
+def _inside_roots(path: str) -> bool:
+    real = os.path.realpath(path)  # links resolved: a link out of a root is outside it
+    return any(real == root or real.startswith(root + os.sep) for root in model_roots())
+
+
 def resolve_model_dir(model: str) -> str:
-    """A model is the bundled default by name, or a local sentence-transformers directory."""
+    """A model is the bundled default by name, or a local sentence-transformers directory under
+    one of the model roots (checked before anything about the path is looked at, so nothing is
+    revealed about files elsewhere)."""
     if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
         return bundled_model_path()
     if os.path.isabs(model):
+        if not _inside_roots(model):
+            raise InvalidParameter(
+                f"model directory {model} is outside the model roots of the database server",
+                hint=f"put local models under {os.pathsep.join(model_roots())} (set "
+                f"{MODEL_ROOTS_ENV} in the server's environment to change it)",
+                sqlstate="42501",
+            )
         if not os.path.isdir(model):
             raise InvalidParameter(
                 f"model directory {model} does not exist on the database server",
@@ -268,12 +296,20 @@ def model_hash(model: str) -> str:
         return hashlib.sha256(model.encode()).hexdigest()
     root = resolve_model_dir(model)
     files = []
+    total = 0
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _HASH_SKIP_DIRS)
         for name in sorted(names):
             path = os.path.join(folder, name)
             stat = os.stat(path)
             files.append((os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns))
+            total += stat.st_size
+            if len(files) > MAX_MODEL_FILES or total > MAX_MODEL_BYTES:
+                raise ResourceLimit(
+                    f"model directory {root} holds more than {MAX_MODEL_FILES} files or "
+                    f"{MAX_MODEL_BYTES >> 30} GiB: not a model",
+                    sqlstate="54000",
+                )
     key = (root, tuple(files))
     if key not in _hash_cache:
         digest = hashlib.sha256()

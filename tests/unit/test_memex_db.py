@@ -100,7 +100,13 @@ def test_unknown_models_are_refused_without_download(model: str) -> None:
         models.load({}, model, 1, 0)
 
 
-def test_missing_model_directory_is_named(tmp_path: Path) -> None:
+def test_model_directories_are_looked_for_under_the_model_roots_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(InvalidParameter, match="outside the model roots") as info:
+        models.resolve_model_dir(str(tmp_path / "absent"))
+    assert info.value.sqlstate == "42501"
+    monkeypatch.setenv(models.MODEL_ROOTS_ENV, str(tmp_path))
     with pytest.raises(InvalidParameter, match="does not exist"):
         models.resolve_model_dir(str(tmp_path / "absent"))
 
