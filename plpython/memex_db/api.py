@@ -27,12 +27,21 @@ def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:
     return max(1, int(rows[0]["n"])) if rows else 1
 
 
+_MODELS_IN_USE = "select distinct model from memex.spaces where status <> 'retired'"
+
+
+def _models_in_use(plpy: Plpy, gd: GD) -> set[str]:
+    rows = plpy.execute(cached_plan(plpy, gd, "models_in_use", _MODELS_IN_USE, []))
+    return {str(r["model"]) for r in rows}
+
+
 def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[models.LoadedModel, int]:
     """The space's model in this backend, and the batch size; for batches, with the threads
     re-balanced for how many backends embed at once."""
     conf = settings.read(plpy, _concurrent_embedders(plpy, gd) if batch else 1)
     runtime = space.runtime or conf.runtime
-    loaded = models.load(gd, space.model, conf.threads, conf.memory_budget_mb, runtime)
+    loaded = models.load(gd, space.model, conf.threads, conf.memory_budget_mb, runtime,
+                         in_use=lambda: _models_in_use(plpy, gd))  # fmt: skip
     if batch and not conf.threads_explicit:
         loaded.adapt_threads(conf.threads)
     return loaded, conf.batch_size
@@ -78,7 +87,8 @@ def measure_rate(plpy: Plpy, gd: GD, model: str, texts: list[str] | None) -> flo
     if not texts:
         return None
     conf = settings.read(plpy)
-    loaded = models.load(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime)
+    loaded = models.load(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime,
+                         in_use=lambda: _models_in_use(plpy, gd))  # fmt: skip
     started = now()
     loaded.encoder.encode(texts, conf.batch_size)
     return len(texts) / max(now() - started, 1e-6)

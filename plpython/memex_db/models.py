@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -240,14 +241,41 @@ def _make_encoder(model: str, runtime: str, threads: int, breakdown: dict[str, f
     return SentenceTransformerEncoder(model_dir, threads, breakdown)
 
 
+def evict(gd: GD, keep: set[str]) -> list[str]:
+    """Drops this backend's loaded models that no space in use needs any more (a reembed's
+    retired model stays in every pooled backend otherwise), and gives their memory back."""
+    cache: dict[str, LoadedModel] = gd.setdefault("memex_models", {})
+    dropped = [key for key, loaded in cache.items() if loaded.key not in keep]
+    for key in dropped:
+        del cache[key]
+    if dropped:
+        import contextlib
+        import ctypes
+        import gc
+
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):  # glibc keeps freed memory mapped
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return dropped
+
+
 def load(
-    gd: GD, model: str, threads: int, memory_budget_mb: int, runtime: str = "auto"
+    gd: GD,
+    model: str,
+    threads: int,
+    memory_budget_mb: int,
+    runtime: str = "auto",
+    in_use: Callable[[], set[str]] | None = None,
 ) -> LoadedModel:
-    """The model for `model` with `runtime`, loaded at most once per backend."""
+    """The model for `model` with `runtime`, loaded at most once per backend. While this
+    backend holds another model, those that `in_use()` (the models of the spaces not retired)
+    no longer lists are evicted first."""
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown runtime {runtime!r}", hint=f"one of {RUNTIMES}")
     cache: dict[str, LoadedModel] = gd.setdefault("memex_models", {})
     key = f"{model}|{runtime}"
+    if in_use is not None and (len(cache) > 1 or (cache and key not in cache)):
+        evict(gd, in_use() | {model})  # one query, only when another model is held
     if key in cache:
         return cache[key]
     prepare_process()

@@ -148,3 +148,19 @@ def test_a_local_model_loads_from_under_the_model_root_and_a_link_out_of_it_does
     finally:
         shutil.rmtree(copy)
         link.unlink()
+
+
+def test_a_backend_drops_the_model_of_a_retired_space_when_it_loads_another(conn: Conn) -> None:
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.create_space('h8', 'hash:8'), memex.create_space('h16', 'hash:16')")
+    conn.execute("select memex.activate_space('h8', force => true)")  # MiniLM's space: retired
+    conn.execute("select memex.embed('x', 'h8')")
+
+    def loaded() -> set[str]:
+        row = conn.execute("select memex.status() -> 'backend' -> 'loaded_models'").fetchone()
+        return {m["model"] for m in row[0]} if row else set()  # type: ignore[index, union-attr]
+
+    assert "hash:8" in loaded()
+    conn.execute("select memex.activate_space('h16', force => true)")  # h8 retired
+    conn.execute("select memex.embed('x', 'h16')")
+    assert loaded() == {"hash:16"}, "hash:8 (and any retired model) left this backend"
