@@ -10,6 +10,29 @@ from memex.migrate import pending_migrations
 from memex.prereqs import Finding, check_all
 
 
+def _other_databases(conn: psycopg.Connection[tuple[object, ...]]) -> Finding:
+    """memex's roles are cluster-wide: credentials meant for this database also open every other
+    database that lets memex_app connect (PostgreSQL grants CONNECT to PUBLIC by default)."""
+    others = [
+        str(r[0])
+        for r in conn.execute(
+            "select datname from pg_database where datallowconn and datname <> current_database()"
+            " and not datistemplate and has_database_privilege('memex_app', datname, 'CONNECT')"
+            " order by datname"
+        )
+    ]
+    return Finding(
+        "other databases",
+        not others,
+        f"memex_app may connect to {', '.join(others)}"
+        if others
+        else "memex_app connects here only",
+        "in each: REVOKE CONNECT ON DATABASE <name> FROM PUBLIC; then GRANT CONNECT to the roles "
+        "that use it (docs/tenancy.md, Roles)",
+        warning_only=True,
+    )
+
+
 def _installed_state(conn: psycopg.Connection[tuple[object, ...]], dsn: str) -> list[Finding]:
     row = conn.execute("select to_regprocedure('memex.version()')").fetchone()
     if row == (None,):
@@ -24,6 +47,7 @@ def _installed_state(conn: psycopg.Connection[tuple[object, ...]], dsn: str) -> 
             "run `memex install` to upgrade the database",
         )
     ]
+    findings.append(_other_databases(conn))
     pending = pending_migrations(dsn)
     findings.append(
         Finding(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +154,18 @@ def test_a_role_that_would_void_rls_is_refused_with_its_fix(
             assert "[FAIL] memex roles" in doctor.stdout
         finally:
             su.execute(undo)
+
+
+def test_doctor_names_other_databases_the_app_role_can_open(db: str) -> None:
+    other = f"other_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db, autocommit=True) as su:
+        su.execute(f"create database {other}")
+        try:
+            result = run_cli("doctor", "--dsn", db)
+            assert result.returncode == 0, result.stdout  # a warning, not a failure
+            assert "[WARN] other databases: memex_app may connect to" in result.stdout
+            assert other in result.stdout
+            su.execute(f"revoke connect on database {other} from public")
+            assert other not in run_cli("doctor", "--dsn", db).stdout
+        finally:
+            su.execute(f"drop database {other}")
