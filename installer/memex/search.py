@@ -22,11 +22,11 @@ select chunk_id::text, source_kind, source_id::text, content, score, similarity,
 def run_search(dsn: str, query: str, tenant: str, **options: Any) -> list[dict[str, Any]]:
     with connect(dsn) as conn:
         check_tenant(conn, tenant)
-    with connect(dsn) as conn, conn.transaction():
-        conn.execute("select memex.set_tenant(%s)", (tenant,))
-        cur = conn.cursor(row_factory=dict_row)
-        params = {"query": query, **options, "filters": Jsonb(options.get("filters") or {})}
-        return cur.execute(SEARCH_SQL, params).fetchall()
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (tenant,))
+            cur = conn.cursor(row_factory=dict_row)
+            params = {"query": query, **options, "filters": Jsonb(options.get("filters") or {})}
+            return cur.execute(SEARCH_SQL, params).fetchall()
 
 
 def _source(row: dict[str, Any]) -> str:
