@@ -205,8 +205,8 @@ begin
         raise exception 'unknown space options: %', pg_catalog.array_to_string(unknown, ', ')
             using errcode = '22023', hint = 'known: m, ef_construction, lists, runtime, defer_index';
     end if;
-    if opts ? 'runtime' and opts ->> 'runtime' not in ('auto', 'onnx', 'sentence-transformers') then
-        raise exception 'invalid runtime %: expected auto, onnx or sentence-transformers', opts ->> 'runtime'
+    if opts ? 'runtime' and opts ->> 'runtime' not in ('auto', 'onnx', 'onnx-int8', 'sentence-transformers') then
+        raise exception 'invalid runtime %: expected auto, onnx, onnx-int8 or sentence-transformers', opts ->> 'runtime'
             using errcode = '22023';
     end if;
     info := memex._model_info(create_space.model);  -- 22023 for an unknown model or directory

@@ -44,6 +44,7 @@ def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[model
                          in_use=lambda: _models_in_use(plpy, gd))  # fmt: skip
     if batch and not conf.threads_explicit:
         loaded.adapt_threads(conf.threads)
+    loaded.encoder.token_budget = conf.batch_tokens
     return loaded, conf.batch_size
 
 

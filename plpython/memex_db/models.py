@@ -33,6 +33,7 @@ class Encoder(Protocol):
     dimensions: int
     max_tokens: int
     threads: int
+    token_budget: int  # padded tokens per inference batch, where the runtime batches by tokens
 
     def encode(self, texts: list[str], batch_size: int) -> list[list[float]]: ...
     def set_threads(self, threads: int) -> None: ...
@@ -144,6 +145,7 @@ class HashEncoder:
     provider = "hash"
     max_tokens = 256
     threads = 1
+    token_budget = 0
 
     def __init__(self, dimensions: int):
         self.dimensions = dimensions
@@ -168,6 +170,7 @@ class HashEncoder:
 
 class SentenceTransformerEncoder:
     provider = "sentence-transformers"
+    token_budget = 0  # batches by rows only
 
     def __init__(self, model_dir: str, threads: int, breakdown: dict[str, float]):
         started = now()
@@ -211,15 +214,22 @@ def _dir_size_mb(path: str, suffixes: tuple[str, ...]) -> float:
     return total / 2**20
 
 
+def _onnx_variant(runtime: str) -> str | None:
+    """The ONNX export variant a runtime setting asks for (None: not an ONNX runtime)."""
+    return {"auto": "onnx", "onnx": "onnx", "onnx-int8": "onnx-int8"}.get(runtime)
+
+
 def estimate_load_mb(model: str, runtime: str) -> tuple[str, float]:
     """(runtime that will serve `model`, resident MB that loading it will add): an estimate
     made before loading, so a budget refuses instead of loading past it."""
     if model.startswith(HASH_PREFIX):
         return "hash", 1.0
     model_dir = resolve_model_dir(model)
-    if runtime in ("auto", "onnx") and validated_manifest(model_dir) is not None:
-        weights = _dir_size_mb(os.path.join(model_dir, EXPORT_DIRNAME), (".onnx", ".data"))
-        return "onnx", weights * 1.2 + RUNTIME_OVERHEAD_MB["onnx"]
+    variant = _onnx_variant(runtime)
+    manifest = validated_manifest(model_dir, variant) if variant else None
+    if manifest is not None:
+        path = os.path.join(model_dir, EXPORT_DIRNAME, manifest["onnx_file"])
+        return str(variant), os.path.getsize(path) / 2**20 * 1.2 + RUNTIME_OVERHEAD_MB["onnx"]
     weights = _dir_size_mb(model_dir, (".safetensors", ".bin"))
     return "sentence-transformers", weights * 1.5 + RUNTIME_OVERHEAD_MB["sentence-transformers"]
 
@@ -228,15 +238,17 @@ def _make_encoder(model: str, runtime: str, threads: int, breakdown: dict[str, f
     if model.startswith(HASH_PREFIX):
         return HashEncoder(_hash_dimensions(model))
     model_dir = resolve_model_dir(model)
-    if runtime in ("auto", "onnx"):
-        manifest = validated_manifest(model_dir)
+    variant = _onnx_variant(runtime)
+    if variant is not None:
+        manifest = validated_manifest(model_dir, variant)
         if manifest is not None:
             return OnnxEncoder(model_dir, manifest, threads, breakdown)
-        if runtime == "onnx":
+        if runtime != "auto":
             raise InvalidParameter(
-                f"model {model!r} has no validated ONNX export",
-                hint="run `python -m memex_db.onnx_export --model DIR` in the server venv, or "
-                "use runtime 'sentence-transformers'",
+                f"model {model!r} has no validated {runtime} export",
+                hint="run `python -m memex_db.onnx_export --model DIR` in the server venv (an "
+                "int8 variant is kept only when its parity holds), or use runtime "
+                "'sentence-transformers'",
             )
     return SentenceTransformerEncoder(model_dir, threads, breakdown)
 

@@ -1,8 +1,13 @@
 """The fast runtime: a sentence-transformers model exported to ONNX, run with onnxruntime and the
-`tokenizers` library (no torch import: ~0.2 s to a first vector instead of ~4-6 s, ~1/3 the RAM).
+`tokenizers` library (no torch import: ~0.3 s to a first vector instead of ~4-6 s, ~1/3 the RAM).
 
 An export lives in `<model_dir>/memex-onnx/` with a manifest written by onnx_export after a
-parity check against sentence-transformers; only a validated export is ever used.
+parity check against sentence-transformers; only a validated variant is ever used:
+  onnx        fp32, the graph fused by onnxruntime's transformer optimizer (attention, LayerNorm,
+              GELU) where the model family allows it; parity: cosine >= 0.9999
+  onnx-int8   the same graph with its MatMul weights quantized to int8 (dynamic quantization);
+              parity: mean cosine >= 0.99 and min >= 0.97 over the parity texts
+              (docs/embedding.md has its speed and retrieval cost)
 """
 
 import json
@@ -11,26 +16,48 @@ from typing import Any
 
 EXPORT_DIRNAME = "memex-onnx"
 MANIFEST = "manifest.json"
+# Bumped when the export changes what it writes: setup then exports again.
+EXPORT_FORMAT = 2
 MIN_PARITY_COSINE = 0.9999
+MIN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.97}
+MEAN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.99}
+# Padded tokens per inference batch: attention memory grows with rows x width^2, so a row count
+# alone lets 64 rows of 256 tokens take a backend past 800 MB (docs/embedding.md, "Memory").
+DEFAULT_TOKEN_BUDGET = 4096
 
 
 def export_dir(model_dir: str) -> str:
     return os.path.join(model_dir, EXPORT_DIRNAME)
 
 
-def validated_manifest(model_dir: str) -> dict[str, Any] | None:
-    """The export's manifest if an export exists and passed its parity check, else None."""
-    path = os.path.join(export_dir(model_dir), MANIFEST)
+def read_manifest(model_dir: str) -> dict[str, Any] | None:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(os.path.join(export_dir(model_dir), MANIFEST), encoding="utf-8") as handle:
             manifest: dict[str, Any] = json.load(handle)
     except (OSError, ValueError):
         return None
-    if float(manifest.get("min_cosine", 0.0)) < MIN_PARITY_COSINE:
+    return manifest if manifest.get("format") == EXPORT_FORMAT else None
+
+
+def validated_manifest(model_dir: str, variant: str = "onnx") -> dict[str, Any] | None:
+    """The export's manifest for `variant` (its file in "onnx_file") if that variant exists and
+    passed its parity check, else None."""
+    manifest = read_manifest(model_dir)
+    entry = (manifest or {}).get("variants", {}).get(variant)
+    if manifest is None or not entry:
         return None
-    if not os.path.isfile(os.path.join(export_dir(model_dir), manifest.get("onnx_file", ""))):
+    if not passes_parity(variant, entry):
         return None
-    return manifest
+    if not os.path.isfile(os.path.join(export_dir(model_dir), entry.get("file", ""))):
+        return None
+    return {**manifest, "onnx_file": entry["file"], "variant": variant}
+
+
+def passes_parity(variant: str, entry: dict[str, Any]) -> bool:
+    return (
+        float(entry.get("min_cosine", 0.0)) >= MIN_PARITY[variant]
+        and float(entry.get("mean_cosine", 0.0)) >= MEAN_PARITY[variant]
+    )
 
 
 def read_pipeline_config(model_dir: str) -> dict[str, Any]:
@@ -61,28 +88,51 @@ def read_pipeline_config(model_dir: str) -> dict[str, Any]:
     }
 
 
-class OnnxEncoder:
-    provider = "onnx"
+def token_batches(lengths: list[int], max_rows: int, token_budget: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into inference batches: sorted by length (less padding), at
+    most max_rows rows and, past the first row, at most token_budget padded tokens each."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending: this row is the widest so far, so it sets the batch's padded width.
+        if current and (len(current) >= max_rows or (len(current) + 1) * lengths[i] > token_budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
+
+class OnnxEncoder:
     def __init__(self, model_dir: str, manifest: dict[str, Any], threads: int,
-                 breakdown: dict[str, float]):  # fmt: skip
+                 breakdown: dict[str, float], folder: str | None = None):  # fmt: skip
+        """folder: where the ONNX file is, when not the model's export directory (the export
+        validates its staging copy)."""
         from memex_db.environment import now
 
         started = now()
         import numpy
-        import onnxruntime  # noqa: F401  (timed here; sessions are built in set_threads)
+        import onnxruntime
         from tokenizers import Tokenizer
 
         breakdown["import_onnxruntime"] = now() - started
         started = now()
         self._np = numpy
+        self.provider = str(manifest.get("variant", "onnx"))
         self.dimensions = int(manifest["dimensions"])
         self.max_tokens = int(manifest["max_length"])
+        self.token_budget = DEFAULT_TOKEN_BUDGET
         self._normalize = bool(manifest["normalize"])
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
         self.tokenizer.no_padding()
-        self._onnx_path = os.path.join(export_dir(model_dir), manifest["onnx_file"])
+        self._onnx_path = os.path.join(folder or export_dir(model_dir), manifest["onnx_file"])
+        # The CPU arena keeps its peak for the life of the session unless asked to shrink after
+        # each run: measured, shrinking costs no throughput and gives the batch's memory back.
+        self._run_options = onnxruntime.RunOptions()
+        self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self.session: Any = None
         self.threads = 0
         self.set_threads(threads)
@@ -112,29 +162,24 @@ class OnnxEncoder:
     def encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
         np = self._np
         encodings = self.tokenizer.encode_batch(texts)
-        # Batches of similar lengths waste less work on padding (sentence-transformers does too).
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        lengths = [len(e.ids) for e in encodings]
         out: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in idx)
+        for idx in token_batches(lengths, batch_size, self.token_budget):
+            width = lengths[idx[-1]]
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
-            types = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
-                enc = encodings[i]
-                n = len(enc.ids)
-                ids[row, :n] = enc.ids
-                mask[row, :n] = enc.attention_mask
-                types[row, :n] = enc.type_ids
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+                ids[row, : lengths[i]] = encodings[i].ids
+                mask[row, : lengths[i]] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden = self.session.run(None, {k: v for k, v in feeds.items()
-                                             if k in self._input_names})[0]  # fmt: skip
+                                             if k in self._input_names},
+                                      self._run_options)[0]  # fmt: skip
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             if self._normalize:
                 norms = np.linalg.norm(pooled, axis=1, keepdims=True)
                 pooled = pooled / np.clip(norms, 1e-12, None)
-            for row, i in enumerate(idx):
-                out[i] = pooled[row].tolist()
+            for row, vector in zip(idx, pooled.tolist(), strict=True):
+                out[row] = vector
         return out

@@ -13,15 +13,17 @@ from dataclasses import dataclass
 
 from memex_db.environment import cpu_count
 from memex_db.errors import InvalidParameter, MemexDbError
+from memex_db.onnx_runtime import DEFAULT_TOKEN_BUDGET
 from memex_db.plpy_types import Plpy
 
 GUCS = {
     "threads": "memex.embed_threads",
     "memory_budget_mb": "memex.memory_budget_mb",
     "batch_size": "memex.embed_batch_size",
+    "batch_tokens": "memex.embed_batch_tokens",
     "runtime": "memex.embed_runtime",
 }
-RUNTIMES = ("auto", "onnx", "sentence-transformers")
+RUNTIMES = ("auto", "onnx", "onnx-int8", "sentence-transformers")
 _LIMITS = "select name, value from memex.limits"
 
 
@@ -31,6 +33,7 @@ class Settings:
     threads_explicit: bool  # memex.embed_threads was set: no adapting to concurrent embedders
     memory_budget_mb: int  # 0 = no budget
     batch_size: int
+    batch_tokens: int  # padded tokens per inference batch (ONNX): bounds peak memory
     runtime: str  # auto = the validated ONNX export when there is one, else sentence-transformers
 
 
@@ -86,6 +89,7 @@ def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
         threads_explicit=threads > 0,
         memory_budget_mb=budget,
         batch_size=_int_setting(plpy, GUCS["batch_size"], 64, 1),
+        batch_tokens=_int_setting(plpy, GUCS["batch_tokens"], DEFAULT_TOKEN_BUDGET, 1),
         runtime=_allowed_runtime(_runtime_setting(plpy), limits.get("embed_runtime")),
     )
 

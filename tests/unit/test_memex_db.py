@@ -11,7 +11,12 @@ import pytest
 
 from memex_db import __version__, api, entry, models, probe, settings
 from memex_db.errors import InvalidParameter, MemexDbError
-from memex_db.onnx_runtime import read_pipeline_config, validated_manifest
+from memex_db.onnx_runtime import (
+    EXPORT_FORMAT,
+    read_pipeline_config,
+    token_batches,
+    validated_manifest,
+)
 from tests.unit.fake_plpy import FakePlpy, PlpyError
 
 
@@ -146,13 +151,44 @@ def test_fast_path_refuses_other_pipelines(tmp_path: Path) -> None:
         read_pipeline_config(str(_model_dir(tmp_path, "cls_token", ["Transformer", "Pooling"])))
 
 
-def test_unvalidated_export_is_never_used(tmp_path: Path) -> None:
+def _export_with(tmp_path: Path, manifest: dict[str, object]) -> str:
     export = tmp_path / "memex-onnx"
-    export.mkdir()
+    export.mkdir(exist_ok=True)
     (export / "model.onnx").write_bytes(b"x")
-    (export / "manifest.json").write_text(json.dumps({"onnx_file": "model.onnx",
-                                                       "min_cosine": 0.99}))  # fmt: skip
-    assert validated_manifest(str(tmp_path)) is None
+    (export / "model.int8.onnx").write_bytes(b"x")
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    return str(tmp_path)
+
+
+def test_unvalidated_export_is_never_used(tmp_path: Path) -> None:
+    fp32 = {"file": "model.onnx", "min_cosine": 0.99999, "mean_cosine": 0.99999}
+    int8 = {"file": "model.int8.onnx", "min_cosine": 0.96, "mean_cosine": 0.995}
+    # The format before the fused export: exported again by setup, never used.
+    old = _export_with(tmp_path, {"onnx_file": "model.onnx", "min_cosine": 0.99999})
+    assert validated_manifest(old) is None
+    model = _export_with(tmp_path, {"format": EXPORT_FORMAT, "variants": {
+        "onnx": {**fp32, "min_cosine": 0.9990}, "onnx-int8": int8}})  # fmt: skip
+    assert validated_manifest(model, "onnx") is None  # fp32 must be within 0.9999
+    assert validated_manifest(model, "onnx-int8") is None  # int8: min 0.97
+    model = _export_with(tmp_path, {"format": EXPORT_FORMAT, "variants": {
+        "onnx": fp32, "onnx-int8": {**int8, "min_cosine": 0.975}}})  # fmt: skip
+    assert validated_manifest(model, "onnx")["onnx_file"] == "model.onnx"  # type: ignore[index]
+    assert validated_manifest(model, "onnx-int8")["onnx_file"] == "model.int8.onnx"  # type: ignore[index]
+    (tmp_path / "memex-onnx" / "model.int8.onnx").unlink()
+    assert validated_manifest(model, "onnx-int8") is None
+
+
+def test_token_batches_bound_padded_tokens_and_rows() -> None:
+    lengths = [256, 10, 200, 12, 256, 256, 30, 255]
+    batches = token_batches(lengths, max_rows=3, token_budget=600)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        width = max(lengths[i] for i in batch)
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * width <= 600
+        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+    assert token_batches([5000], max_rows=64, token_budget=100) == [[0]]  # one row always fits
+    assert token_batches([], max_rows=64, token_budget=4096) == []
 
 
 def test_probe_names_a_missing_package_and_a_version_mismatch(tmp_path: Path) -> None:
