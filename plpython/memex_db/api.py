@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from memex_db import __version__, chunking, models, payloads, probe, settings, spaces
-from memex_db.environment import now, process_rss_mb
+from memex_db.environment import give_memory_back, now, process_rss_mb
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
 # Each backend embedding a batch (memex._drain_step: embed_pending, reembed, a worker) holds the
@@ -66,6 +66,7 @@ def embed_batch(
     loaded, batch_size = _loaded(plpy, gd, target, batch=True)
     present = [(i, t) for i, t in enumerate(texts, 1) if t is not None]
     vectors = loaded.encoder.encode([t for _, t in present], batch_size) if present else []
+    give_memory_back()
     by_ord = {i: spaces.fit(v, target) for (i, _), v in zip(present, vectors, strict=True)}
     return iter([(i, by_ord.get(i)) for i in range(1, len(texts) + 1)])
 

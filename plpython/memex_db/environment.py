@@ -42,3 +42,13 @@ def cpu_count() -> int:
 
 def now() -> float:
     return time.perf_counter()
+
+
+def give_memory_back() -> None:
+    """Returns freed heap memory to the system: glibc keeps what a batch's tensors and texts
+    used mapped (measured: 337 MB resident after 2,000 short texts, 192 MB after a trim)."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

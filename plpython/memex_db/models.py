@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from memex_db.environment import now, prepare_process, process_rss_mb
+from memex_db.environment import give_memory_back, now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
 from memex_db.onnx_runtime import EXPORT_DIRNAME, OnnxEncoder, validated_manifest
 from memex_db.plpy_types import GD
@@ -261,13 +261,10 @@ def evict(gd: GD, keep: set[str]) -> list[str]:
     for key in dropped:
         del cache[key]
     if dropped:
-        import contextlib
-        import ctypes
         import gc
 
         gc.collect()
-        with contextlib.suppress(OSError, AttributeError):  # glibc keeps freed memory mapped
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        give_memory_back()
     return dropped
 
 

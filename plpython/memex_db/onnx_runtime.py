@@ -22,8 +22,9 @@ MIN_PARITY_COSINE = 0.9999
 MIN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.97}
 MEAN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.99}
 # Padded tokens per inference batch: attention memory grows with rows x width^2, so a row count
-# alone lets 64 rows of 256 tokens take a backend past 800 MB (docs/embedding.md, "Memory").
-DEFAULT_TOKEN_BUDGET = 4096
+# alone lets 64 rows of 256 tokens take a backend past 800 MB. 2048 measured as fast as 4096 or
+# more (fuller caches), with the least peak memory (docs/embedding.md, "Memory").
+DEFAULT_TOKEN_BUDGET = 2048
 
 
 def export_dir(model_dir: str) -> str:
@@ -88,18 +89,32 @@ def read_pipeline_config(model_dir: str) -> dict[str, Any]:
     }
 
 
+# A batch also ends when padding would exceed 15% of its tokens (once it has 8 rows): a claim of
+# 64 chunks in id order mixes lengths, and padding them all to the longest halved embed_pending's
+# rate on short texts (measured: 37 -> 64 texts/s; docs/embedding.md).
+MIN_FILL = 0.85
+MIN_ROWS_BEFORE_SPLIT = 8
+
+
 def token_batches(lengths: list[int], max_rows: int, token_budget: int) -> list[list[int]]:
-    """Indices of `lengths` grouped into inference batches: sorted by length (less padding), at
-    most max_rows rows and, past the first row, at most token_budget padded tokens each."""
+    """Indices of `lengths` grouped into inference batches: sorted by length, at most max_rows
+    rows, past the first row at most token_budget padded tokens, and little padding."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0
     for i in order:
         # Sorted ascending: this row is the widest so far, so it sets the batch's padded width.
-        if current and (len(current) >= max_rows or (len(current) + 1) * lengths[i] > token_budget):
+        padded = (len(current) + 1) * lengths[i]
+        if current and (
+            len(current) >= max_rows
+            or padded > token_budget
+            or (len(current) >= MIN_ROWS_BEFORE_SPLIT and real + lengths[i] < MIN_FILL * padded)
+        ):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(i)
+        real += lengths[i]
     if current:
         batches.append(current)
     return batches
@@ -114,7 +129,7 @@ class OnnxEncoder:
 
         started = now()
         import numpy
-        import onnxruntime
+        import onnxruntime  # noqa: F401  (timed here; sessions are built in set_threads)
         from tokenizers import Tokenizer
 
         breakdown["import_onnxruntime"] = now() - started
@@ -129,10 +144,6 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
         self.tokenizer.no_padding()
         self._onnx_path = os.path.join(folder or export_dir(model_dir), manifest["onnx_file"])
-        # The CPU arena keeps its peak for the life of the session unless asked to shrink after
-        # each run: measured, shrinking costs no throughput and gives the batch's memory back.
-        self._run_options = onnxruntime.RunOptions()
-        self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self.session: Any = None
         self.threads = 0
         self.set_threads(threads)
@@ -153,6 +164,10 @@ class OnnxEncoder:
         # backends embedding at once on 2 cores, and no cost for one (docs/embedding.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No CPU arena: it keeps its peak for the session's life (1.2 GB measured after
+        # embed_pending on passages), and even shrunk after each run it peaked 50 MB higher
+        # than plain malloc, at the same speed. Callers trim the heap after a batch.
+        options.enable_cpu_mem_arena = False
         self.session = None
         self.session = onnxruntime.InferenceSession(
             self._onnx_path, options, providers=["CPUExecutionProvider"]
@@ -173,8 +188,7 @@ class OnnxEncoder:
                 mask[row, : lengths[i]] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden = self.session.run(None, {k: v for k, v in feeds.items()
-                                             if k in self._input_names},
-                                      self._run_options)[0]  # fmt: skip
+                                             if k in self._input_names})[0]  # fmt: skip
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             if self._normalize:

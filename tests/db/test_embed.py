@@ -177,7 +177,7 @@ def test_a_bad_token_budget_is_refused(
 def test_a_batch_of_long_passages_gives_its_memory_back(
     conn: psycopg.Connection[tuple[object, ...]],
 ) -> None:
-    """onnxruntime's CPU arena keeps its peak unless it shrinks after each run: 64 passages of
+    """a batch gives its memory back (no onnxruntime arena, the heap trimmed): 64 passages of
     256 tokens grew a backend by about 600 MB for good before."""
     passages = [
         f"{i} " + " ".join(["the storage of vectors in a database"] * 40) for i in range(64)
