@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from memex_db import models
+from memex_db import models, wordllama_model
 from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD
 
@@ -35,6 +35,9 @@ def load_tokenizer(gd: GD, model: str) -> tuple[Any, int]:
     if model not in cache:
         from tokenizers import Tokenizer
 
+        if model == wordllama_model.NAME:
+            cache[model] = (wordllama_model.load_tokenizer(), wordllama_model.MAX_TOKENS)
+            return cache[model]
         # The hash test provider chunks with the default model's tokenizer.
         name = models.DEFAULT_MODEL if model.startswith(models.HASH_PREFIX) else model
         model_dir = models.resolve_model_dir(name)

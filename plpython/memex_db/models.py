@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from memex_db import wordllama_model
 from memex_db.environment import give_memory_back, now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
 from memex_db.onnx_runtime import EXPORT_DIRNAME, OnnxEncoder, validated_manifest
@@ -134,8 +135,9 @@ def resolve_model_dir(model: str) -> str:
         return model
     raise InvalidParameter(
         f"unknown model {model!r}",
-        hint=f"use {DEFAULT_MODEL!r} (bundled) or an absolute path to a local "
-        "sentence-transformers model directory; nothing is downloaded at run time",
+        hint=f"use {DEFAULT_MODEL!r} (bundled), {wordllama_model.NAME!r} (bundled static model) or "
+        "an absolute path to a local sentence-transformers model directory; nothing is "
+        "downloaded at run time",
     )
 
 
@@ -224,6 +226,10 @@ def estimate_load_mb(model: str, runtime: str) -> tuple[str, float]:
     made before loading, so a budget refuses instead of loading past it."""
     if model.startswith(HASH_PREFIX):
         return "hash", 1.0
+    if model == wordllama_model.NAME:
+        return wordllama_model.NAME, sum(
+            p.stat().st_size for p in wordllama_model.files()
+        ) / 2**20 * 2
     model_dir = resolve_model_dir(model)
     variant = _onnx_variant(runtime)
     manifest = validated_manifest(model_dir, variant) if variant else None
@@ -237,6 +243,8 @@ def estimate_load_mb(model: str, runtime: str) -> tuple[str, float]:
 def _make_encoder(model: str, runtime: str, threads: int, breakdown: dict[str, float]) -> Encoder:
     if model.startswith(HASH_PREFIX):
         return HashEncoder(_hash_dimensions(model))
+    if model == wordllama_model.NAME:
+        return wordllama_model.WordLlamaEncoder(threads, breakdown)
     model_dir = resolve_model_dir(model)
     variant = _onnx_variant(runtime)
     if variant is not None:
@@ -301,6 +309,7 @@ def load(
     breakdown: dict[str, float] = {}
     started = now()
     encoder = _make_encoder(model, runtime, threads, breakdown)
+    give_memory_back()  # what parsing and optimizing the graph used, freed but still mapped
     loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown)
     if memory_budget_mb and loaded.rss_after_mb > memory_budget_mb:
         raise ResourceLimit(
@@ -331,6 +340,11 @@ def model_hash(model: str) -> str:
     if model.startswith(HASH_PREFIX):
         _hash_dimensions(model)
         return hashlib.sha256(model.encode()).hexdigest()
+    if model == wordllama_model.NAME:
+        digest = hashlib.sha256(model.encode())
+        for model_file in wordllama_model.files():
+            digest.update(model_file.read_bytes())
+        return digest.hexdigest()
     root = resolve_model_dir(model)
     files = []
     total = 0

@@ -6,7 +6,7 @@ parity check against sentence-transformers; only a validated variant is ever use
   onnx        fp32, the graph fused by onnxruntime's transformer optimizer (attention, LayerNorm,
               GELU) where the model family allows it; parity: cosine >= 0.9999
   onnx-int8   the same graph with its MatMul weights quantized to int8 (dynamic quantization);
-              parity: mean cosine >= 0.99 and min >= 0.97 over the parity texts
+              parity: mean cosine >= 0.985 and min >= 0.96 over the parity texts
               (docs/embedding.md has its speed and retrieval cost)
 """
 
@@ -19,8 +19,8 @@ MANIFEST = "manifest.json"
 # Bumped when the export changes what it writes: setup then exports again.
 EXPORT_FORMAT = 2
 MIN_PARITY_COSINE = 0.9999
-MIN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.97}
-MEAN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.99}
+MIN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.96}
+MEAN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.985}
 # Padded tokens per inference batch: attention memory grows with rows x width^2, so a row count
 # alone lets 64 rows of 256 tokens take a backend past 800 MB. 2048 measured as fast as 4096 or
 # more (fuller caches), with the least peak memory (docs/embedding.md, "Memory").

@@ -75,5 +75,7 @@ def describe_model(
 ) -> tuple[str, int]:
     """(provider, native dimensions) of a model, loading it (once per backend) to be sure."""
     loaded = models.load(gd, model, threads, budget_mb, runtime)
-    provider = "hash" if model.startswith(models.HASH_PREFIX) else "sentence-transformers"
+    provider = loaded.encoder.provider
+    if provider not in ("hash", "wordllama"):
+        provider = "sentence-transformers"  # the model's family; onnx is how it runs
     return provider, loaded.encoder.dimensions

@@ -138,7 +138,7 @@ def test_int8_runtime_stays_close_to_the_reference(
     conn: psycopg.Connection[tuple[object, ...]],
     reference_vectors: list[list[float]],
 ) -> None:
-    """onnx-int8 is kept at setup only within its parity (mean cosine >= 0.99, min >= 0.97)."""
+    """onnx-int8 is kept at setup only within its parity (mean cosine >= 0.985, min >= 0.96)."""
     conn.execute("set memex.embed_runtime = 'onnx-int8'")
     rows = conn.execute(
         "select embedding::text from memex.embed_batch(%s) order by ord", (TEXTS,)
@@ -146,7 +146,7 @@ def test_int8_runtime_stays_close_to_the_reference(
     cosines = [
         _cosine(json.loads(str(r[0])), e) for r, e in zip(rows, reference_vectors, strict=True)
     ]
-    assert min(cosines) >= 0.97 and sum(cosines) / len(cosines) >= 0.99, cosines
+    assert min(cosines) >= 0.96 and sum(cosines) / len(cosines) >= 0.985, cosines
     models = conn.execute("select memex.status()->'backend'->'loaded_models'").fetchone()
     assert models is not None and "onnx-int8" in {m["provider"] for m in models[0]}  # type: ignore[union-attr]
     conn.execute("reset memex.embed_runtime")
