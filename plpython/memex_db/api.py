@@ -41,7 +41,8 @@ def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[model
     conf = settings.read(plpy, _concurrent_embedders(plpy, gd) if batch else 1)
     runtime = space.runtime or conf.runtime
     loaded = models.load(gd, space.model, conf.threads, conf.memory_budget_mb, runtime,
-                         in_use=lambda: _models_in_use(plpy, gd))  # fmt: skip
+                         in_use=lambda: _models_in_use(plpy, gd),
+                         token_budget=conf.batch_tokens)  # fmt: skip
     if batch and not conf.threads_explicit:
         loaded.adapt_threads(conf.threads)
     loaded.encoder.token_budget = conf.batch_tokens

@@ -21,7 +21,12 @@ from typing import Any, Protocol
 from memex_db import wordllama_model
 from memex_db.environment import give_memory_back, now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
-from memex_db.onnx_runtime import EXPORT_DIRNAME, OnnxEncoder, validated_manifest
+from memex_db.onnx_runtime import (
+    DEFAULT_TOKEN_BUDGET,
+    EXPORT_DIRNAME,
+    OnnxEncoder,
+    validated_manifest,
+)
 from memex_db.plpy_types import GD
 from memex_db.settings import RUNTIMES
 
@@ -221,9 +226,16 @@ def _onnx_variant(runtime: str) -> str | None:
     return {"auto": "onnx", "onnx": "onnx", "onnx-int8": "onnx-int8"}.get(runtime)
 
 
-def estimate_load_mb(model: str, runtime: str) -> tuple[str, float]:
-    """(runtime that will serve `model`, resident MB that loading it will add): an estimate
-    made before loading, so a budget refuses instead of loading past it."""
+# Working memory of an ONNX inference batch per padded token (memex.embed_batch_tokens):
+# 181 MB measured above the loaded model at 2048 tokens of 256-token passages (MiniLM, 384
+# hidden; bench_embedding's peak RSS), rounded up. Part of what a budget must hold.
+INFERENCE_MB_PER_TOKEN = 0.09
+
+
+def estimate_load_mb(model: str, runtime: str, token_budget: int = 0) -> tuple[str, float]:
+    """(runtime that will serve `model`, resident MB that loading it and running its largest
+    batch will add): an estimate made before loading, so a budget refuses instead of loading
+    past it."""
     if model.startswith(HASH_PREFIX):
         return "hash", 1.0
     if model == wordllama_model.NAME:
@@ -235,7 +247,9 @@ def estimate_load_mb(model: str, runtime: str) -> tuple[str, float]:
     manifest = validated_manifest(model_dir, variant) if variant else None
     if manifest is not None:
         path = os.path.join(model_dir, EXPORT_DIRNAME, manifest["onnx_file"])
-        return str(variant), os.path.getsize(path) / 2**20 * 1.2 + RUNTIME_OVERHEAD_MB["onnx"]
+        weights = os.path.getsize(path) / 2**20
+        working = token_budget * INFERENCE_MB_PER_TOKEN
+        return str(variant), weights * 1.2 + RUNTIME_OVERHEAD_MB["onnx"] + working
     weights = _dir_size_mb(model_dir, (".safetensors", ".bin"))
     return "sentence-transformers", weights * 1.5 + RUNTIME_OVERHEAD_MB["sentence-transformers"]
 
@@ -283,6 +297,7 @@ def load(
     memory_budget_mb: int,
     runtime: str = "auto",
     in_use: Callable[[], set[str]] | None = None,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
 ) -> LoadedModel:
     """The model for `model` with `runtime`, loaded at most once per backend. While this
     backend holds another model, those that `in_use()` (the models of the spaces not retired)
@@ -298,7 +313,7 @@ def load(
     prepare_process()
     rss_before = process_rss_mb()
     if memory_budget_mb:
-        serving, estimate = estimate_load_mb(model, runtime)
+        serving, estimate = estimate_load_mb(model, runtime, token_budget)
         if rss_before + estimate > memory_budget_mb:
             raise ResourceLimit(
                 f"loading model {model!r} ({serving}) would take this backend from "
