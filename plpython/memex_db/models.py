@@ -356,26 +356,33 @@ def model_hash(model: str) -> str:
         _hash_dimensions(model)
         return hashlib.sha256(model.encode()).hexdigest()
     if model == wordllama_model.NAME:
-        digest = hashlib.sha256(model.encode())
-        for model_file in wordllama_model.files():
-            digest.update(model_file.read_bytes())
-        return digest.hexdigest()
+        paths = wordllama_model.files()
+        root = os.path.commonpath([str(p.parent) for p in paths])
+        return _files_digest(root, [_file_entry(root, str(p)) for p in paths])
     root = resolve_model_dir(model)
     files = []
     total = 0
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _HASH_SKIP_DIRS)
         for name in sorted(names):
-            path = os.path.join(folder, name)
-            stat = os.stat(path)
-            files.append((os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns))
-            total += stat.st_size
+            files.append(_file_entry(root, os.path.join(folder, name)))
+            total += files[-1][1]
             if len(files) > MAX_MODEL_FILES or total > MAX_MODEL_BYTES:
                 raise ResourceLimit(
                     f"model directory {root} holds more than {MAX_MODEL_FILES} files or "
                     f"{MAX_MODEL_BYTES >> 30} GiB: not a model",
                     sqlstate="54000",
                 )
+    return _files_digest(root, files)
+
+
+def _file_entry(root: str, path: str) -> tuple[str, int, int]:
+    stat = os.stat(path)
+    return os.path.relpath(path, root), stat.st_size, stat.st_mtime_ns
+
+
+def _files_digest(root: str, files: list[tuple[str, int, int]]) -> str:
+    """sha256 over the files' names and bytes, cached by their sizes and mtimes."""
     key = (root, tuple(files))
     if key not in _hash_cache:
         digest = hashlib.sha256()

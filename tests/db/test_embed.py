@@ -183,8 +183,8 @@ def test_a_batch_of_long_passages_gives_its_memory_back(
         f"{i} " + " ".join(["the storage of vectors in a database"] * 40) for i in range(64)
     ]
     conn.execute("select count(*) from memex.embed_batch(array['warm up'])")
-    before = conn.execute("select (memex.status()->'backend'->>'backend_rss_mb')::float").fetchone()
+    before = conn.execute("select (memex._backend_status()->>'backend_rss_mb')::float").fetchone()
     conn.execute("select count(*) from memex.embed_batch(%s)", (passages,))
-    after = conn.execute("select (memex.status()->'backend'->>'backend_rss_mb')::float").fetchone()
+    after = conn.execute("select (memex._backend_status()->>'backend_rss_mb')::float").fetchone()
     assert before is not None and after is not None
     assert float(after[0]) - float(before[0]) < 150, (before, after)  # type: ignore[arg-type]
