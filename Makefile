@@ -10,7 +10,7 @@ SETUP     := installer/setup
 HOST_PY   ?= python3
 STAMP     := $(VENV)/.memex-installed
 
-.PHONY: help setup system pgvector server-venv venv demo test test-fast lint format bench clean-dev
+.PHONY: help setup system pgvector server-venv test-servers venv demo test test-fast lint format bench clean-dev
 
 help:
 	@echo "make setup   install everything (idempotent, fast when present)"
@@ -19,7 +19,7 @@ help:
 	@echo "make lint    ruff, mypy, sqlfluff"
 	@echo "make bench   benchmarks (ratios against baselines measured in the same run)"
 
-setup: system pgvector server-venv venv
+setup: system pgvector server-venv test-servers venv
 
 system:
 	@bash $(SETUP)/system-packages.sh
@@ -29,6 +29,10 @@ pgvector: system
 
 server-venv: system
 	@bash $(SETUP)/server-venv.sh plpython
+
+# Real servers the tests start on loopback: infinity-emb (remote embedding provider).
+test-servers: system
+	@bash $(SETUP)/aux-venv.sh infinity $(SETUP)/infinity-requirements.txt >/dev/null
 
 # Re-install only when the project's metadata changes (editable install: code changes need none).
 venv: $(STAMP)
@@ -58,6 +62,7 @@ format: venv
 	$(VENV)/bin/sqlfluff fix sql migrations
 
 bench: setup
+	@bash $(SETUP)/aux-venv.sh langchain bench/langchain-requirements.txt >/dev/null
 	@$(MEMEX) dev up
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

@@ -1,7 +1,7 @@
 """Embedding throughput and memory on real text: in the database vs the runtimes outside it.
 
     .venv/bin/python bench/bench_embedding.py [--rounds 3] [--short 2000] [--passages 400]
-                                              [--batch-size 64] [--dsn DSN]
+                                              [--batch-size 64] [--claim 256] [--dsn DSN]
 
 In one run, on this machine, on the same texts (NFCorpus from ../shared/datasets: first
 sentences of abstracts, 8-40 words; and abstracts of 150-256 tokens):
@@ -94,7 +94,7 @@ def load_chunks(dsn: str, texts: list[str]) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def embed_pending_run(dsn: str, batch: int, chunks: int) -> dict[str, float]:
+def embed_pending_run(dsn: str, claim: int, chunks: int) -> dict[str, float]:
     """One CALL in a fresh backend (model loaded first): rate, peak RSS (sampled every 20 ms
     and the kernel's high-water mark) and RSS once the CALL returned."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -114,7 +114,7 @@ def embed_pending_run(dsn: str, batch: int, chunks: int) -> dict[str, float]:
         sampler = threading.Thread(target=sample)
         sampler.start()
         started = time.perf_counter()
-        conn.execute(sql.SQL("call memex.embed_pending(batch_size => {})").format(batch))
+        conn.execute(sql.SQL("call memex.embed_pending(batch_size => {})").format(claim))
         seconds = time.perf_counter() - started
         done.set()
         sampler.join()
@@ -131,7 +131,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--short", type=int, default=2000)
     parser.add_argument("--passages", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per inference batch")
+    parser.add_argument(
+        "--claim", type=int, default=256, help="embed_pending's batch_size: rows per transaction"
+    )
     parser.add_argument("--dsn")
     args = parser.parse_args()
     baseline = Baseline()
@@ -177,10 +180,13 @@ def main() -> None:
             conn.execute("select set_config('memex.embed_batch_size', %s, false)", (str(batch),))
             conn.execute("select count(*) from memex.embed_batch(array['warm up'])")
             for _ in range(args.rounds):
-                pending.append(embed_pending_run(dsn, batch, len(chunks)))
+                pending.append(embed_pending_run(dsn, args.claim, len(chunks)))
                 direct.append(embed_batch_rate(conn, chunks))
         rates = [p["rate"] for p in pending]
-        print(f"\nCALL memex.embed_pending, {name}: {len(chunks)} chunks, batch_size {batch}")
+        print(
+            f"\nCALL memex.embed_pending, {name}: {len(chunks)} chunks, "
+            f"batch_size {args.claim} (inference batches of {batch})"
+        )
         for label, values in (("embed_pending", rates), ("embed_batch", direct)):
             print(
                 f"  {label:13s} {statistics.median(values):7.1f}/s {[round(r, 1) for r in values]}"

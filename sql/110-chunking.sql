@@ -23,6 +23,29 @@ $py$;
 comment on function memex.chunk_text(text, integer, integer, text) is
 'Splits text into chunks of at most max_tokens tokens (default 200, at most the model''s maximum sequence length) of the space''s tokenizer, overlapping by overlap tokens (default 32), never cutting a word.';
 
+-- memex._chunk_source(input, domain): a source's chunks with their domain (memex_db.domains):
+-- with a domain every chunk has it; without, fenced blocks are code chunks of their own and
+-- prose chunks that are mostly code lines are code. Chunked with the active text space's
+-- tokenizer, at chunk_text's defaults.
+create or replace function memex._chunk_source(input text, domain text default null)
+returns table (ord integer, content text, token_count integer, domain text)
+language plpython3u
+stable
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if input is not None and len(input) > 50000000:
+    plpy.error("memex._chunk_source: the input has %d characters; the limit is 50,000,000" % len(input),
+               sqlstate="54000")
+if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "chunk_source", input, domain)
+$py$;
+
+comment on function memex._chunk_source(text, text) is
+'Internal: a source''s chunks (as chunk_text cuts them) with their domain, text or code.';
+
 -- memex.count_tokens(input, space): tokens of a text for the space's model (as chunk_text counts).
 create or replace function memex.count_tokens(input text, space text default null)
 returns integer

@@ -51,3 +51,33 @@ $$;
 
 comment on function memex._document_heading(text, text) is
 'Internal: a document''s title as the heading of its first chunk, unless the content already opens with it.';
+
+-- memex._document_domain(uri, metadata): the domain of all of a document's chunks when the
+-- document decides it (docs/embedding.md, "Domains"): metadata.domain ('text' or 'code'; 22023
+-- for anything else), else 'code' for a source file by its uri's extension; null: decided per
+-- chunk (fenced blocks, mostly-code prose) by memex._chunk_source.
+create or replace function memex._document_domain(uri text, metadata jsonb)
+returns text
+language plpgsql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if metadata ? 'domain' then
+        if pg_catalog.jsonb_typeof(metadata -> 'domain') <> 'string' or metadata ->> 'domain' not in ('text', 'code') then
+            raise exception 'document metadata domain must be "text" or "code", not %', metadata -> 'domain'
+                using errcode = '22023', hint = 'leave it out to let memex decide (source files by extension, fenced blocks)';
+        end if;
+        return metadata ->> 'domain';
+    end if;
+    if uri ~* '\.(py|pyi|js|jsx|mjs|cjs|ts|tsx|go|rs|java|kt|kts|scala|c|h|cc|cpp|cxx|hpp|hh|cs|rb|php|swift|m|mm|sh|bash|zsh|ps1|sql|r|jl|lua|pl|pm|hs|ex|exs|erl|clj|dart|vue|svelte|css|scss|proto|tf|cmake|gradle|toml|ya?ml|ini|cfg|dockerfile|makefile)$' then
+        return 'code';
+    end if;
+    return null;
+end
+$$;
+
+comment on function memex._document_domain(text, jsonb) is
+'Internal: a document''s chunk domain from metadata.domain or a source-code uri extension; null when decided per chunk.';

@@ -3,14 +3,16 @@
 -- its parent row (document or conversation) first, then writes children in key order, so
 -- concurrent upserts of the same content serialise instead of duplicating or deadlocking.
 
--- memex._replace_chunks(kind, source, conversation, body, language, heading): make a source's
--- chunks those of `body`, the first one headed by `heading` (a document's title: it counts for
--- both search legs, and a new title changes that chunk only, never where the others are cut).
+-- memex._replace_chunks(kind, source, conversation, body, language, heading, domain): make a
+-- source's chunks those of `body`, the first one headed by `heading` (a document's title: it
+-- counts for both search legs, and a new title changes that chunk only, never where the others
+-- are cut); `domain` (text, code, or null: decided per chunk) as memex._chunk_source.
 -- Chunks whose (ord, hash, language) are unchanged are kept, with their ids, so their
 -- embeddings stay valid; changed ones are updated in place (their embedding goes stale, i.e.
 -- pending); extra ones are deleted.
 create or replace function memex._replace_chunks(
     kind text, source uuid, conversation uuid, body text, language regconfig, heading text default null
+    , domain text default null
 )
 returns void
 language plpgsql
@@ -24,13 +26,15 @@ declare
     ords integer[];
     contents text[];
     tokens integer[];
+    domains text[];
 begin
     select
         pg_catalog.array_agg(c.ord order by c.ord)
         , pg_catalog.array_agg(c.content order by c.ord)
         , pg_catalog.array_agg(c.token_count order by c.ord)
-    into ords, contents, tokens
-    from memex.chunk_text(body) as c;
+        , pg_catalog.array_agg(c.domain order by c.ord)
+    into ords, contents, tokens, domains
+    from memex._chunk_source(body, _replace_chunks.domain) as c;
     if heading is not null and ords is not null then
         contents[1] := heading || E'\n\n' || contents[1];
         tokens[1] := tokens[1] + memex.count_tokens(heading || E'\n\n');
@@ -42,7 +46,7 @@ begin
 
     insert into memex.chunks as k (
         tenant_id, source_kind, message_id, summary_id, document_id, conversation_id
-        , ord, content, language, token_count, content_hash
+        , ord, content, language, token_count, content_hash, domain
     )
     select
         tenant, kind
@@ -50,20 +54,22 @@ begin
         , case when kind = 'summary' then source end
         , case when kind = 'document' then source end
         , conversation, f.ord, f.content, _replace_chunks.language, f.tokens
-        , pg_catalog.sha256(pg_catalog.convert_to(f.content, 'UTF8'))
-    from unnest(ords, contents, tokens) as f (ord, content, tokens)  -- FROM-clause form: cannot be qualified
+        , pg_catalog.sha256(pg_catalog.convert_to(f.content, 'UTF8')), f.domain
+    from unnest(ords, contents, tokens, domains) as f (ord, content, tokens, domain)  -- FROM-clause form: cannot be qualified
     order by f.ord
     on conflict on constraint chunks_tenant_id_source_kind_source_id_ord_key do update
        set content = excluded.content
            , token_count = excluded.token_count
            , content_hash = excluded.content_hash
            , language = excluded.language
+           , domain = excluded.domain
            , created_at = pg_catalog.now()
-     where k.content_hash <> excluded.content_hash or k.language <> excluded.language;
+     where k.content_hash <> excluded.content_hash or k.language <> excluded.language
+        or k.domain <> excluded.domain;
 end
 $$;
 
-comment on function memex._replace_chunks(text, uuid, uuid, text, regconfig, text) is
+comment on function memex._replace_chunks(text, uuid, uuid, text, regconfig, text, text) is
 'Internal: replaces a source''s chunks (the first headed by a title), keeping unchanged ones (and so their embeddings).';
 
 -- memex._folder(path): the folder id for a path, created when missing.
@@ -125,6 +131,7 @@ begin
         raise exception 'document metadata must be a JSON object (uri %)', upsert_document_outcome.uri
             using errcode = '22023';
     end if;
+    perform memex._document_domain(upsert_document_outcome.uri, meta);  -- 22023 before any write
     digest := pg_catalog.sha256(pg_catalog.convert_to(upsert_document_outcome.content, 'UTF8'));
     folder_ref := memex._folder(upsert_document_outcome.folder);
     loop
@@ -146,7 +153,9 @@ begin
                    , updated_at = pg_catalog.now()
              where d.tenant_id = tenant and d.id = old.id;
             if old.content_hash = digest and old.title is not distinct from upsert_document_outcome.title
-               and memex._ts_config(old.metadata) = memex._ts_config(meta) then
+               and memex._ts_config(old.metadata) = memex._ts_config(meta)
+               and memex._document_domain(upsert_document_outcome.uri, old.metadata)
+                   is not distinct from memex._document_domain(upsert_document_outcome.uri, meta) then
                 id := old.id;
                 action := 'updated';  -- metadata only: chunks (and embeddings) untouched
                 return;
@@ -168,6 +177,7 @@ begin
     perform memex._replace_chunks(
         'document', doc, null, upsert_document_outcome.content, memex._ts_config(meta)
         , memex._document_heading(upsert_document_outcome.title, upsert_document_outcome.content)
+        , memex._document_domain(upsert_document_outcome.uri, meta)
     );
     id := doc;
 end

@@ -6,12 +6,30 @@
 -- which has no BYPASSRLS: it lists the tenants and acts for each in turn with the tenant set
 -- for that transaction, under the same RLS policies as applications.
 
--- memex._pending_chunks(space_id, after, n, among): the current tenant's chunks without a vector
--- made from their current content in the space, in id order, after `after`, at most n (null:
+-- memex._pending_chunks(space_id, after, n, among): the current tenant's chunks of the space's
+-- domain (a code space: the code chunks; a text space: every chunk) without a vector made from
+-- their current content in the space, in id order, after `after`, at most n (null:
 -- all), among the given ids when `among` is not null. The one definition of "pending": counts,
 -- claims, reembed batches and embed-on-write all read it. One SQL statement (EXPLAIN shows the
 -- anti-join), built with only the conditions that apply: a generic plan of `(after is null or
 -- c.id > after)` cannot use the key, and would scan the tenant from its start at every batch.
+-- memex._space_embeds_code_only(space_id): true for a space of domain code (it embeds the code
+-- chunks only); a text space embeds every chunk, code included: the general model is what
+-- searches fall back to when no code space is active.
+create or replace function memex._space_embeds_code_only(space_id integer)
+returns boolean
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce((select s.domain = 'code' from memex.spaces as s where s.id = _space_embeds_code_only.space_id), false)
+$$;
+
+comment on function memex._space_embeds_code_only(integer) is
+'Internal: whether a space embeds only code chunks (its domain is code).';
+
 create or replace function memex._pending_chunks(
     space_id integer, after uuid default null, n integer default null, among uuid[] default null
 )
@@ -27,6 +45,7 @@ begin
         'select c.id from memex.chunks as c where c.tenant_id = memex.current_tenant()'
         || case when _pending_chunks.after is not null then ' and c.id > $2' else '' end
         || case when _pending_chunks.among is not null then ' and c.id = any($4)' else '' end
+        || case when memex._space_embeds_code_only(_pending_chunks.space_id) then ' and c.domain = ''code''' else '' end
         || ' and not exists (
                  select from memex.embeddings as e
                   where e.space_id = $1 and e.tenant_id = c.tenant_id
@@ -52,17 +71,22 @@ as $$ select pg_catalog.count(*) from memex._pending_chunks(_pending_here.space_
 
 comment on function memex._pending_here(integer) is 'Internal: pending chunks of the current tenant in a space.';
 
--- memex._chunks_here(): chunks of the current tenant.
-create or replace function memex._chunks_here()
+-- memex._chunks_here(space_id): chunks of the current tenant that the space embeds.
+create or replace function memex._chunks_here(space_id integer)
 returns bigint
 language sql
 stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select pg_catalog.count(*) from memex.chunks as c where c.tenant_id = memex.current_tenant() $$;
+as $$
+    select pg_catalog.count(*) from memex.chunks as c
+     where c.tenant_id = memex.current_tenant()
+       -- a scalar subquery: an InitPlan, evaluated once rather than for every row
+       and (c.domain = 'code' or not (select memex._space_embeds_code_only(_chunks_here.space_id)))
+$$;
 
-comment on function memex._chunks_here() is 'Internal: chunks of the current tenant.';
+comment on function memex._chunks_here(integer) is 'Internal: chunks of the current tenant that a space embeds (its domain''s).';
 
 -- memex._space_counts(space_id): (chunks, pending) for the current tenant, or, with no tenant
 -- set, summed over every tenant the caller may list (all for memex_admin, none for memex_app).
@@ -78,7 +102,7 @@ declare
     tenant uuid;
 begin
     if memex.current_tenant() is not null then
-        chunks := memex._chunks_here();
+        chunks := memex._chunks_here(_space_counts.space_id);
         pending := memex._pending_here(_space_counts.space_id);
         return;
     end if;
@@ -86,7 +110,7 @@ begin
     pending := 0;
     for tenant in select t.id from memex.tenants as t order by t.id loop
         perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
-        chunks := chunks + memex._chunks_here();
+        chunks := chunks + memex._chunks_here(_space_counts.space_id);
         pending := pending + memex._pending_here(_space_counts.space_id);
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
@@ -325,7 +349,7 @@ comment on function memex._embed_and_store(integer, uuid[], text[], bytea[]) is
 -- A procedure that COMMITs cannot carry SET search_path: every name is qualified, and
 -- search_path is pinned again with SET LOCAL after each COMMIT.
 create or replace procedure memex.embed_pending(
-    space text default null, batch_size integer default 64, max_rows integer default null
+    space text default null, batch_size integer default 256, max_rows integer default null
 )
 language plpgsql
 as $$

@@ -17,11 +17,12 @@ declare
     clauses text[] := '{}';
     known constant text[] := array[
         'source_kind', 'conversation', 'levels', 'document_uri_prefix', 'folder', 'topics_any'
-        , 'created_after', 'created_before', 'metadata'
+        , 'created_after', 'created_before', 'metadata', 'domain'
     ];
     want constant jsonb := '{"source_kind": "array", "conversation": "string", "levels": "array",
         "document_uri_prefix": "string", "folder": "string", "topics_any": "array",
-        "created_after": "string", "created_before": "string", "metadata": "object"}';
+        "created_after": "string", "created_before": "string", "metadata": "object",
+        "domain": "string"}';
 begin
     if pg_catalog.jsonb_typeof(f) <> 'object' then
         raise exception 'filters must be a JSON object, not %', pg_catalog.jsonb_typeof(f) using errcode = '22023';
@@ -36,6 +37,13 @@ begin
                 using errcode = '22023';
         end if;
     end loop;
+    if f ? 'domain' then
+        if f ->> 'domain' not in ('text', 'code') then
+            raise exception 'filter domain: expected text or code, not %', pg_catalog.quote_literal(f ->> 'domain')
+                using errcode = '22023';
+        end if;
+        clauses := clauses || text 'c.domain = $3 ->> ''domain''';
+    end if;
     if f ? 'source_kind' then
         if exists (
             select from pg_catalog.jsonb_array_elements(f -> 'source_kind') as x

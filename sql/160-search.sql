@@ -297,7 +297,7 @@ begin
         select
             c.id, c.source_kind, c.source_id, c.content, x.score, x.sim, x.vrank, x.trank
             , pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-                'ord', c.ord, 'language', c.language::text
+                'ord', c.ord, 'language', c.language::text, 'domain', c.domain
                 , 'uri', d.uri, 'title', coalesce(d.title, v.title), 'conversation', v.slug
                 , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text
                 , 'source_metadata', coalesce(d.metadata, v.metadata)))
@@ -322,6 +322,10 @@ comment on function memex._search(
 
 -- memex.rag_search(query, ...): hybrid (fusion of vector and BM25 text search), vector or text
 -- search over the current tenant's chunks, in the active text space unless a space is named.
+-- domain (docs/embedding.md, "Domains"): 'text' or 'code' searches that domain's chunks, 'code'
+-- in the active code space (or, with none, in the text space, which embeds every chunk, with a
+-- NOTICE); null or 'all' searches everything, and when a code space is active fuses the text
+-- space's search with the code space's over the code chunks (reciprocal ranks, rrf_k).
 create or replace function memex.rag_search(
     query text, k integer default 8, mode text default 'hybrid', filters jsonb default '{}'
     , space text default null, min_similarity double precision default null, rrf_k integer default 60
@@ -329,25 +333,86 @@ create or replace function memex.rag_search(
     , diversity double precision default null, fusion text default 'convex'
     , max_per_document integer default null, rerank regprocedure default null
     , rerank_depth integer default 50, bm25_k1 double precision default null
-    , bm25_b double precision default null
+    , bm25_b double precision default null, domain text default null
 )
 returns setof memex.search_result
-language sql
+language plpgsql
 stable
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select * from memex._search(
-        query, null, k, mode, filters, space, min_similarity, rrf_k, vector_weight, text_weight, diversity
-        , fusion, max_per_document, rerank, rerank_depth, bm25_k1, bm25_b
-    )
+declare
+    wanted text := coalesce(rag_search.domain, 'all');
+    f jsonb := rag_search.filters;
+    code_space text;
+begin
+    if wanted not in ('text', 'code', 'all') then
+        raise exception 'unknown domain %', pg_catalog.quote_literal(wanted)
+            using errcode = '22023', hint = 'text, code or all (null: all)';
+    end if;
+    if wanted <> 'all' then
+        if pg_catalog.jsonb_typeof(f) = 'object' then
+            f := f || pg_catalog.jsonb_build_object('domain', wanted);
+        end if;
+    end if;
+    -- A named space or a text-only search needs no choice of space.
+    if rag_search.space is null and rag_search.mode is distinct from 'text' and wanted <> 'text' then
+        select s.name into code_space from memex.spaces as s where s.domain = 'code' and s.status = 'active';
+        if code_space is null and wanted = 'code' then
+            raise notice 'no active space for domain code: its chunks are searched in the active text space'
+                using hint = 'create and activate a space with domain => ''code'' for a code model';
+        end if;
+    end if;
+    if code_space is null or wanted = 'code' then
+        return query select * from memex._search(
+            query, null, k, mode, f, coalesce(rag_search.space, code_space), min_similarity, rrf_k, vector_weight
+            , text_weight, diversity, fusion, max_per_document, rerank, rerank_depth, bm25_k1, bm25_b
+        );
+        return;
+    end if;
+    -- All domains with a code space active: both searches, fused by their ranks.
+    return query
+        with t as (
+            select r.*, r.o::integer as rank from memex._search(
+                query, null, k, mode, f, null, min_similarity, rrf_k, vector_weight, text_weight, diversity
+                , fusion, max_per_document, rerank, rerank_depth, bm25_k1, bm25_b
+            ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o)
+        ),
+        c as (
+            select r.*, r.o::integer as rank from memex._search(
+                query, null, k, mode, coalesce(f, '{}') || '{"domain": "code"}', code_space, min_similarity, rrf_k
+                , vector_weight, text_weight, diversity, fusion, max_per_document, rerank, rerank_depth
+                , bm25_k1, bm25_b
+            ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o)
+        ),
+        fused as (
+            select
+                coalesce(t.chunk_id, c.chunk_id) as chunk_id
+                , coalesce(1.0 / (rrf_k + t.rank), 0) + coalesce(1.0 / (rrf_k + c.rank), 0) as fused_score
+                , least(t.rank, c.rank) as best_rank
+                , t.rank as text_space_rank, c.rank as code_space_rank
+            from t full join c on c.chunk_id = t.chunk_id
+        )
+        select
+            x.chunk_id, coalesce(t.source_kind, c.source_kind), coalesce(t.source_id, c.source_id)
+            , coalesce(t.content, c.content), x.fused_score::double precision
+            , coalesce(c.similarity, t.similarity), coalesce(c.vector_rank, t.vector_rank)
+            , coalesce(t.text_rank, c.text_rank)
+            , coalesce(t.metadata, c.metadata) || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                'text_space_rank', x.text_space_rank, 'code_space_rank', x.code_space_rank))
+          from fused as x
+          left join t on t.chunk_id = x.chunk_id
+          left join c on c.chunk_id = x.chunk_id
+         order by x.fused_score desc, x.best_rank, x.chunk_id
+         limit k;
+end
 $$;
 
 comment on function memex.rag_search(
     text, integer, text, jsonb, text, double precision, integer, double precision, double precision
-    , double precision, text, integer, regprocedure, integer, double precision, double precision
-) is 'Searches the current tenant''s chunks: hybrid (vector + BM25, fused), vector or text; see docs/search.md.';
+    , double precision, text, integer, regprocedure, integer, double precision, double precision, text
+) is 'Searches the current tenant''s chunks: hybrid (vector + BM25, fused), vector or text, in one domain or all; see docs/search.md.';
 
 -- memex.rag_search(query_embedding, ...): the same with a precomputed query vector (mode vector).
 create or replace function memex.rag_search(

@@ -26,7 +26,11 @@ grant execute on function memex.chunk_text(text, integer, integer, text) to meme
 grant execute on function memex._check_messages(jsonb) to memex_admin, memex_app;
 grant execute on function memex._check_artefact(jsonb, text) to memex_admin, memex_app;
 grant execute on function memex._ts_config(jsonb) to memex_admin, memex_app;
-grant execute on function memex._replace_chunks(text, uuid, uuid, text, regconfig, text) to memex_admin, memex_app;
+grant execute on function memex._replace_chunks(
+    text, uuid, uuid, text, regconfig, text, text
+) to memex_admin, memex_app;
+grant execute on function memex._chunk_source(text, text) to memex_admin, memex_app;
+grant execute on function memex._document_domain(text, jsonb) to memex_admin, memex_app;
 grant execute on function memex._folder(text) to memex_admin, memex_app;
 grant execute on function memex._document_heading(text, text) to memex_admin, memex_app;
 grant execute on function memex._lock_conversation(text) to memex_admin, memex_app;
@@ -72,7 +76,8 @@ grant execute on function memex._pending_chunks(integer, uuid, integer, uuid[]) 
 grant execute on function memex._advisory_class(text) to memex_admin, memex_app;
 grant execute on function memex._tenant_tables() to memex_admin;
 grant execute on function memex._check_batch_size(integer) to memex_admin;
-grant execute on function memex._chunks_here() to memex_admin, memex_app;
+grant execute on function memex._chunks_here(integer) to memex_admin, memex_app;
+grant execute on function memex._space_embeds_code_only(integer) to memex_admin, memex_app;
 grant execute on function memex._space_counts(integer) to memex_admin, memex_app;
 grant execute on function memex.pending_count(text) to memex_admin, memex_app;
 grant execute on function memex._drain_step(integer, integer, boolean, uuid, uuid, boolean) to memex_admin;
@@ -115,6 +120,14 @@ grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
 grant select, insert, update on memex.reembeds to memex_admin;
 grant select on memex.reembed_progress to memex_admin;
 grant insert, update, delete on memex.spaces to memex_admin;
+-- Remote endpoints: applications read the URL and model (their queries are embedded there);
+-- keys are not in the database at all.
+grant select on memex.endpoints to memex_admin, memex_app;
+grant insert, update, delete on memex.endpoints to memex_admin;
+grant execute on function memex._check_endpoint_options(jsonb) to memex_admin;
+grant execute on function memex.create_endpoint(text, text, text, jsonb) to memex_admin;
+grant execute on function memex.set_endpoint_key(text, text) to memex_admin;
+grant execute on function memex.drop_endpoint(text) to memex_admin;
 grant select, insert, update, delete on memex.tenants to memex_admin;
 
 -- search
@@ -129,7 +142,7 @@ grant execute on function memex._search(
 ) to memex_admin, memex_app;
 grant execute on function memex.rag_search(
     text, integer, text, jsonb, text, double precision, integer, double precision, double precision
-    , double precision, text, integer, regprocedure, integer, double precision, double precision
+    , double precision, text, integer, regprocedure, integer, double precision, double precision, text
 ) to memex_admin, memex_app;
 grant execute on function memex.rag_search(
     __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision

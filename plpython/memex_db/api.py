@@ -8,8 +8,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from memex_db import __version__, chunking, models, payloads, settings, spaces
+from memex_db import __version__, chunking, models, payloads, remote, settings, spaces
 from memex_db.environment import give_memory_back, now, process_rss_mb
+from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
 # Each backend embedding a batch (memex._drain_step: embed_pending, reembed, a worker) holds the
@@ -35,6 +36,21 @@ def _models_in_use(plpy: Plpy, gd: GD) -> set[str]:
     return {str(r["model"]) for r in rows}
 
 
+_ENDPOINT = "select name, url, model, options from memex.endpoints where name = $1"
+
+
+def _endpoint(plpy: Plpy, gd: GD, model: str) -> remote.Endpoint | None:
+    """The memex.endpoints row an `endpoint:NAME` model names (read every load: an altered
+    endpoint takes effect at the next statement); None for a local model."""
+    name = remote.endpoint_name(model)
+    if name is None:
+        return None
+    rows = plpy.execute(cached_plan(plpy, gd, "endpoint", _ENDPOINT, ["text"]), [name])
+    if not rows:
+        raise remote.no_endpoint(name)
+    return remote.Endpoint.from_row(rows[0])
+
+
 def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[models.LoadedModel, int]:
     """The space's model in this backend, and the batch size; for batches, with the threads
     re-balanced for how many backends embed at once."""
@@ -42,7 +58,8 @@ def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[model
     runtime = space.runtime or conf.runtime
     loaded = models.load(gd, space.model, conf.threads, conf.memory_budget_mb, runtime,
                          in_use=lambda: _models_in_use(plpy, gd),
-                         token_budget=conf.batch_tokens)  # fmt: skip
+                         token_budget=conf.batch_tokens,
+                         endpoint=_endpoint(plpy, gd, space.model))  # fmt: skip
     if batch and not conf.threads_explicit:
         loaded.adapt_threads(conf.threads)
     loaded.encoder.token_budget = conf.batch_tokens
@@ -75,12 +92,13 @@ def embed_batch(
 def model_info(plpy: Plpy, gd: GD, model: str) -> tuple[str, int]:
     """(provider, native dimensions) of a model, for create_space."""
     conf = settings.read(plpy)
-    return spaces.describe_model(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime)
+    return spaces.describe_model(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime,
+                                 _endpoint(plpy, gd, model))  # fmt: skip
 
 
 def model_hash(plpy: Plpy, gd: GD, model: str) -> str:
     """The model's content hash (models.model_hash): part of a space's signature for reembed."""
-    return models.model_hash(model)
+    return models.model_hash(model, _endpoint(plpy, gd, model))
 
 
 def measure_rate(plpy: Plpy, gd: GD, model: str, texts: list[str] | None) -> float | None:
@@ -91,10 +109,22 @@ def measure_rate(plpy: Plpy, gd: GD, model: str, texts: list[str] | None) -> flo
         return None
     conf = settings.read(plpy)
     loaded = models.load(gd, model, conf.threads, conf.memory_budget_mb, conf.runtime,
-                         in_use=lambda: _models_in_use(plpy, gd))  # fmt: skip
+                         in_use=lambda: _models_in_use(plpy, gd),
+                         endpoint=_endpoint(plpy, gd, model))  # fmt: skip
     started = now()
     loaded.encoder.encode(texts, conf.batch_size)
     return len(texts) / max(now() - started, 1e-6)
+
+
+def check_endpoint_options(plpy: Plpy, gd: GD, options: str | None) -> str:
+    """The options of memex.create_endpoint, checked (22023 for an unknown or bad one)."""
+    return json.dumps(remote.check_options(json.loads(options or "{}")))
+
+
+def set_endpoint_key(plpy: Plpy, gd: GD, endpoint: str, key: str | None) -> bool:
+    """Keeps an endpoint's API key in a file of the server (memex_db.remote), not in a table."""
+    _endpoint(plpy, gd, remote.PREFIX + endpoint)  # 22023 for an unknown endpoint
+    return remote.store_key(endpoint, key)
 
 
 def chunk_text(
@@ -109,6 +139,30 @@ def chunk_text(
         return iter(())
     tokenizer, cap = chunking.load_tokenizer(gd, spaces.lookup(plpy, gd, space).model)
     return chunking.chunk(tokenizer, cap, text, max_tokens, overlap)
+
+
+def chunk_source(
+    plpy: Plpy, gd: GD, text: str | None, domain: str | None
+) -> Iterator[tuple[int, str, int, str]]:
+    """(ord, content, token_count, domain) of a source's chunks (memex_db.domains' rule): with
+    a domain every chunk has it; without, fenced blocks are code chunks of their own and prose
+    chunks that are mostly code lines are code."""
+    if text is None:
+        return iter(())
+    from memex_db import domains
+
+    if domain is not None and domain not in domains.DOMAINS:
+        raise InvalidParameter(f"invalid domain {domain!r}: expected text or code")
+    tokenizer, cap = chunking.load_tokenizer(gd, spaces.lookup(plpy, gd, None).model)
+    parts = [(domain, text)] if domain else list(domains.split_fences(text))
+    rows: list[tuple[int, str, int, str]] = []
+    for part_domain, part in parts:
+        for _ord, content, tokens in chunking.chunk(tokenizer, cap, part, None, None):
+            kind = part_domain
+            if kind == "text" and not domain and domains.looks_like_code(content):
+                kind = "code"
+            rows.append((len(rows), content, tokens, kind or "text"))
+    return iter(rows)
 
 
 def count_tokens(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> int | None:

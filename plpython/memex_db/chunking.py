@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from memex_db import models, wordllama_model
+from memex_db import models, remote, wordllama_model
 from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD
 
@@ -38,8 +38,10 @@ def load_tokenizer(gd: GD, model: str) -> tuple[Any, int]:
         if model == wordllama_model.NAME:
             cache[model] = (wordllama_model.load_tokenizer(), wordllama_model.MAX_TOKENS)
             return cache[model]
-        # The hash test provider chunks with the default model's tokenizer.
-        name = models.DEFAULT_MODEL if model.startswith(models.HASH_PREFIX) else model
+        # The hash test provider, and remote models (whose tokenizer is on another server),
+        # chunk with the bundled model's WordPiece: counts close to most BERT-family models'.
+        local = not model.startswith(models.HASH_PREFIX) and remote.endpoint_name(model) is None
+        name = model if local else models.DEFAULT_MODEL
         model_dir = models.resolve_model_dir(name)
         tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
         tokenizer.no_truncation()

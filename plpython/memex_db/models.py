@@ -5,6 +5,8 @@ the session). Providers:
   onnx                   the fast path: a validated ONNX export run by onnxruntime (default
                          where an export exists: see onnx_runtime / onnx_export)
   sentence-transformers  the reference implementation (torch), any local ST model directory
+  wordllama              the static model inside the wordllama wheel (wordllama_model)
+  openai                 an OpenAI-compatible /v1/embeddings endpoint, `endpoint:NAME` (remote)
   hash:<dims>            deterministic vectors from a hash, FOR TESTS ONLY (no semantics)
 """
 
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from memex_db import wordllama_model
+from memex_db import remote, wordllama_model
 from memex_db.environment import give_memory_back, now, prepare_process, process_rss_mb
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
 from memex_db.onnx_runtime import (
@@ -238,6 +240,8 @@ def estimate_load_mb(model: str, runtime: str, token_budget: int = 0) -> tuple[s
     past it."""
     if model.startswith(HASH_PREFIX):
         return "hash", 1.0
+    if remote.endpoint_name(model) is not None:
+        return remote.PROVIDER, 5.0  # an HTTP pool: the model runs elsewhere
     if model == wordllama_model.NAME:
         return wordllama_model.NAME, sum(
             p.stat().st_size for p in wordllama_model.files()
@@ -254,9 +258,20 @@ def estimate_load_mb(model: str, runtime: str, token_budget: int = 0) -> tuple[s
     return "sentence-transformers", weights * 1.5 + RUNTIME_OVERHEAD_MB["sentence-transformers"]
 
 
-def _make_encoder(model: str, runtime: str, threads: int, breakdown: dict[str, float]) -> Encoder:
+def _make_encoder(
+    model: str,
+    runtime: str,
+    threads: int,
+    breakdown: dict[str, float],
+    endpoint: remote.Endpoint | None,
+) -> Encoder:
     if model.startswith(HASH_PREFIX):
         return HashEncoder(_hash_dimensions(model))
+    name = remote.endpoint_name(model)
+    if name is not None:
+        if endpoint is None or endpoint.name != name:
+            raise remote.no_endpoint(name)
+        return remote.RemoteEncoder(endpoint, breakdown)
     if model == wordllama_model.NAME:
         return wordllama_model.WordLlamaEncoder(threads, breakdown)
     model_dir = resolve_model_dir(model)
@@ -298,18 +313,23 @@ def load(
     runtime: str = "auto",
     in_use: Callable[[], set[str]] | None = None,
     token_budget: int = DEFAULT_TOKEN_BUDGET,
+    endpoint: remote.Endpoint | None = None,
 ) -> LoadedModel:
     """The model for `model` with `runtime`, loaded at most once per backend. While this
     backend holds another model, those that `in_use()` (the models of the spaces not retired)
-    no longer lists are evicted first."""
+    no longer lists are evicted first. `endpoint`: the memex.endpoints row of an
+    `endpoint:NAME` model (a changed row is another cache entry)."""
     if runtime not in RUNTIMES:
         raise InvalidParameter(f"unknown runtime {runtime!r}", hint=f"one of {RUNTIMES}")
     cache: dict[str, LoadedModel] = gd.setdefault("memex_models", {})
-    key = f"{model}|{runtime}"
+    key = f"{model}|{runtime}" + (f"|{endpoint.cache_key()}" if endpoint else "")
     if in_use is not None and (len(cache) > 1 or (cache and key not in cache)):
         evict(gd, in_use() | {model})  # one query, only when another model is held
     if key in cache:
         return cache[key]
+    if endpoint is not None:  # the endpoint was altered: its old client goes
+        for stale in [k for k in cache if k.startswith(f"{model}|{runtime}|")]:
+            del cache[stale]
     prepare_process()
     rss_before = process_rss_mb()
     if memory_budget_mb:
@@ -323,7 +343,7 @@ def load(
             )
     breakdown: dict[str, float] = {}
     started = now()
-    encoder = _make_encoder(model, runtime, threads, breakdown)
+    encoder = _make_encoder(model, runtime, threads, breakdown, endpoint)
     give_memory_back()  # what parsing and optimizing the graph used, freed but still mapped
     loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown)
     if memory_budget_mb and loaded.rss_after_mb > memory_budget_mb:
@@ -348,13 +368,18 @@ _HASH_SKIP_DIRS = {"memex-onnx", "__pycache__", ".git"}
 _hash_cache: dict[tuple[Any, ...], str] = {}
 
 
-def model_hash(model: str) -> str:
+def model_hash(model: str, endpoint: remote.Endpoint | None = None) -> str:
     """sha256 over a model directory's files (names and bytes, sorted), so that a model whose
     weights changed under the same name or path is a different signature for reembed. Cached
     per backend by the files' sizes and mtimes: ~0.2 s once for the bundled model, then free."""
     if model.startswith(HASH_PREFIX):
         _hash_dimensions(model)
         return hashlib.sha256(model.encode()).hexdigest()
+    name = remote.endpoint_name(model)
+    if name is not None:
+        if endpoint is None or endpoint.name != name:
+            raise remote.no_endpoint(name)
+        return endpoint.signature()
     if model == wordllama_model.NAME:
         paths = wordllama_model.files()
         root = os.path.commonpath([str(p.parent) for p in paths])

@@ -24,6 +24,9 @@ GUCS = {
     "runtime": "memex.embed_runtime",
 }
 RUNTIMES = ("auto", "onnx", "onnx-int8", "sentence-transformers")
+# Rows per inference batch (memex.embed_batch_size); a claim of embed_pending or the worker
+# (batch_size, 256) is cut into batches of this size, sorted by length.
+DEFAULT_BATCH_ROWS = 64
 _LIMITS = "select name, value from memex.limits"
 
 
@@ -88,7 +91,7 @@ def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
         threads=min(threads or default_threads(concurrent_embedders), thread_cap),
         threads_explicit=threads > 0,
         memory_budget_mb=budget,
-        batch_size=_int_setting(plpy, GUCS["batch_size"], 64, 1),
+        batch_size=_int_setting(plpy, GUCS["batch_size"], DEFAULT_BATCH_ROWS, 1),
         batch_tokens=_int_setting(plpy, GUCS["batch_tokens"], DEFAULT_TOKEN_BUDGET, 1),
         runtime=_allowed_runtime(_runtime_setting(plpy), limits.get("embed_runtime")),
     )

