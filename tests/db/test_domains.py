@@ -73,7 +73,8 @@ def _chunks(conn: Conn) -> list[tuple[str, str, str]]:
 def _search(conn: Conn, **args: str) -> list[tuple[str, str, dict[str, object]]]:
     named = "".join(f", {k} => %({k})s" for k in args)
     rows = conn.execute(
-        f"select content, metadata ->> 'domain', metadata from memex.rag_search(%(q)s, k => 5{named})",
+        "select content, metadata ->> 'domain', metadata"
+        f" from memex.rag_search(%(q)s, k => 5{named})",
         {"q": QUERY, **args},
     ).fetchall()
     return [(str(c), str(d), dict(m)) for c, d, m in rows]  # type: ignore[call-overload]
@@ -96,8 +97,10 @@ def test_ingest_marks_fences_and_source_files_as_code(conn: Conn, repo: str) -> 
     )
     assert {d for u, d, _ in _chunks(conn) if u == "src/rotate.py"} == {"text"}
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="metadata domain"):
-        conn.execute("select memex.upsert_document('x.md', 'x', metadata => '{\"domain\": \"art\"}')")
-    assert conn.execute("select count(*) from memex.documents where uri = 'x.md'").fetchone() == (0,)
+        conn.execute("select memex.upsert_document('x.md', 'x', metadata => %s)",
+                     ('{"domain": "art"}',))  # fmt: skip
+    written = conn.execute("select count(*) from memex.documents where uri = 'x.md'").fetchone()
+    assert written == (0,)
 
 
 def test_a_code_space_embeds_code_chunks_and_search_fuses_the_domains(
@@ -139,9 +142,7 @@ def test_a_code_space_embeds_code_chunks_and_search_fuses_the_domains(
     assert "rotate_signing_keys" in fused[0][0]
 
 
-def test_a_domain_without_an_active_space_falls_back_with_a_notice(
-    conn: Conn, repo: str
-) -> None:
+def test_a_domain_without_an_active_space_falls_back_with_a_notice(conn: Conn, repo: str) -> None:
     with admin(repo) as run:
         run.execute("call memex.embed_pending()")
     as_role(conn, "memex_app")

@@ -216,11 +216,11 @@ def test_embed_pending_and_the_worker_fill_a_remote_space(conn: Conn, db: str,
     with admin(db) as run:
         run.execute("call memex.embed_pending()")
     worst = conn.execute(
-            "select min(1 - (r.embedding <=> l.embedding)::float8), count(*)"
-            " from memex.embeddings r"
-            " join memex.embeddings l on l.chunk_id = r.chunk_id and l.space_id <> r.space_id"
-            " join memex.spaces s on s.id = r.space_id and s.name = 'remote'"
-        ).fetchone()
+        "select min(1 - (r.embedding <=> l.embedding)::float8), count(*)"
+        " from memex.embeddings r"
+        " join memex.embeddings l on l.chunk_id = r.chunk_id and l.space_id <> r.space_id"
+        " join memex.spaces s on s.id = r.space_id and s.name = 'remote'"
+    ).fetchone()
     assert worst is not None and worst[1] == 70 and float(worst[0]) >= 0.999  # type: ignore[arg-type]
     # An application embeds its queries through the endpoint without ever seeing the key.
     as_role(conn, "memex_app")
@@ -321,7 +321,8 @@ def test_429s_are_retried_with_backoff(conn: Conn, db: str, proxy: FaultProxy) -
     _remote_space(conn, proxy.url)
     proxy.fail_next, proxy.requests = 2, 0
     vectors = _vectors(psycopg.connect(db, autocommit=True), TEXTS[:2], "remote")
-    assert len(vectors) == 2 and proxy.requests == 4  # the load's probe: 2 x 429, then 200; the batch
+    # The load's probe (429, 429, 200), then the batch.
+    assert len(vectors) == 2 and proxy.requests == 4
     proxy.fail_next = 100  # more than its retries: a clear error, not a hang
     fresh = psycopg.connect(db, autocommit=True)
     with fresh, pytest.raises(psycopg.errors.SystemError) as failed:
