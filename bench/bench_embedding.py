@@ -1,7 +1,7 @@
 """Embedding throughput and memory on real text: in the database vs the runtimes outside it.
 
     .venv/bin/python bench/bench_embedding.py [--rounds 3] [--short 2000] [--passages 400]
-                                              [--batch-size 64] [--claim 256] [--dsn DSN]
+                                              [--batch-size 64] [--claim 64] [--dsn DSN]
 
 In one run, on this machine, on the same texts (NFCorpus from ../shared/datasets: first
 sentences of abstracts, 8-40 words; and abstracts of 150-256 tokens):
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=64, help="rows per inference batch")
     parser.add_argument(
-        "--claim", type=int, default=256, help="embed_pending's batch_size: rows per transaction"
+        "--claim", type=int, default=64, help="embed_pending's batch_size: rows per transaction"
     )
     parser.add_argument("--dsn")
     args = parser.parse_args()

@@ -349,7 +349,7 @@ comment on function memex._embed_and_store(integer, uuid[], text[], bytea[]) is
 -- A procedure that COMMITs cannot carry SET search_path: every name is qualified, and
 -- search_path is pinned again with SET LOCAL after each COMMIT.
 create or replace procedure memex.embed_pending(
-    space text default null, batch_size integer default 256, max_rows integer default null
+    space text default null, batch_size integer default 64, max_rows integer default null
 )
 language plpgsql
 as $$

@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = sub.add_parser("embed", help="embed pending chunks in the database (progress bar)")
     embed.add_argument("--space", help="space name (default: the active text space)")
-    embed.add_argument("--batch-size", type=int, default=256)
+    embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument("--max-rows", type=int, default=None)
     _add_dsn(embed)
     embed.set_defaults(handler=cmd_embed)
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="embed pending chunks outside the database (same code, same vectors)"
     )
     worker.add_argument("--space", help="space name (default: the active text space)")
-    worker.add_argument("--batch-size", type=int, default=256)
+    worker.add_argument("--batch-size", type=int, default=64)
     worker.add_argument("--threads", type=int, default=0, help="0: every core of this machine")
     worker.add_argument("--once", action="store_true", help="drain what is pending, then exit")
     _add_dsn(worker)

@@ -1,8 +1,9 @@
 """`memex install`: prerequisites, extensions, roles, migrations once, sql/ every time, versions.
 
 The whole run holds an advisory lock, so two installers at once serialise instead of racing.
-A second run on an up-to-date database applies no migration and leaves every definition as it
-was (sql/ is re-applied, but to identical text): pg_dump --schema-only does not change.
+A second run on an up-to-date database applies no migration and re-applies no sql/ file (the
+definitions are as the last install left them, and no file changed): it takes no lock on a
+tenant table, and pg_dump --schema-only does not change.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class InstallReport:
     version: str
     migrations_applied: list[str] = field(default_factory=list)
     sql_files: int = 0
+    sql_skipped: int = 0
     created: list[str] = field(default_factory=list)
     definitions_changed: bool = False
     warnings: list[Finding] = field(default_factory=list)
@@ -39,7 +41,10 @@ class InstallReport:
         lines = [f"memex {self.version}"]
         lines += [f"warning: {w.name}: {w.detail} ({w.fix})" for w in self.warnings]
         if self.nothing_to_do:
-            lines.append("nothing to do: no pending migration, sql/ definitions unchanged")
+            lines.append(
+                f"nothing to do: no pending migration, sql/ definitions unchanged "
+                f"({self.sql_files} files re-applied, {self.sql_skipped} unchanged skipped)"
+            )
             return "\n".join(lines)
         if self.created:
             lines.append("created: " + ", ".join(self.created))
@@ -49,7 +54,7 @@ class InstallReport:
             else "migrations: none pending"
         )
         lines.append(
-            f"sql/: {self.sql_files} files re-applied"
+            f"sql/: {self.sql_files} files re-applied, {self.sql_skipped} unchanged skipped"
             + (", definitions changed" if self.definitions_changed else ", no definition changed")
         )
         return "\n".join(lines)
@@ -177,13 +182,28 @@ def install(dsn: str, say: Callable[[str], None] = print) -> InstallReport:
             say("applying migrations")
             report.migrations_applied = apply_migrations(dsn)
             say("applying sql/")
-            report.sql_files = apply_sql_dir(conn, vector_schema(conn))
+            applied = apply_sql_dir(
+                conn, vector_schema(conn), before,
+                everything=bool(report.migrations_applied or report.created), say=say,
+            )  # fmt: skip
+            report.sql_files, report.sql_skipped = len(applied.applied), len(applied.skipped)
             conn.execute(_REASSIGN)
             _record_version(conn)
-            report.definitions_changed = _fingerprint(conn) != before
+            after = _fingerprint(conn)
+            report.definitions_changed = after != before
+            _record_fingerprint(conn, after)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (INSTALL_LOCK_KEY,))
         return report
+
+
+def _record_fingerprint(conn: psycopg.Connection[tuple[object, ...]], fingerprint: str) -> None:
+    conn.execute(
+        "insert into memex.install_fingerprint (fingerprint) values (%s) on conflict (singleton) "
+        "do update set fingerprint = excluded.fingerprint, recorded_at = now() "
+        "where memex.install_fingerprint.fingerprint <> excluded.fingerprint",
+        (fingerprint,),
+    )
 
 
 def _record_version(conn: psycopg.Connection[tuple[object, ...]]) -> None:

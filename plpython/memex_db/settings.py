@@ -25,7 +25,7 @@ GUCS = {
 }
 RUNTIMES = ("auto", "onnx", "onnx-int8", "sentence-transformers")
 # Rows per inference batch (memex.embed_batch_size); a claim of embed_pending or the worker
-# (batch_size, 256) is cut into batches of this size, sorted by length.
+# (batch_size) is cut into batches of this size, sorted by length.
 DEFAULT_BATCH_ROWS = 64
 _LIMITS = "select name, value from memex.limits"
 

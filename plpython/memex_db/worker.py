@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memex worker")
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--space", default=None)
-    parser.add_argument("--batch-size", type=int, default=256, help="rows per claim")
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per claim")
     parser.add_argument("--threads", type=int, default=0, help="0: all cores of this machine")
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--once", action="store_true", help="drain what is pending, then exit")

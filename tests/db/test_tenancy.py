@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import psycopg
@@ -261,3 +262,19 @@ def test_writes_under_an_id_that_is_no_tenant_are_refused(conn: Conn, db: str) -
             app.execute("select memex.upsert_document('kb/x.md', 'text')")
     with psycopg.connect(db) as su:
         assert su.execute("select count(*) from memex.documents").fetchone() == (0,)
+
+
+def test_every_helper_the_app_can_execute_is_listed_here(conn: Conn) -> None:
+    """docs/tenancy.md lists each internal function memex_app may execute, with why it is safe
+    to call directly: a new one must be added there (or not granted)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tenancy.md").read_text()
+    section = doc.split("## Internal helpers the application role can execute")[1].split("\n## ")[0]
+    listed = set(re.findall(r"`(_\w+)\(", section))
+    granted = {
+        str(r[0])
+        for r in conn.execute(
+            "select p.proname from pg_proc p where p.pronamespace = 'memex'::regnamespace"
+            " and p.proname like '\\_%' and has_function_privilege('memex_app', p.oid, 'execute')"
+        ).fetchall()
+    }
+    assert granted == listed, {"undocumented": granted - listed, "not granted": listed - granted}

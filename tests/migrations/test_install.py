@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from memex.devcluster import pg_bindir
+from memex.devcluster import Cluster, pg_bindir
+from memex.errors import MemexError
 from memex.install import install
 from memex.migrate import migration_files
-from tests.conftest import EXTENSION_DIR, HIDDEN_SUFFIX
+from tests.conftest import EXTENSION_DIR, HIDDEN_SUFFIX, create_database, drop_database
 
 MEMEX = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "memex")
 
@@ -169,3 +171,71 @@ def test_doctor_names_other_databases_the_app_role_can_open(db: str) -> None:
             assert other not in run_cli("doctor", "--dsn", db).stdout
         finally:
             su.execute(f"drop database {other}")
+
+
+def _hold_a_tenant_table(dsn: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A session in a long transaction that has read memex.chunks (as an application's would):
+    DDL on that table (policies, triggers) must wait for it."""
+    holder = psycopg.connect(dsn)
+    holder.execute("select count(*) from memex.chunks")
+    return holder
+
+
+def test_an_install_with_nothing_to_do_takes_no_lock_behind_a_long_transaction(db: str) -> None:
+    holder = _hold_a_tenant_table(db)
+    try:
+        report = install(db, say=lambda _m: None)  # would queue behind the holder if it re-applied
+        assert report.nothing_to_do and report.sql_files == 0 and report.sql_skipped > 20
+    finally:
+        holder.close()
+
+
+def test_changed_definitions_are_re_applied_under_lock_timeout(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Drift: a definition changed by hand is noticed (fingerprint) and every file re-applied.
+    count = "select count(*) from pg_policies where schemaname = 'memex' and tablename = 'chunks'"
+    with psycopg.connect(db, autocommit=True) as conn:
+        before = conn.execute(count).fetchone()
+        conn.execute("drop policy tenant_isolation on memex.chunks")
+    monkeypatch.setenv("MEMEX_INSTALL_LOCK_TIMEOUT", "300ms")
+    holder = _hold_a_tenant_table(db)
+    said: list[str] = []
+    try:
+        with pytest.raises(MemexError) as failed:
+            install(db, say=said.append)
+    finally:
+        holder.close()
+    message = str(failed.value)
+    assert "nothing was changed" in message and "pid" in message and "lock_timeout" in message
+    assert sum("retrying" in line for line in said) == 3
+    with psycopg.connect(db) as conn:  # the failed install changed nothing
+        dropped = conn.execute(count).fetchone()
+    assert before is not None and dropped == (before[0] - 1,)
+    report = install(db, say=lambda _m: None)  # the holder is gone: it goes through
+    assert report.sql_skipped == 0 and report.definitions_changed
+    with psycopg.connect(db) as conn:
+        assert conn.execute(count).fetchone() == before
+
+
+@pytest.mark.parametrize("delay", [0.4, 1.0, 1.8, 2.8, 4.0])
+def test_a_killed_installer_leaves_nothing_the_next_install_cannot_finish(
+    pg_cluster: Cluster, template_dsn: str, delay: float
+) -> None:
+    """SIGKILL `memex install` at a point of a fresh install (bootstrap, migrations under
+    yoyo's lock, sql/), then install again: it must finish within 30 s (a stale yoyo lock
+    would block it for 10 minutes) and leave the same schema as an untroubled install."""
+    name = f"k_{uuid.uuid4().hex[:10]}"
+    dsn = create_database(pg_cluster, name)
+    try:
+        victim = subprocess.Popen([MEMEX, "install", "--dsn", dsn],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        victim.kill()
+        victim.wait(timeout=10)
+        again = subprocess.run([MEMEX, "install", "--dsn", dsn], capture_output=True, text=True,
+                               timeout=30)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert schema_dump(dsn) == schema_dump(template_dsn)
+    finally:
+        drop_database(pg_cluster, name)
