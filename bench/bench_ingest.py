@@ -64,11 +64,12 @@ def run_memex(dsn: str, docs: list[tuple[str, str]]) -> dict[str, float]:
         conn.execute("select memex.create_tenant('bench')")
         conn.execute("select memex.embed('warm up')")  # both sides start with the model loaded
         started = time.perf_counter()
-        conn.execute("select memex.set_tenant('bench')")
         with conn.transaction(), conn.cursor() as cur:
+            cur.execute("select memex.set_tenant('bench')")
             cur.executemany("select memex.upsert_document(%s, %s)", docs)
         conn.execute("call memex.embed_pending()")
         seconds = time.perf_counter() - started
+        conn.execute("select memex.set_tenant('bench', false)")
         row = conn.execute(
             "select count(*), sum(memex.count_tokens(content) + 2) from memex.chunks"
         ).fetchone()
