@@ -36,7 +36,7 @@ def _models_in_use(plpy: Plpy, gd: GD) -> set[str]:
     return {str(r["model"]) for r in rows}
 
 
-_ENDPOINT = "select name, url, model, options from memex.endpoints where name = $1"
+_ENDPOINT = remote.ROW_SQL.format("$1")
 
 
 def _endpoint(plpy: Plpy, gd: GD, model: str) -> remote.Endpoint | None:

@@ -267,11 +267,8 @@ def _make_encoder(
 ) -> Encoder:
     if model.startswith(HASH_PREFIX):
         return HashEncoder(_hash_dimensions(model))
-    name = remote.endpoint_name(model)
-    if name is not None:
-        if endpoint is None or endpoint.name != name:
-            raise remote.no_endpoint(name)
-        return remote.RemoteEncoder(endpoint, breakdown)
+    if remote.endpoint_name(model) is not None:
+        return remote.RemoteEncoder(remote.required(model, endpoint), breakdown)
     if model == wordllama_model.NAME:
         return wordllama_model.WordLlamaEncoder(threads, breakdown)
     model_dir = resolve_model_dir(model)
@@ -375,11 +372,8 @@ def model_hash(model: str, endpoint: remote.Endpoint | None = None) -> str:
     if model.startswith(HASH_PREFIX):
         _hash_dimensions(model)
         return hashlib.sha256(model.encode()).hexdigest()
-    name = remote.endpoint_name(model)
-    if name is not None:
-        if endpoint is None or endpoint.name != name:
-            raise remote.no_endpoint(name)
-        return endpoint.signature()
+    if remote.endpoint_name(model) is not None:
+        return remote.required(model, endpoint).signature()
     if model == wordllama_model.NAME:
         paths = wordllama_model.files()
         root = os.path.commonpath([str(p.parent) for p in paths])

@@ -279,6 +279,18 @@ def _unit(vector: list[float], url: str) -> list[float]:
     return [x / norm for x in vector]
 
 
+# The row an Endpoint is made from; {} is the driver's placeholder ($1 in plpy, %s in psycopg).
+ROW_SQL = "select name, url, model, options from memex.endpoints where name = {}"
+
+
+def required(model: str, endpoint: Endpoint | None) -> Endpoint:
+    """The endpoint an `endpoint:NAME` model needs: the row passed in, or 22023."""
+    name = endpoint_name(model)
+    if endpoint is None or endpoint.name != name:
+        raise no_endpoint(str(name))
+    return endpoint
+
+
 def no_endpoint(name: str) -> InvalidParameter:
     return InvalidParameter(f"unknown endpoint {name!r}",
                             hint="create it with memex.create_endpoint (memex_admin)")  # fmt: skip

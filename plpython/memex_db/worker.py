@@ -61,8 +61,7 @@ class Worker:
         name = remote.endpoint_name(self.space.model)
         if name is None:
             return None
-        row = cur.execute("select name, url, model, options from memex.endpoints where name = %s",
-                          (name,)).fetchone()  # fmt: skip
+        row = cur.execute(remote.ROW_SQL.format("%s"), (name,)).fetchone()
         if row is None:
             raise remote.no_endpoint(name)
         return remote.Endpoint.from_row(row)
