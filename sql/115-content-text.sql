@@ -1,9 +1,10 @@
 -- What text a source is chunked and indexed as: the text-search configuration of its language,
 -- and a document's title as the heading of its first chunk.
 
--- memex._ts_config(metadata): text-search configuration for a source's language.
+-- memex._ts_config(metadata): the name of the text-search configuration for a source's language
+-- (a pg_catalog one; a name, not a regconfig: chunks.language is text, see migration 0013).
 create or replace function memex._ts_config(metadata jsonb)
-returns regconfig
+returns text
 language sql
 stable
 parallel safe
@@ -11,7 +12,7 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
     select coalesce(
-        (select c.oid::regconfig
+        (select c.cfgname::text
            from pg_catalog.pg_ts_config as c
           where c.cfgname = (
                 case pg_catalog.lower(metadata ->> 'language')
@@ -21,7 +22,7 @@ as $$
                     else pg_catalog.lower(metadata ->> 'language')
                 end)
             and c.cfgnamespace = 'pg_catalog'::regnamespace)
-        , 'pg_catalog.english'::regconfig
+        , 'english'
     )
 $$;
 

@@ -11,7 +11,7 @@
 -- embeddings stay valid; changed ones are updated in place (their embedding goes stale, i.e.
 -- pending); extra ones are deleted.
 create or replace function memex._replace_chunks(
-    kind text, source uuid, conversation uuid, body text, language regconfig, heading text default null
+    kind text, source uuid, conversation uuid, body text, language text, heading text default null
     , domain text default null
 )
 returns void
@@ -69,7 +69,7 @@ begin
 end
 $$;
 
-comment on function memex._replace_chunks(text, uuid, uuid, text, regconfig, text, text) is
+comment on function memex._replace_chunks(text, uuid, uuid, text, text, text, text) is
 'Internal: replaces a source''s chunks (the first headed by a title), keeping unchanged ones (and so their embeddings).';
 
 -- memex._folder(path): the folder id for a path, created when missing.

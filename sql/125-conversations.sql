@@ -135,7 +135,7 @@ as $$
 declare
     tenant uuid := memex._require_tenant();
     conversation uuid;
-    lang regconfig;
+    lang text;
     checked jsonb;
     m record;
     old record;
@@ -206,7 +206,7 @@ declare
     tenant uuid := memex._require_tenant();
     checked jsonb;
     conversation uuid;
-    lang regconfig;
+    lang text;
     lvl integer;
     s record;
     old record;

@@ -26,8 +26,10 @@ grant execute on function memex.chunk_text(text, integer, integer, text) to meme
 grant execute on function memex._check_messages(jsonb) to memex_admin, memex_app;
 grant execute on function memex._check_artefact(jsonb, text) to memex_admin, memex_app;
 grant execute on function memex._ts_config(jsonb) to memex_admin, memex_app;
+-- the expression of chunks' stored tsvector: computed as whoever writes a chunk
+grant execute on function memex._tsvector(text, text) to memex_admin, memex_app;
 grant execute on function memex._replace_chunks(
-    text, uuid, uuid, text, regconfig, text, text
+    text, uuid, uuid, text, text, text, text
 ) to memex_admin, memex_app;
 grant execute on function memex._chunk_source(text, text) to memex_admin, memex_app;
 grant execute on function memex._document_domain(text, jsonb) to memex_admin, memex_app;

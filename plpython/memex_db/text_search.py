@@ -46,10 +46,10 @@ with recursive l (lang) as (
 select memex.current_tenant()::text as tenant, l.lang::text as lang
     , (select coalesce(pg_catalog.json_object_agg(
                 u.lexeme, coalesce(pg_catalog.array_length(u.positions, 1), 1)), '{}')
-         from pg_catalog.unnest(pg_catalog.to_tsvector(l.lang, $1)) as u)::text as terms
-    , array(select pg_catalog.phraseto_tsquery(l.lang, p)::text
+         from pg_catalog.unnest(pg_catalog.to_tsvector(l.lang::regconfig, $1)) as u)::text as terms
+    , array(select pg_catalog.phraseto_tsquery(l.lang::regconfig, p)::text
               from pg_catalog.unnest($2::text[]) as p) as phrases
-    , array(select pg_catalog.phraseto_tsquery(l.lang, p)::text
+    , array(select pg_catalog.phraseto_tsquery(l.lang::regconfig, p)::text
               from pg_catalog.unnest($3::text[]) as p) as excluded
   from (values (1)) as one (x) left join l on l.lang is not null
 """
@@ -82,18 +82,20 @@ select '', 9223372036854775807, 0, sum(s.chunks)::integer, sum(s.tokens)::bigint
 having pg_catalog.count(*) > 0
 """
 # Which candidates still exist and pass the filters, with their chunk ids: without filters
-# nor phrases, an index-only scan of memex.chunks_text_doc.
+# nor phrases, an index-only scan of memex.chunks_text_doc. `c.language::text`: a no-op on
+# the text column, and it still reads a regconfig column of a database not yet migrated (a
+# new lib is installed before `memex install` runs migration 0013).
 _CHECK = """
 select c.text_doc, c.id::text as id
   from memex.chunks as c
- where c.tenant_id = $1 and c.text_doc = any($2) and c.language = $4::regconfig {must} {filters}
+ where c.tenant_id = $1 and c.text_doc = any($2) and c.language::text = $4 {must} {filters}
 """
 _MUST = "and c.tsv @@ $5::tsquery"
 # The chunks holding the query's phrases (and none of its exclusions), through the GIN index.
 _PHRASED = """
 select c.text_doc, c.id::text as id
   from memex.chunks as c
- where c.tenant_id = $1 and c.language = $4::regconfig and c.tsv @@ {must}::tsquery {filters}
+ where c.tenant_id = $1 and c.language::text = $4 and c.tsv @@ {must}::tsquery {filters}
  limit $6
 """
 

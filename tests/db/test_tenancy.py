@@ -181,25 +181,48 @@ def test_catalog_security_rules(conn: Conn) -> None:
         conn.execute("create function pg_temp.evil() returns int language plpython3u as 'return 1'")
 
 
+# pg_upgrade (and managed services' major-version prechecks) refuse user columns of the reg*
+# types whose oids a new version does not keep; memex forbids every reg* type, arrays included.
+def test_no_column_has_a_reg_type(conn: Conn) -> None:
+    rows = conn.execute(
+        """
+        select c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+          from pg_attribute a
+          join pg_class c on c.oid = a.attrelid
+          join pg_type t on t.oid = a.atttypid
+          left join pg_type e on e.oid = t.typelem
+         where c.relnamespace = 'memex'::regnamespace and a.attnum > 0 and not a.attisdropped
+           and (t.typname like 'reg%' or e.typname like 'reg%')
+        """
+    ).fetchall()
+    assert rows == []
+
+
 EXPECTED_PRIVILEGES = Path(__file__).with_name("expected_privileges.txt")
 
 
 def privileges_snapshot(conn: Conn) -> str:
+    """Per role (memex_app, memex_admin and PUBLIC): EXECUTE on every memex function, every
+    table privilege (TRUNCATE, REFERENCES and TRIGGER included) on every relation, USAGE and
+    CREATE on the schema."""
     rows = conn.execute(
         """
+        with r (rolname) as (values ('memex_app'), ('memex_admin'), ('public'))
         select r.rolname, 'function ' || p.oid::regprocedure::text,
                has_function_privilege(r.rolname, p.oid, 'execute')
-          from pg_proc p cross join pg_roles r
+          from pg_proc p cross join r
          where p.pronamespace = 'memex'::regnamespace
-           and r.rolname in ('memex_app', 'memex_admin')
         union all
         select r.rolname, 'table ' || c.oid::regclass::text || ' ' || priv,
                has_table_privilege(r.rolname, c.oid, priv)
-          from pg_class c cross join pg_roles r
-          cross join unnest(array['select', 'insert', 'update', 'delete']) as priv
-         where c.relnamespace = 'memex'::regnamespace and c.relkind in ('r', 'v', 'p')
+          from pg_class c cross join r
+          cross join unnest(array['select', 'insert', 'update', 'delete', 'truncate',
+                                  'references', 'trigger']) as priv
+         where c.relnamespace = 'memex'::regnamespace and c.relkind in ('r', 'v', 'p', 'm')
            and c.relname not like '%yoyo%'
-           and r.rolname in ('memex_app', 'memex_admin')
+        union all
+        select r.rolname, 'schema memex ' || priv, has_schema_privilege(r.rolname, 'memex', priv)
+          from r cross join unnest(array['usage', 'create']) as priv
         order by 1, 2
         """
     ).fetchall()
