@@ -1,10 +1,13 @@
 -- Privileges, re-applied on every install. Functions are created executable by PUBLIC: take
--- that away everywhere, then grant the public API to the memex roles only.
+-- that away everywhere, then grant the public API to the memex roles only. The memex roles lose
+-- everything first too: a grant that an earlier release made and this one no longer makes must
+-- not survive an upgrade (tests/migrations/test_upgrade.py: upgrade == fresh install). All of
+-- it runs in the install's transaction: no session sees the roles without their grants.
 revoke all on schema memex from public;
 grant usage on schema memex to memex_admin, memex_app;
 
-revoke all on all functions in schema memex from public;
-revoke all on all procedures in schema memex from public;
+revoke all on all functions in schema memex from public, memex_admin, memex_app;
+revoke all on all procedures in schema memex from public, memex_admin, memex_app;
 
 grant execute on function memex.version() to memex_admin, memex_app;
 grant execute on function memex.status() to memex_admin, memex_app;
@@ -20,6 +23,8 @@ grant execute on function memex._require_tenant() to memex_admin, memex_app;
 grant execute on function memex.set_tenant(text, boolean) to memex_admin, memex_app;
 grant execute on function memex.create_tenant(text, jsonb) to memex_admin;
 grant execute on procedure memex.delete_tenant(text, text, integer) to memex_admin;
+grant execute on procedure memex.rechunk(integer) to memex_admin;
+grant execute on function memex._rechunk_source(text, uuid) to memex_admin;
 
 -- content (SECURITY INVOKER: the caller's RLS applies inside every one of them)
 grant execute on function memex.chunk_text(text, integer, integer, text) to memex_admin, memex_app;
@@ -100,7 +105,8 @@ grant execute on function memex.reembed_plan(text, integer, text, integer) to me
 grant execute on procedure memex._reembed_pass(integer, integer, boolean, bigint) to memex_admin;
 grant execute on procedure memex.reembed(text, integer, text, integer, boolean, boolean, boolean) to memex_admin;
 
-revoke all on all tables in schema memex from public;
+revoke all on all tables in schema memex from public, memex_admin, memex_app;
+revoke all on all sequences in schema memex from public, memex_admin, memex_app;
 grant select on memex.installs to memex_admin, memex_app;
 grant usage on type memex.message_role to memex_admin, memex_app;
 grant usage on type memex.search_result to memex_admin, memex_app;

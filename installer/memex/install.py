@@ -32,6 +32,7 @@ class InstallReport:
     created: list[str] = field(default_factory=list)
     definitions_changed: bool = False
     warnings: list[Finding] = field(default_factory=list)
+    rechunk_advised: bool = False
 
     @property
     def nothing_to_do(self) -> bool:
@@ -57,6 +58,11 @@ class InstallReport:
             f"sql/: {self.sql_files} files re-applied, {self.sql_skipped} unchanged skipped"
             + (", definitions changed" if self.definitions_changed else ", no definition changed")
         )
+        if self.rechunk_advised:
+            lines.append(
+                "chunking rules changed in this upgrade: stored content keeps its old cut until "
+                "`CALL memex.rechunk()` (as memex_admin; then CALL memex.embed_pending())"
+            )
         return "\n".join(lines)
 
 
@@ -180,7 +186,11 @@ def install(dsn: str, say: Callable[[str], None] = print) -> InstallReport:
             before = _fingerprint(conn)
             report.created = _bootstrap(conn)
             say("applying migrations")
+            had_content = _has_chunks(conn)
             report.migrations_applied = apply_migrations(dsn)
+            report.rechunk_advised = had_content and bool(
+                RECHUNKING_MIGRATIONS & set(report.migrations_applied)
+            )
             say("applying sql/")
             applied = apply_sql_dir(
                 conn, vector_schema(conn), before,
@@ -195,6 +205,18 @@ def install(dsn: str, say: Callable[[str], None] = print) -> InstallReport:
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (INSTALL_LOCK_KEY,))
         return report
+
+
+# Migrations of releases whose chunking rules changed (0006: titles as headings; 0011: code and
+# text domains): applied to a database that holds chunks, the upgrade advises memex.rechunk().
+RECHUNKING_MIGRATIONS = {"0006_text_index", "0011_chunk_domains"}
+
+
+def _has_chunks(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """Whether memex.chunks holds rows (as the installer sees them: all, for a superuser)."""
+    if conn.execute("select to_regclass('memex.chunks')").fetchone() == (None,):
+        return False
+    return conn.execute("select exists (select from memex.chunks)").fetchone() == (True,)
 
 
 def _record_fingerprint(conn: psycopg.Connection[tuple[object, ...]], fingerprint: str) -> None:
