@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# PostgreSQL server + headers + plpython3 from Debian. Skips apt entirely when present.
+# PostgreSQL server + headers + plpython3 (and pgbouncer, for tests) from Debian. Skips apt entirely when present.
 source "$(dirname "$0")/common.sh"
 
-packages=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-plpython3-${PG_MAJOR}" python3-venv)
+# pgbouncer: the test suite runs tenants through a real transaction-mode pooler (tests/db/test_pooler.py).
+packages=("postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" "postgresql-plpython3-${PG_MAJOR}" python3-venv pgbouncer)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
