@@ -27,6 +27,7 @@ from tests.db.helpers import make_tenants
 CLIENTS = 20
 TENANTS = 10
 SECONDS = float(os.environ.get("MEMEX_POOLER_SECONDS", "60"))
+SEARCH = "select metadata ->> 'uri' from memex.rag_search('rotate keys', k => 5, mode => 'text')"
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
@@ -111,16 +112,14 @@ def _client(dsn: str, names: list[str], stop: float, seed: int, found: Counter[s
                 with conn.transaction():
                     if rnd.random() < 0.1:
                         rows = conn.execute("select uri from memex.documents").fetchall()
-                        rows += conn.execute("select metadata ->> 'uri' from memex.rag_search("
-                                             "'rotate keys', k => 5, mode => 'text')").fetchall()  # fmt: skip
+                        rows += conn.execute(SEARCH).fetchall()
                         found["no tenant"] += 1
                         found["cross-tenant rows"] += len(rows)
                         continue
                     tenant = rnd.choice(names)
                     conn.execute("select memex.set_tenant(%s)", (tenant,))
                     rows = conn.execute("select uri from memex.documents").fetchall()
-                    rows += conn.execute("select metadata ->> 'uri' from memex.rag_search("
-                                         "'rotate keys', k => 5, mode => 'text')").fetchall()  # fmt: skip
+                    rows += conn.execute(SEARCH).fetchall()
                     if rnd.random() < 0.2:
                         uri = f"{tenant}/note-{seed}-{n}.md"
                         conn.execute("select memex.upsert_document(%s, %s)",
@@ -129,8 +128,8 @@ def _client(dsn: str, names: list[str], stop: float, seed: int, found: Counter[s
                                              (uri,)).fetchall()  # fmt: skip
                     found["transactions"] += 1
                     found["rows"] += len(rows)
-                    found["cross-tenant rows"] += sum(1 for (u,) in rows
-                                                      if not str(u).startswith(f"{tenant}/"))  # fmt: skip
+                    strangers = [u for (u,) in rows if not str(u).startswith(f"{tenant}/")]
+                    found["cross-tenant rows"] += len(strangers)
             except psycopg.Error as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
