@@ -44,3 +44,9 @@ def call(plpy: Any, gd: GD, sql_version: str, name: str, *args: Any) -> Any:
     except MemexDbError as exc:
         details = {"hint": exc.hint} if exc.hint else {}
         plpy.error(exc.message, sqlstate=exc.sqlstate, **details)
+    # Input that exhausts Python itself gets PostgreSQL's SQLSTATE for it, not 38000 with a
+    # traceback (tests/db/test_fuzz.py).
+    except RecursionError:
+        plpy.error(f"memex.{name}: input nested too deeply", sqlstate="54001")
+    except MemoryError:
+        plpy.error(f"memex.{name}: out of memory for this input", sqlstate="53200")

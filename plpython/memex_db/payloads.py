@@ -51,6 +51,8 @@ def _load(raw: str | Any, name: str) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise InvalidParameter(f"{name}: not valid JSON ({exc})") from None
+    except RecursionError:  # jsonb nests far deeper than Python's decoder recurses
+        raise InvalidParameter(f"{name}: JSON nested too deeply") from None
 
 
 def check_messages(raw: str | Any) -> list[dict[str, Any]]:
