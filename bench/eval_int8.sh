@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# int8 runtime vs fp32 retrieval quality with `memex eval` on NFCorpus, in a scratch database
+# memex_int8 of the dev cluster (about 40 minutes of this host: two embeddings of 8,347 chunks).
+set -euxo pipefail
+cd "$(dirname "$0")/.."
+S='postgresql://postgres@%2Fvar%2Flib%2Fmemex%2Fclusters%2Fpg15-dev%2Frun:5439/memex_int8'
+P='postgresql://postgres@%2Fvar%2Flib%2Fmemex%2Fclusters%2Fpg15-dev%2Frun:5439/postgres'
+psql "$P" -c 'drop database if exists memex_int8' -c 'create database memex_int8'
+.venv/bin/memex install --dsn "$S"
+date
+.venv/bin/memex eval ../shared/datasets/nfcorpus --dsn "$S" --keep --compare vector
+date
+psql "$S" -c "select memex.create_space('mini-int8', 'all-MiniLM-L6-v2', options => '{\"runtime\": \"onnx-int8\"}')"
+time psql "$S" -c "call memex.embed_pending('mini-int8')"
+date
+.venv/bin/memex eval ../shared/datasets/nfcorpus --dsn "$S" --keep --json "${JSON:-/tmp/int8_nfcorpus.json}" --compare vector vector,space=mini-int8 hybrid hybrid,space=mini-int8
+date
