@@ -66,17 +66,19 @@ def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[model
     return loaded, conf.batch_size
 
 
-def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> list[float] | None:
+def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> str | None:
     if text is None:
         return None
     target = spaces.lookup(plpy, gd, space)
     loaded, batch_size = _loaded(plpy, gd, target, batch=False)
-    return spaces.fit(loaded.encoder.encode([text], batch_size)[0], target)
+    return spaces.vector_literals(
+        [spaces.fit(loaded.encoder.encode([text], batch_size)[0], target)]
+    )[0]
 
 
 def embed_batch(
     plpy: Plpy, gd: GD, texts: list[str | None] | None, space: str | None
-) -> Iterator[tuple[int, list[float] | None]]:
+) -> Iterator[tuple[int, str | None]]:
     """(ord, vector) for each input, ord from 1 in input order; a null input gives null."""
     if not texts:
         return iter(())
@@ -85,7 +87,8 @@ def embed_batch(
     present = [(i, t) for i, t in enumerate(texts, 1) if t is not None]
     vectors = loaded.encoder.encode([t for _, t in present], batch_size) if present else []
     give_memory_back()
-    by_ord = {i: spaces.fit(v, target) for (i, _), v in zip(present, vectors, strict=True)}
+    literals = spaces.vector_literals([spaces.fit(v, target) for v in vectors])
+    by_ord = {i: v for (i, _), v in zip(present, literals, strict=True)}
     return iter([(i, by_ord.get(i)) for i in range(1, len(texts) + 1)])
 
 

@@ -87,3 +87,23 @@ def describe_model(
     if provider not in ("hash", "wordllama", remote.PROVIDER):
         provider = "sentence-transformers"  # the model's family; onnx is how it runs
     return provider, loaded.encoder.dimensions
+
+
+# Vectors cross from Python to SQL as text that pgvector parses. str() of a list of floats
+# spells each with up to 17 digits (0.82 s for 2,000 vectors of 384, about 3% of embed_batch
+# on short texts); fixed-point integers with an exponent ("123456789e-10") come out of numpy
+# 3x faster and 35% shorter, so pgvector parses them faster too. At 1e-10 this is exact to
+# float32 for components above about 0.001 and within 5e-11 below.
+VECTOR_SCALE = 10_000_000_000
+
+
+def vector_literals(vectors: list[list[float]]) -> list[str]:
+    """pgvector input for each vector: '[123e-10,-45e-10,...]'."""
+    if not vectors:
+        return []
+    import numpy
+
+    scaled = numpy.rint(numpy.asarray(vectors, dtype=numpy.float64) * VECTOR_SCALE)
+    return [
+        "[" + "e-10,".join(map(str, row)) + "e-10]" for row in scaled.astype(numpy.int64).tolist()
+    ]

@@ -29,8 +29,8 @@ select id, name, provider, model, dimensions, model_dimensions, domain, distance
 
 
 def vector_array_literal(vectors: list[list[float]]) -> str:
-    """A vector[] literal: '{"[0.1,0.2]","[...]"}' (PostgreSQL parses each element)."""
-    return "{" + ",".join('"[' + ",".join(repr(x) for x in v) + ']"' for v in vectors) + "}"
+    """A vector[] literal: '{"[1e-10,2e-10]","[...]"}' (PostgreSQL parses each element)."""
+    return "{" + ",".join(f'"{v}"' for v in spaces.vector_literals(vectors)) + "}"
 
 
 class Worker:
