@@ -103,7 +103,13 @@ def vector_literals(vectors: list[list[float]]) -> list[str]:
         return []
     import numpy
 
-    scaled = numpy.rint(numpy.asarray(vectors, dtype=numpy.float64) * VECTOR_SCALE)
-    return [
-        "[" + "e-10,".join(map(str, row)) + "e-10]" for row in scaled.astype(numpy.int64).tolist()
-    ]
+    values = numpy.asarray(vectors, dtype=numpy.float64)
+    if not numpy.isfinite(values).all():  # pgvector refuses them too: say where they came from
+        raise EnvironmentBroken(
+            "the model returned a vector holding NaN or infinity", sqlstate="22000",
+            hint="a remote endpoint's answer, or a broken model file: nothing was stored",
+        )  # fmt: skip
+    if numpy.abs(values).max() >= 1e8:  # would overflow int64 once scaled
+        return [str(list(v)) for v in vectors]
+    scaled = numpy.rint(values * VECTOR_SCALE).astype(numpy.int64)
+    return ["[" + "e-10,".join(map(str, row)) + "e-10]" for row in scaled.tolist()]

@@ -210,3 +210,21 @@ def test_sql_can_call_every_public_api_function_and_no_helper() -> None:
               and getattr(v, "__module__", "") == api.__name__}  # fmt: skip
     assert set(entry.FUNCTIONS) == public and "text_candidates" in public
     assert not any(name.startswith("_") for name in entry.FUNCTIONS)
+
+
+def test_vectors_cross_to_sql_as_fixed_point_decimals_exact_to_float32() -> None:
+    import numpy
+
+    from memex_db import spaces
+    from memex_db.errors import EnvironmentBroken
+
+    vectors = numpy.random.default_rng(0).standard_normal((20, 384)).astype(numpy.float32)
+    vectors /= numpy.linalg.norm(vectors, axis=1, keepdims=True)
+    literals = spaces.vector_literals(vectors.tolist())
+    back = numpy.array([[numpy.float32(x) for x in lit[1:-1].split(",")] for lit in literals])
+    big = numpy.abs(vectors) > 1e-3
+    assert (back[big] == vectors[big]).all()  # exact to float32 above 0.001
+    assert numpy.abs(back - vectors).max() <= 6e-11
+    assert spaces.vector_literals([[3e9, 1.0]]) == ["[3000000000.0, 1.0]"]  # no int64 overflow
+    with pytest.raises(EnvironmentBroken, match="NaN or infinity"):
+        spaces.vector_literals([[float("nan"), 1.0]])
