@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -121,3 +123,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
         time.sleep(0.02)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Stops a server a test started: SIGTERM, then SIGKILL if it has not exited in `timeout` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.db.helpers import make_tenants
+from tests.db.helpers import make_tenants, stop_process
 
 CLIENTS = 20
 TENANTS = 10
@@ -85,11 +85,7 @@ def pooler(db: str) -> Iterator[tuple[str, str]]:
                 time.sleep(0.2)
         yield dsn, role
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=10)
         with psycopg.connect(db, autocommit=True) as su:
             su.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
                        (role,))  # fmt: skip

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from tests.conftest import server_python
-from tests.db.helpers import admin, as_role, load_documents, make_tenants
+from tests.db.helpers import admin, as_role, load_documents, make_tenants, stop_process
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -89,12 +89,7 @@ def infinity() -> Iterator[str]:
                 time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        stop_process(proc, timeout=20)
         log.close()
 
 
