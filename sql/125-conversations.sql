@@ -13,6 +13,8 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
@@ -102,6 +104,8 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
@@ -131,6 +135,8 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
@@ -201,6 +207,8 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
@@ -281,6 +289,8 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();

@@ -75,6 +75,8 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();

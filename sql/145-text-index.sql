@@ -112,6 +112,21 @@ $$;
 comment on function memex._text_merge(uuid, text, text[]) is
 'Internal: merges text index blocks of some lexemes, four of a size class into one (skipped while another session merges).';
 
+-- memex._text_segments_folded(): the highest segment id this transaction has folded (0 if
+-- none). A segment another session adds meanwhile may have a lower id: counting it later
+-- only delays a compaction, and a compaction folds every segment it sees.
+create or replace function memex._text_segments_folded()
+returns bigint
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select coalesce(nullif(pg_catalog.current_setting('memex.text_segments_folded', true), '')::bigint, 0) $$;
+
+comment on function memex._text_segments_folded() is
+'Internal: the highest text index segment id folded by this transaction (0 if none).';
+
 -- memex._text_compact(tenant, language): the tenant language's segments folded into one block
 -- per lexeme (and one of totals), in one statement, then the lexemes' blocks merged. Skipped,
 -- not waited for, while another session compacts or merges that language.
@@ -125,6 +140,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     touched text[];
+    folded bigint;
 begin
     if not pg_catalog.pg_try_advisory_xact_lock(memex._text_lock_key(tenant, language)) then
         return 0;
@@ -157,7 +173,11 @@ begin
         having pg_catalog.count(*) > 0
         returning lexeme
     )
-    select pg_catalog.array_agg(a.lexeme) into touched from added as a;
+    select pg_catalog.array_agg(a.lexeme), (select max(g.segment) from gone as g) into touched, folded from added as a;
+    -- The segments folded here stay in the index as deleted rows until this transaction ends:
+    -- _text_apply's check skips them by id (a bulk load in one transaction checks thousands
+    -- of times, and would read every segment it ever folded).
+    perform pg_catalog.set_config('memex.text_segments_folded', greatest(memex._text_segments_folded(), folded)::text, true);
     if touched is null then
         return 0;
     end if;
@@ -231,7 +251,8 @@ begin
     loop
         if (select pg_catalog.count(*) >= 32 or sum(s.entries) >= 8192
               from memex.text_segments as s
-             where s.tenant_id = part.tenant_id and s.language = part.language) then
+             where s.tenant_id = part.tenant_id and s.language = part.language
+               and s.segment > memex._text_segments_folded()) then
             perform memex._text_compact(part.tenant_id, part.language);
         end if;
     end loop;

@@ -55,6 +55,7 @@ grant execute on function memex._text_terms(memex.chunks) to memex_admin, memex_
 grant execute on function memex._text_lock_key(uuid, text) to memex_admin, memex_app;
 grant execute on function memex._text_merge(uuid, text, text[]) to memex_admin, memex_app;
 grant execute on function memex._text_compact(uuid, text) to memex_admin, memex_app;
+grant execute on function memex._text_segments_folded() to memex_admin, memex_app;
 grant execute on function memex._text_apply(memex.chunks[], integer) to memex_admin, memex_app;
 grant execute on function memex._text_index_chunks() to memex_admin, memex_app;
 grant execute on function memex._text_new_version() to memex_admin, memex_app;

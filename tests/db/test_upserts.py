@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 
 import psycopg
@@ -203,3 +204,32 @@ def test_sixteen_concurrent_sessions_store_one_copy_without_deadlock(db: str, co
     assert found["documents"] == 5
     assert found["messages"] == 8
     assert found["chunks"] == 2 + 5 + 8
+
+
+def test_a_bulk_load_in_one_transaction_never_reads_a_whole_tenant_per_row(app: Conn) -> None:
+    """The tables are new and empty when a session's first plans are made: a cached generic
+    plan then looked chunks up by tenant alone (the delete of a document's extra chunks) and so
+    did the foreign-key check on documents, and the text index's compaction check read every
+    segment this transaction had folded. Each row's cost grew with the load: 3,633 abstracts
+    took 49 s instead of about 40 (docs/architecture.md). Counted by the index statistics."""
+    words = [f"w{n}" for n in range(3000)]
+    rng = random.Random(7)
+    with app.transaction():
+        for n in range(160):
+            text = " ".join(rng.choice(words) for _ in range(450))  # about three chunks each
+            app.execute("select memex.upsert_document(%s, %s)", (f"doc-{n}", text))
+    app.execute("select pg_stat_force_next_flush()")
+    app.execute("select 1")  # the end of this transaction flushes the counters
+    app.execute("select pg_stat_clear_snapshot()")
+    reads = {
+        name: (scans, tuples)
+        for name, scans, tuples in app.execute(
+            "select indexrelname, idx_scan, idx_tup_read from pg_stat_user_indexes"
+            " where schemaname = 'memex' and relname in ('chunks', 'documents', 'text_segments')"
+        )
+    }
+    # Before: about 240 chunk rows per delete, 80 document rows per chunk, 80 segments per check.
+    assert reads["chunks_text_doc"][1] <= 1000  # the first calls, while the table is tiny
+    for index in ("documents_uri_prefix", "documents_pkey", "text_segments_pkey"):
+        scans, tuples = reads[index]
+        assert scans > 100 and tuples <= 20 * scans, (index, scans, tuples)
