@@ -89,34 +89,38 @@ def read_pipeline_config(model_dir: str) -> dict[str, Any]:
     }
 
 
-# A batch also ends when padding would exceed 15% of its tokens (once it has 8 rows): a claim of
-# 64 chunks in id order mixes lengths, and padding them all to the longest halved embed_pending's
-# rate on short texts (measured: 37 -> 64 texts/s; docs/embedding.md).
-MIN_FILL = 0.85
-MIN_ROWS_BEFORE_SPLIT = 8
+# What one more inference batch costs, in padded tokens: onnxruntime's run has a fixed cost
+# (about 2 ms here, every op dispatched to the thread pool) and then costs the same per padded
+# token from 1 row to 64 (measured 335-365 us a token at widths 16-64; docs/embedding.md,
+# "Batches"). So a batch is worth cutting wherever it saves more padding than this.
+BATCH_OVERHEAD_TOKENS = 8
 
 
 def token_batches(lengths: list[int], max_rows: int, token_budget: int) -> list[list[int]]:
     """Indices of `lengths` grouped into inference batches: sorted by length, at most max_rows
-    rows, past the first row at most token_budget padded tokens, and little padding."""
+    rows, past the first row at most token_budget padded tokens, and among such groupings the
+    one with the fewest padded tokens plus BATCH_OVERHEAD_TOKENS a batch (an exact partition of
+    the sorted rows: n x max_rows steps)."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    count = len(order)
+    best = [0] * (count + 1)  # best[i]: the cost of batching the i shortest rows
+    cut = [0] * (count + 1)  # where the last batch of those i rows starts
+    for end in range(1, count + 1):
+        width = lengths[order[end - 1]]  # sorted ascending: the widest of any batch ending here
+        best[end] = best[end - 1] + BATCH_OVERHEAD_TOKENS + width
+        cut[end] = end - 1
+        for start in range(end - 2, max(end - max_rows, 0) - 1, -1):
+            if (end - start) * width > token_budget:
+                break
+            cost = best[start] + BATCH_OVERHEAD_TOKENS + (end - start) * width
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
     batches: list[list[int]] = []
-    current: list[int] = []
-    real = 0
-    for i in order:
-        # Sorted ascending: this row is the widest so far, so it sets the batch's padded width.
-        padded = (len(current) + 1) * lengths[i]
-        if current and (
-            len(current) >= max_rows
-            or padded > token_budget
-            or (len(current) >= MIN_ROWS_BEFORE_SPLIT and real + lengths[i] < MIN_FILL * padded)
-        ):
-            batches.append(current)
-            current, real = [], 0
-        current.append(i)
-        real += lengths[i]
-    if current:
-        batches.append(current)
+    end = count
+    while end > 0:
+        batches.append(order[cut[end] : end])
+        end = cut[end]
+    batches.reverse()
     return batches
 
 

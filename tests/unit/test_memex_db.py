@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from memex_db import __version__, api, entry, models, probe, settings
 from memex_db.errors import InvalidParameter, MemexDbError
 from memex_db.onnx_runtime import (
+    BATCH_OVERHEAD_TOKENS,
     EXPORT_FORMAT,
     read_pipeline_config,
     token_batches,
@@ -189,6 +191,45 @@ def test_token_batches_bound_padded_tokens_and_rows() -> None:
         assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
     assert token_batches([5000], max_rows=64, token_budget=100) == [[0]]  # one row always fits
     assert token_batches([], max_rows=64, token_budget=4096) == []
+
+
+def test_token_batches_cut_where_a_batch_saves_more_padding_than_it_costs() -> None:
+    assert token_batches([20] * 10, max_rows=64, token_budget=4096) == [list(range(10))]
+    # two lengths far apart: padding the short rows to 60 costs more than a second batch
+    assert token_batches([10, 60] * 4, max_rows=64, token_budget=4096) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    # one token apart: a batch costs more than padding them
+    assert len(token_batches([30, 31] * 4, max_rows=64, token_budget=4096)) == 1
+
+
+def _padded_cost(lengths: list[int], batches: list[list[int]]) -> int:
+    return sum(BATCH_OVERHEAD_TOKENS + len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def test_token_batches_are_the_cheapest_contiguous_grouping() -> None:
+    """Against every grouping of the sorted rows into runs (2^(n-1) of them) that fits."""
+    rng = random.Random(3)
+    for _ in range(200):
+        lengths = [rng.randint(3, 80) for _ in range(rng.randint(1, 8))]
+        max_rows, budget = rng.randint(1, 8), rng.randint(80, 400)
+        got = token_batches(lengths, max_rows=max_rows, token_budget=budget)
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        best = None
+        for mask in range(2 ** (len(order) - 1)):
+            runs, current = [], [order[0]]
+            for k in range(1, len(order)):
+                if mask >> (k - 1) & 1:
+                    runs.append(current)
+                    current = []
+                current.append(order[k])
+            runs.append(current)
+            fits = all(
+                len(r) <= max_rows and (len(r) == 1 or len(r) * lengths[r[-1]] <= budget)
+                for r in runs
+            )
+            if fits and (best is None or _padded_cost(lengths, runs) < best):
+                best = _padded_cost(lengths, runs)
+        assert _padded_cost(lengths, got) == best
+        assert sorted(i for b in got for i in b) == list(range(len(lengths)))
 
 
 def test_probe_names_a_missing_package_and_a_version_mismatch(tmp_path: Path) -> None:
