@@ -196,7 +196,10 @@ def test_token_batches_bound_padded_tokens_and_rows() -> None:
 def test_token_batches_cut_where_a_batch_saves_more_padding_than_it_costs() -> None:
     assert token_batches([20] * 10, max_rows=64, token_budget=4096) == [list(range(10))]
     # two lengths far apart: padding the short rows to 60 costs more than a second batch
-    assert token_batches([10, 60] * 4, max_rows=64, token_budget=4096) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert token_batches([10, 60] * 4, max_rows=64, token_budget=4096) == [
+        [0, 2, 4, 6],
+        [1, 3, 5, 7],
+    ]
     # one token apart: a batch costs more than padding them
     assert len(token_batches([30, 31] * 4, max_rows=64, token_budget=4096)) == 1
 
