@@ -66,7 +66,7 @@ def pooler(db: str) -> Iterator[tuple[str, str]]:
     with psycopg.connect(db, autocommit=True) as su:
         su.execute(f'create role "{role}" login in role memex_app')
     process = subprocess.Popen([PGBOUNCER, "-u", "postgres", str(folder / "pgbouncer.ini")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
     dsn = f"host=127.0.0.1 port={port} dbname=memex user={role}"
     try:
         deadline = time.monotonic() + 15
