@@ -6,13 +6,16 @@
 -- which has no BYPASSRLS: it lists the tenants and acts for each in turn with the tenant set
 -- for that transaction, under the same RLS policies as applications.
 
--- memex._pending_chunks(space_id, after, n, among): the current tenant's chunks of the space's
--- domain (a code space: the code chunks; a text space: every chunk) without a vector made from
--- their current content in the space, in id order, after `after`, at most n (null:
--- all), among the given ids when `among` is not null. The one definition of "pending": counts,
--- claims, reembed batches and embed-on-write all read it. One SQL statement (EXPLAIN shows the
--- anti-join), built with only the conditions that apply: a generic plan of `(after is null or
--- c.id > after)` cannot use the key, and would scan the tenant from its start at every batch.
+-- memex._pending_chunks(space_id, after_tokens, after, n, among): the current tenant's chunks of
+-- the space's domain (a code space: the code chunks; a text space: every chunk) without a vector
+-- made from their current content in the space, shortest first ((token_count, id) order: claims
+-- of chunks of about one length pad their inference batches least), after the position
+-- (after_tokens, after) when both are given, at most n (null: all), among the given ids when
+-- `among` is not null. The one definition of "pending": counts, claims, reembed batches and
+-- embed-on-write all read it. One SQL statement (EXPLAIN shows the anti-join over the
+-- chunks_pending_order index), built with only the conditions that apply: a generic plan of
+-- `(after is null or ...)` cannot use the key, and would scan the tenant from its start at every
+-- batch.
 -- memex._space_embeds_code_only(space_id): true for a space of domain code (it embeds the code
 -- chunks only); a text space embeds every chunk, code included: the general model is what
 -- searches fall back to when no code space is active.
@@ -31,7 +34,8 @@ comment on function memex._space_embeds_code_only(integer) is
 'Internal: whether a space embeds only code chunks (its domain is code).';
 
 create or replace function memex._pending_chunks(
-    space_id integer, after uuid default null, n integer default null, among uuid[] default null
+    space_id integer, after_tokens integer default null, after uuid default null, n integer default null
+    , among uuid[] default null
 )
 returns setof uuid
 language plpgsql
@@ -43,7 +47,8 @@ as $$
 begin
     return query execute
         'select c.id from memex.chunks as c where c.tenant_id = memex.current_tenant()'
-        || case when _pending_chunks.after is not null then ' and c.id > $2' else '' end
+        || case when _pending_chunks.after_tokens is not null and _pending_chunks.after is not null
+                then ' and (c.token_count, c.id) > ($5, $2)' else '' end
         || case when _pending_chunks.among is not null then ' and c.id = any($4)' else '' end
         || case when memex._space_embeds_code_only(_pending_chunks.space_id) then ' and c.domain = ''code''' else '' end
         || ' and not exists (
@@ -51,13 +56,14 @@ begin
                   where e.space_id = $1 and e.tenant_id = c.tenant_id
                     and e.chunk_id = c.id and e.content_hash = c.content_hash
              )
-           order by c.id limit $3'
-        using _pending_chunks.space_id, _pending_chunks.after, _pending_chunks.n, _pending_chunks.among;
+           order by c.token_count, c.id limit $3'
+        using _pending_chunks.space_id, _pending_chunks.after, _pending_chunks.n, _pending_chunks.among
+            , _pending_chunks.after_tokens;
 end
 $$;
 
-comment on function memex._pending_chunks(integer, uuid, integer, uuid[]) is
-'Internal: ids of the current tenant''s chunks without an up-to-date vector in a space (id order, after, at most n, among the given ids).';
+comment on function memex._pending_chunks(integer, integer, uuid, integer, uuid[]) is
+'Internal: ids of the current tenant''s chunks without an up-to-date vector in a space (shortest first, after a position, at most n, among the given ids).';
 
 -- memex._pending_here(space_id): pending chunks of the current tenant in a space.
 create or replace function memex._pending_here(space_id integer)
@@ -196,10 +202,11 @@ $$;
 
 comment on function memex._check_batch_size(integer) is 'Internal: 22023 unless 1 <= batch_size <= 4096.';
 
--- memex._drain_step(space_id, n, claim, tenant, after, wrapped): the next batch of pending
--- chunks over every tenant the caller may list, tenant by tenant in id order, chunks in id
--- order: the one engine behind CALL memex.embed_pending, CALL memex.reembed and `memex
--- worker`. The caller keeps the position (tenant, after, wrapped) between calls, embeds the
+-- memex._drain_step(space_id, n, claim, tenant, after_tokens, after, wrapped): the next batch of
+-- pending chunks over every tenant the caller may list, tenant by tenant in id order, chunks
+-- shortest first (memex._pending_chunks' order): the one engine behind CALL memex.embed_pending,
+-- CALL memex.reembed and `memex worker`. The caller keeps the position (tenant, after_tokens,
+-- after, wrapped) between calls, embeds the
 -- batch, stores it (memex._store_embeddings) and commits; the tenant stays set for its
 -- transaction. `finished` when every tenant is done.
 --   claim: lock the rows (FOR NO KEY UPDATE SKIP LOCKED) so concurrent runners take disjoint
@@ -209,7 +216,7 @@ comment on function memex._check_batch_size(integer) is 'Internal: 22023 unless 
 -- head count).
 create or replace function memex._drain_step(
     space_id integer, n integer, claim boolean
-    , inout tenant uuid, inout after uuid, inout wrapped boolean
+    , inout tenant uuid, inout after_tokens integer, inout after uuid, inout wrapped boolean
     , out finished boolean, out ids uuid[], out contents text[], out hashes bytea[]
 )
 language plpgsql
@@ -229,6 +236,7 @@ begin
     if tenant is null then
         tenant := (select t.id from memex.tenants as t order by t.id limit 1);
         after := null;
+        after_tokens := null;
     end if;
     loop
         if tenant is null then
@@ -236,9 +244,15 @@ begin
             return;
         end if;
         perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
-        candidates := array(select p from memex._pending_chunks(_drain_step.space_id, after, n) as p);
+        candidates := array(
+            select p from memex._pending_chunks(_drain_step.space_id, after_tokens, after, n) as p
+        );
         if pg_catalog.cardinality(candidates) > 0 then
             after := candidates[pg_catalog.cardinality(candidates)];
+            after_tokens := (
+                select c.token_count from memex.chunks as c
+                 where c.tenant_id = _drain_step.tenant and c.id = _drain_step.after
+            );
             if claim then
                 -- Lock what no other runner holds, then re-read with a new snapshot: a row
                 -- another runner stored between our first read and our lock is dropped.
@@ -249,7 +263,7 @@ begin
                        for no key update of c skip locked
                 );
                 candidates := array(
-                    select p from memex._pending_chunks(_drain_step.space_id, null, null, candidates) as p
+                    select p from memex._pending_chunks(_drain_step.space_id, among => candidates) as p
                 );
             end if;
             if pg_catalog.cardinality(candidates) > 0 then
@@ -265,16 +279,18 @@ begin
         if claim and not wrapped and after is not null then
             wrapped := true;  -- once more from the start, for rows that were held when passed
             after := null;
+            after_tokens := null;
             continue;
         end if;
         tenant := (select t.id from memex.tenants as t where t.id > _drain_step.tenant order by t.id limit 1);
         after := null;
+        after_tokens := null;
         wrapped := false;
     end loop;
 end
 $$;
 
-comment on function memex._drain_step(integer, integer, boolean, uuid, uuid, boolean) is
+comment on function memex._drain_step(integer, integer, boolean, uuid, integer, uuid, boolean) is
 'Internal: the next batch of pending chunks over every tenant (the engine of embed_pending, reembed and memex worker).';
 
 -- memex._store_embeddings(space_id, chunk_ids, hashes, vectors): stores vectors made from the
@@ -346,6 +362,111 @@ $$;
 comment on function memex._embed_and_store(integer, uuid[], text[], bytea[]) is
 'Internal: embeds texts in this backend with a space''s model and stores them for the given chunks.';
 
+-- memex._bulk_index_rows(): the setting memex.bulk_index_rows (default 1000; 0: never): a
+-- CALL embed_pending that loads at least this many chunks into a space with no vector yet
+-- builds its HNSW index once at the end instead of growing it row by row (docs/embedding.md).
+create or replace function memex._bulk_index_rows()
+returns integer
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    raw text := pg_catalog.btrim(coalesce(pg_catalog.current_setting('memex.bulk_index_rows', true), ''));
+begin
+    if raw = '' then
+        return 1000;
+    end if;
+    if raw !~ '^[0-9]{1,9}$' then
+        raise exception 'memex.bulk_index_rows must be a number of chunks (0: never), not %', pg_catalog.quote_literal(raw)
+            using errcode = '22023';
+    end if;
+    return raw::integer;
+end
+$$;
+
+comment on function memex._bulk_index_rows() is
+'Internal: memex.bulk_index_rows (default 1000, 0: never); 22023 when it is not a number of chunks.';
+
+-- memex._defer_index_for_load(space_id, loading, current_vectors): true when a load of `loading`
+-- chunks should go into the space without its HNSW index, which the load then builds once at
+-- its end (memex._finish_load_index): pgvector builds a graph in memory several times faster
+-- than it inserts the same vectors one by one (docs/embedding.md, "Initial loads"). Only for a
+-- load of at least memex.bulk_index_rows chunks into a space that holds no up-to-date vector yet
+-- (or one not searched, status building, that the load at least doubles): dropping the index
+-- of a space applications search would turn their searches into scans. Drops the index, waiting
+-- at most 1 s for its lock: if searches or writes hold the table longer, the load grows the
+-- index as usual.
+create or replace function memex._defer_index_for_load(
+    space_id integer, loading bigint, current_vectors bigint
+)
+returns boolean
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces;
+    min_rows integer := memex._bulk_index_rows();
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+begin
+    select s.* into strict sp from memex.spaces as s where s.id = _defer_index_for_load.space_id;
+    if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
+       or min_rows = 0 or loading < min_rows
+       or not (current_vectors = 0 or (sp.status <> 'active' and loading >= current_vectors)) then
+        return false;
+    end if;
+    if pg_catalog.to_regclass('memex.' || pg_catalog.quote_ident(memex._space_index_name(sp.id))) is null then
+        return true;  -- already gone (an interrupted load): built at the end
+    end if;
+    begin
+        perform pg_catalog.set_config('lock_timeout', '1s', true);
+        perform memex._drop_space_index(sp.id);
+    exception when lock_not_available then  -- the setting is undone with the subtransaction
+        raise notice 'memex.embed_pending: the index of space % is in use: growing it row by row', sp.name;
+        return false;
+    end;
+    perform pg_catalog.set_config('lock_timeout', saved_timeout, true);
+    return true;
+end
+$$;
+
+comment on function memex._defer_index_for_load(integer, bigint, bigint) is
+'Internal: drops a space''s HNSW index for a large initial load (built again at its end); true if the load goes without it.';
+
+-- memex._finish_load_index(space_id): builds the HNSW index of a space that should have one
+-- and has none (after a load without it, or one that was interrupted); returns the seconds it
+-- took, null when there was nothing to build. Writes of vectors wait for the build.
+create or replace function memex._finish_load_index(space_id integer)
+returns numeric
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces;
+    started timestamptz := pg_catalog.clock_timestamp();
+begin
+    select s.* into strict sp from memex.spaces as s where s.id = _finish_load_index.space_id;
+    if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
+       or memex._space_index_valid(sp.id) is not null then
+        return null;
+    end if;
+    raise notice 'memex.embed_pending: building the hnsw index of space % (writes of vectors wait for it)', sp.name;
+    perform memex._build_space_index(sp.id);
+    return pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric, 1);
+end
+$$;
+
+comment on function memex._finish_load_index(integer) is
+'Internal: builds a space''s missing HNSW index (after a load without it); the seconds it took, or null.';
+
 -- CALL memex.embed_pending(space, batch_size, max_rows): embeds every pending chunk of every
 -- tenant the caller may list, one committed transaction per batch (a cancel or a crash loses
 -- one batch at most, and the same CALL resumes). Several sessions may run it at once: claims
@@ -359,10 +480,13 @@ language plpgsql
 as $$
 declare
     sp memex.spaces;
+    counts record;
     total bigint;
     done bigint := 0;
+    index_seconds numeric;
     step record;
     tenant uuid;
+    after_tokens integer;
     after uuid;
     wrapped boolean := false;
     started timestamptz := pg_catalog.clock_timestamp();
@@ -375,22 +499,30 @@ begin
         raise exception 'max_rows must be at least 1, not %', max_rows using errcode = '22023';
     end if;
     sp := memex._space(space);
-    total := memex.pending_count(sp.name);
+    select c.chunks, c.pending into counts from memex._space_counts(sp.id) as c;
+    total := counts.pending;
     if max_rows is not null then
         total := least(total, max_rows);
     end if;
     -- Each NOTICE carries its figures as JSON in DETAIL, for programs (memex embed's bar).
     raise notice 'memex.embed_pending: % chunks to embed into space %', total, sp.name
         using detail = pg_catalog.jsonb_build_object('event', 'start', 'done', 0, 'total', total, 'space', sp.name)::text;
+    if memex._defer_index_for_load(sp.id, total, counts.chunks - counts.pending) then
+        raise notice 'memex.embed_pending: space % has no vectors yet: its hnsw index is built once at the end', sp.name
+            using hint = 'faster than growing it row by row; SET memex.bulk_index_rows = 0 to keep it';
+    end if;
+    commit;  -- releases the lock the dropped index took
+    set local search_path = pg_catalog, pg_temp;
     loop
         exit when max_rows is not null and done >= max_rows;
         select d.* into step
           from memex._drain_step(
               sp.id, least(batch_size::bigint, coalesce(max_rows - done, batch_size))::integer, true
-              , tenant, after, wrapped
+              , tenant, after_tokens, after, wrapped
           ) as d;
         exit when step.finished;
         tenant := step.tenant;
+        after_tokens := step.after_tokens;
         after := step.after;
         wrapped := step.wrapped;
         perform memex._embed_and_store(sp.id, step.ids, step.contents, step.hashes);
@@ -408,6 +540,12 @@ begin
         end if;
     end loop;
     commit;  -- the last step's transaction (it may have only looked)
+    set local search_path = pg_catalog, pg_temp;
+    index_seconds := memex._finish_load_index(sp.id);
+    if index_seconds is not null then
+        raise notice 'memex.embed_pending: index of space % built in % s', sp.name, index_seconds;
+    end if;
+    commit;
     set local search_path = pg_catalog, pg_temp;
     rate := done / greatest(extract(epoch from pg_catalog.clock_timestamp() - started), 0.001);
     raise notice 'memex.embed_pending: done, % chunks embedded into space % in % s (% chunks/s)'
@@ -451,7 +589,7 @@ begin
     into ids, contents, hashes
     from changed_chunks as n
     where n.id in (
-        select p from memex._pending_chunks(sp.id, null, null, array(select c.id from changed_chunks as c)) as p
+        select p from memex._pending_chunks(sp.id, among => array(select c.id from changed_chunks as c)) as p
     );
     if ids is null then
         return null;

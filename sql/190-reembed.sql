@@ -237,7 +237,7 @@ comment on view memex.reembed_progress is
 -- (progress, no-op, busy, ready) carry JSON in DETAIL with an "event" key (memex reembed).
 
 -- memex._reembed_pass(state, batch_size, from_start): one pass over every tenant's chunks in
--- key order from the saved point (or from the start), committing each batch with its progress.
+-- claim order (shortest first, memex._pending_chunks) from the saved point (or from the start), committing each batch with its progress.
 -- Returns the chunks embedded. Called by memex.reembed only (it COMMITs, so it is a procedure).
 create or replace procedure memex._reembed_pass(
     target_id integer, batch_size integer, from_start boolean, inout embedded bigint default 0
@@ -248,6 +248,7 @@ declare
     state memex.reembeds;
     step record;
     tenant uuid;
+    after_tokens integer;
     after uuid;
     run_started timestamptz := pg_catalog.clock_timestamp();
     run_done bigint := 0;
@@ -258,13 +259,16 @@ begin
     select r.* into state from memex.reembeds as r where r.space_id = target_id;
     if not from_start then  -- resume where the last committed batch ended
         tenant := state.cursor_tenant;
+        after_tokens := state.cursor_tokens;
         after := state.cursor_chunk;
     end if;
     loop
         -- no claim: the reembed reads without locking, writers never wait for the model
-        select d.* into step from memex._drain_step(target_id, batch_size, false, tenant, after, false) as d;
+        select d.* into step
+          from memex._drain_step(target_id, batch_size, false, tenant, after_tokens, after, false) as d;
         exit when step.finished;
         tenant := step.tenant;
+        after_tokens := step.after_tokens;
         after := step.after;
         perform memex._embed_and_store(target_id, step.ids, step.contents, step.hashes);
         run_done := run_done + pg_catalog.cardinality(step.ids);
@@ -274,6 +278,7 @@ begin
            set rows_done = r.rows_done + pg_catalog.cardinality(step.ids)
              , rows_total = greatest(r.rows_total, r.rows_done + pg_catalog.cardinality(step.ids))
              , cursor_tenant = case when from_start then r.cursor_tenant else tenant end
+             , cursor_tokens = case when from_start then r.cursor_tokens else after_tokens end
              , cursor_chunk = case when from_start then r.cursor_chunk else after end
              , rate = case when from_start then r.rate else run_rate end  -- the main pass's rate
              , updated_at = pg_catalog.clock_timestamp()
@@ -292,7 +297,7 @@ end
 $$;
 
 comment on procedure memex._reembed_pass (integer, integer, boolean, bigint) is
-'Internal: one committed-batch pass of a reembed over every tenant''s chunks in key order.';
+'Internal: one committed-batch pass of a reembed over every tenant''s chunks, shortest first.';
 
 create or replace procedure memex.reembed(
     model text, dimensions integer default null, space_name text default null
@@ -397,6 +402,7 @@ begin
          , phase = case when r.phase = 'done' then 'embedding' else r.phase end
          , rows_done = case when r.phase = 'done' then 0 else r.rows_done end
          , cursor_tenant = case when r.phase = 'done' then null else r.cursor_tenant end
+         , cursor_tokens = case when r.phase = 'done' then null else r.cursor_tokens end
          , cursor_chunk = case when r.phase = 'done' then null else r.cursor_chunk end
          , finished_at = null, activation_ms = null
          , started_at = case when r.phase = 'done' then pg_catalog.now() else r.started_at end

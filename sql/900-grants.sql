@@ -74,13 +74,16 @@ grant execute on function memex._space_index_sql(integer, boolean) to memex_admi
 grant execute on function memex._space_index_valid(integer) to memex_admin;
 grant execute on function memex._build_space_index(integer) to memex_admin;
 grant execute on function memex._drop_space_index(integer) to memex_admin;
+grant execute on function memex._bulk_index_rows() to memex_admin;
+grant execute on function memex._defer_index_for_load(integer, bigint, bigint) to memex_admin;
+grant execute on function memex._finish_load_index(integer) to memex_admin;
 grant execute on function memex.create_space(text, text, integer, text, text, text, jsonb) to memex_admin;
 grant execute on function memex.activate_space(text, boolean) to memex_admin;
 grant execute on function memex.retire_space(text) to memex_admin;
 grant execute on function memex.drop_space(text) to memex_admin;
 grant execute on function memex._dimension_guard() to memex_admin, memex_app;
 grant execute on function memex._pending_here(integer) to memex_admin, memex_app;
-grant execute on function memex._pending_chunks(integer, uuid, integer, uuid[]) to memex_admin, memex_app;
+grant execute on function memex._pending_chunks(integer, integer, uuid, integer, uuid[]) to memex_admin, memex_app;
 grant execute on function memex._advisory_class(text) to memex_admin, memex_app;
 grant execute on function memex._tenant_tables() to memex_admin;
 grant execute on function memex._check_batch_size(integer) to memex_admin;
@@ -88,7 +91,7 @@ grant execute on function memex._chunks_here(integer) to memex_admin, memex_app;
 grant execute on function memex._space_embeds_code_only(integer) to memex_admin, memex_app;
 grant execute on function memex._space_counts(integer) to memex_admin, memex_app;
 grant execute on function memex.pending_count(text) to memex_admin, memex_app;
-grant execute on function memex._drain_step(integer, integer, boolean, uuid, uuid, boolean) to memex_admin;
+grant execute on function memex._drain_step(integer, integer, boolean, uuid, integer, uuid, boolean) to memex_admin;
 grant execute on function memex._store_embeddings(integer, uuid[], bytea[], __vector_schema__.vector[]) to memex_admin
 , memex_app;
 grant execute on function memex._embed_and_store(integer, uuid[], text[], bytea[]) to memex_admin, memex_app;

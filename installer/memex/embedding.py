@@ -39,7 +39,9 @@ def embed(dsn: str, space: str | None, batch_size: int, max_rows: int | None) ->
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
             figures = progress(diag)
-            if figures is not None and isinstance(figures.get("done"), int):
+            if figures is None and diag.message_primary:  # e.g. the index being built
+                bar.write(diag.message_primary, file=sys.stderr)
+            elif figures is not None and isinstance(figures.get("done"), int):
                 bar.update(max(0, int(figures["done"]) - bar.n))  # type: ignore[call-overload]
                 if figures.get("event") == "done":
                     last[:] = [diag.message_primary or ""]

@@ -70,16 +70,17 @@ class Worker:
         """One pass over every tenant; returns the chunks embedded."""
         done = 0
         tenant: str | None = None
+        after_tokens: int | None = None
         after: str | None = None
         wrapped = False
         while True:
             with self.conn.transaction():
                 step = self.conn.execute(
-                    "select finished, tenant, after, wrapped, ids, contents, hashes "
-                    "from memex._drain_step(%s, %s, true, %s, %s, %s)",
-                    (self.space.id, self.batch_size, tenant, after, wrapped),
+                    "select finished, tenant, after_tokens, after, wrapped, ids, contents, hashes "
+                    "from memex._drain_step(%s, %s, true, %s, %s, %s, %s)",
+                    (self.space.id, self.batch_size, tenant, after_tokens, after, wrapped),
                 ).fetchone()
-                finished, tenant, after, wrapped, ids, contents, hashes = step
+                finished, tenant, after_tokens, after, wrapped, ids, contents, hashes = step
                 if finished:
                     break
                 vectors = self.loaded.encoder.encode(list(contents), DEFAULT_BATCH_ROWS)

@@ -210,3 +210,181 @@ def test_the_app_role_cannot_run_the_cross_tenant_job(conn: Conn) -> None:
     conn.execute("set role memex_app")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("call memex.embed_pending()")
+
+
+def _index_oid(dsn: str, space_id: int = 1) -> int | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select to_regclass('memex.' || memex._space_index_name(%s))::oid", (space_id,)
+        ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _vectors_the_index_returns(dsn: str) -> int:
+    """How many of the default space's vectors a scan of its HNSW index reaches (ef_search at
+    its maximum, more than the chunks: a missing vector would be missing here)."""
+    with psycopg.connect(dsn) as conn:
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            conn.execute(f"set {setting} = off")  # only the HNSW index gives that order
+        conn.execute("set hnsw.ef_search = 1000")
+        query = """
+            select count(*) from (
+                select 1 from memex.embeddings
+                 where space_id = 1
+                 order by embedding::vector(384) <=> (select memex.embed('keys'))::vector(384)
+                 limit 1000) as hits
+        """
+        plan = "\n".join(str(r[0]) for r in conn.execute("explain " + query))
+        assert "embeddings_space_1_hnsw" in plan, plan
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+def _embed_pending_notices(dsn: str, call: str, *settings: str) -> list[str]:
+    notices: list[str] = []
+    with admin(dsn) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        for setting in settings:
+            conn.execute(setting)
+        conn.execute(call)
+    return notices
+
+
+def test_a_large_load_into_an_empty_space_builds_its_index_once_at_the_end(
+    two_tenants_loaded: str,
+) -> None:
+    dsn = two_tenants_loaded
+    before = _index_oid(dsn)
+    assert before is not None, "create_space built the empty index"
+    notices = _embed_pending_notices(
+        dsn, "call memex.embed_pending(batch_size => 32)", "set memex.bulk_index_rows = 100"
+    )
+    assert state(dsn) == (360, 360, 360, 0)
+    assert any("has no vectors yet: its hnsw index is built once at the end" in n for n in notices)
+    assert any("building the hnsw index of space all-MiniLM-L6-v2@384" in n for n in notices)
+    assert re.match(r"memex\.embed_pending: done, 360 chunks embedded", notices[-1])
+    after = _index_oid(dsn)
+    assert after is not None and after != before, "the index was dropped and built again"
+    assert _vectors_the_index_returns(dsn) == 360
+
+
+def test_a_load_into_a_space_applications_search_keeps_its_index(two_tenants_loaded: str) -> None:
+    dsn = two_tenants_loaded
+    with admin(dsn) as conn:  # a few vectors first: the space is active and searchable
+        conn.execute("call memex.embed_pending(max_rows => 40)")
+    before = _index_oid(dsn)
+    notices = _embed_pending_notices(
+        dsn, "call memex.embed_pending()", "set memex.bulk_index_rows = 100"
+    )
+    assert not any("built" in n or "building" in n for n in notices), notices
+    assert _index_oid(dsn) == before
+    assert state(dsn) == (360, 360, 360, 0)
+    assert _vectors_the_index_returns(dsn) == 360
+
+
+def test_the_default_threshold_and_zero_keep_the_index(two_tenants_loaded: str) -> None:
+    dsn = two_tenants_loaded
+    before = _index_oid(dsn)
+    # 360 chunks: under the default 1000; then 0 turns it off whatever the size
+    _embed_pending_notices(dsn, "call memex.embed_pending(max_rows => 100)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("truncate memex.embeddings")
+    _embed_pending_notices(dsn, "call memex.embed_pending()", "set memex.bulk_index_rows = 0")
+    assert _index_oid(dsn) == before
+    assert _vectors_the_index_returns(dsn) == 360
+
+
+@pytest.mark.slow
+def test_an_interrupted_load_leaves_its_index_to_the_next_call(
+    two_tenants_loaded: str, conn: Conn
+) -> None:
+    dsn = two_tenants_loaded
+    database = conn.execute("select current_database()").fetchone()
+    assert database is not None
+    conn.execute(f'alter database "{database[0]}" set memex.bulk_index_rows = 100')
+    ended_with = _run_until_interrupted(dsn, "pg_cancel_backend")
+    assert ended_with is psycopg.errors.QueryCanceled
+    assert _index_oid(dsn) is None, "cancelled mid-load: the index is not there yet"
+    chunks, vectors, _, _ = state(dsn)
+    assert 20 <= vectors < chunks
+    # the space now has vectors and is active: no second drop; the missing index is built
+    notices = _embed_pending_notices(dsn, "call memex.embed_pending()")
+    assert not any("has no vectors yet" in n for n in notices)
+    assert any("building the hnsw index" in n for n in notices)
+    assert state(dsn) == (360, 360, 360, 0)
+    assert _vectors_the_index_returns(dsn) == 360
+
+
+@pytest.mark.slow
+def test_a_load_waits_at_most_a_second_for_the_index_and_then_grows_it(
+    two_tenants_loaded: str,
+) -> None:
+    dsn = two_tenants_loaded
+    before = _index_oid(dsn)
+    with psycopg.connect(dsn) as reader:  # an open transaction that read the table
+        reader.execute("select count(*) from memex.embeddings")
+        notices = _embed_pending_notices(
+            dsn, "call memex.embed_pending()", "set memex.bulk_index_rows = 100"
+        )
+        reader.rollback()
+    assert any("is in use: growing it row by row" in n for n in notices), notices
+    assert _index_oid(dsn) == before
+    assert state(dsn) == (360, 360, 360, 0)
+
+
+def test_a_space_that_defers_its_index_is_left_to_its_owner(conn: Conn, db: str) -> None:
+    ids = make_tenants(conn, "a")
+    load_documents(db, ids["a"], 120)
+    conn.execute("""select memex.create_space('later', 'all-MiniLM-L6-v2', 384,
+                                              options => '{"defer_index": true}')""")  # fmt: skip
+    space = conn.execute("select id from memex.spaces where name = 'later'").fetchone()
+    assert space is not None
+    notices = _embed_pending_notices(
+        db, "call memex.embed_pending('later')", "set memex.bulk_index_rows = 10"
+    )
+    assert not any("index" in n for n in notices), notices
+    assert _index_oid(db, int(space[0])) is None, "reembed or activate_space builds it"  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("value", ["many", "-1", "1e3", "99999999999"])
+def test_a_bad_bulk_index_setting_is_named_and_embeds_nothing(
+    two_tenants_loaded: str, value: str
+) -> None:
+    with admin(two_tenants_loaded) as conn:
+        conn.execute("select set_config('memex.bulk_index_rows', %s, false)", (value,))
+        with pytest.raises(
+            psycopg.errors.InvalidParameterValue, match=r"memex\.bulk_index_rows must be a number"
+        ):
+            conn.execute("call memex.embed_pending()")
+    assert state(two_tenants_loaded) == (360, 0, 0, 360)
+    assert _index_oid(two_tenants_loaded) is not None
+
+
+def test_claims_come_shortest_first_so_each_batch_holds_one_length(conn: Conn, db: str) -> None:
+    ids = make_tenants(conn, "a")
+    with psycopg.connect(db) as writer:
+        writer.execute("select memex.set_tenant(%s)", (ids["a"],))
+        for i in range(40):  # lengths in no order: 1 to 40 words, shuffled by the modulus
+            words = (i * 17) % 40 + 1
+            writer.execute("select memex.upsert_document(%s, %s)",
+                           (f"d{i}.md", " ".join(["word"] * words)))  # fmt: skip
+    steps: list[list[int]] = []
+    position: tuple[object, object, object] = (None, None, None)
+    with admin(db) as run:
+        while True:
+            row = run.execute(
+                """select d.finished, d.tenant, d.after_tokens, d.after
+                        , array(select c.token_count from memex.chunks as c
+                                 where c.id = any(d.ids) order by c.token_count)
+                     from memex._drain_step(1, 8, false, %s, %s, %s, false) as d""",
+                position,
+            ).fetchone()
+            assert row is not None
+            if row[0]:
+                break
+            position = (row[1], row[2], row[3])
+            steps.append(list(row[4]))  # type: ignore[call-overload]
+    assert [len(s) for s in steps] == [8] * 5
+    flat = [t for s in steps for t in s]
+    assert flat == sorted(flat) and len(set(flat)) == 40, "every chunk once, shortest first"
