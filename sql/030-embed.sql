@@ -43,6 +43,24 @@ $py$;
 comment on function memex.embed_batch(text[], text) is
 'Embeds an array of texts with the space''s model (null: the default space); returns (ord, embedding), ord from 1.';
 
+-- memex._release_memory(): gives the heap's free memory back to the system, at the end of a
+-- CALL that embedded (embed_batch keeps some between calls: docs/embedding.md, "Memory").
+-- Nothing to do in a backend that never loaded memex_db.
+create or replace function memex._release_memory()
+returns void
+language plpython3u
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $py$
+if "memex_db" in GD:
+    GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "release_memory")
+$py$;
+
+comment on function memex._release_memory() is
+'Internal: returns the heap''s free memory to the system (the end of a CALL that embedded).';
+
 -- memex._model_info(model): the provider and native dimensions of a model (loads it once).
 create or replace function memex._model_info(model text, out provider text, out dimensions integer)
 language plpython3u

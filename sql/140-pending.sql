@@ -545,6 +545,7 @@ begin
     if index_seconds is not null then
         raise notice 'memex.embed_pending: index of space % built in % s', sp.name, index_seconds;
     end if;
+    perform memex._release_memory();
     commit;
     set local search_path = pg_catalog, pg_temp;
     rate := done / greatest(extract(epoch from pg_catalog.clock_timestamp() - started), 0.001);

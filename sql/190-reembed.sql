@@ -293,6 +293,7 @@ begin
                                                         , 'total', state.rows_total, 'rate', pg_catalog.round(run_rate::numeric, 1))::text;
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', '', true);
+    perform memex._release_memory();
 end
 $$;
 

@@ -68,6 +68,7 @@ grant execute on function memex._text_candidates(
 -- embedding: spaces, batches, the pending queue
 grant execute on function memex.embed_batch(text[], text) to memex_admin, memex_app;
 grant execute on function memex._model_info(text) to memex_admin;
+grant execute on function memex._release_memory() to memex_admin;
 grant execute on function memex._space(text) to memex_admin, memex_app;
 grant execute on function memex._space_index_name(integer) to memex_admin, memex_app;
 grant execute on function memex._space_index_sql(integer, boolean) to memex_admin;

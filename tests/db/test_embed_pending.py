@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from memex.embedding import progress
 from tests.db.helpers import admin, load_documents, make_tenants, wait_until
@@ -119,10 +120,17 @@ def test_an_interrupted_run_resumes_to_exactly_one_vector_per_chunk(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bulk_index_rows", [None, 100])
 def test_two_concurrent_runs_never_embed_a_row_twice(
-    two_tenants_loaded: str,
+    two_tenants_loaded: str, bulk_index_rows: int | None
 ) -> None:
+    """With 100, both runs start an initial load without the index: the first to finish
+    builds it while the other still writes, which then grows it."""
     dsn = two_tenants_loaded
+    if bulk_index_rows is not None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("alter database {} set memex.bulk_index_rows = {}").format(
+                sql.Identifier(conn.info.dbname), bulk_index_rows))  # fmt: skip
     done: list[int] = []
     start = threading.Barrier(2, timeout=60)
 
@@ -145,6 +153,7 @@ def test_two_concurrent_runs_never_embed_a_row_twice(
     assert len(done) == 2
     assert sum(done) == 360, f"rows went through the model {sum(done)} times for 360 chunks"
     assert state(dsn) == (360, 360, 360, 0)
+    assert _vectors_the_index_returns(dsn) == 360
 
 
 def test_metadata_changes_re_embed_nothing_and_text_changes_only_their_chunks(
@@ -300,9 +309,8 @@ def test_an_interrupted_load_leaves_its_index_to_the_next_call(
     two_tenants_loaded: str, conn: Conn
 ) -> None:
     dsn = two_tenants_loaded
-    database = conn.execute("select current_database()").fetchone()
-    assert database is not None
-    conn.execute(f'alter database "{database[0]}" set memex.bulk_index_rows = 100')
+    conn.execute(sql.SQL("alter database {} set memex.bulk_index_rows = 100").format(
+        sql.Identifier(conn.info.dbname)))  # fmt: skip
     ended_with = _run_until_interrupted(dsn, "pg_cancel_backend")
     assert ended_with is psycopg.errors.QueryCanceled
     assert _index_oid(dsn) is None, "cancelled mid-load: the index is not there yet"
