@@ -177,11 +177,12 @@ as $$
         when 'embedders' then 1835363704  -- "memx"
         when 'reembed' then 1835363705
         when 'text_index' then 1835363706
+        when 'space_index' then 1835363707
     end
 $$;
 
 comment on function memex._advisory_class(text) is
-'Internal: the first key of memex''s advisory locks for a purpose (embedders, reembed, text_index).';
+'Internal: the first key of memex''s advisory locks for a purpose (embedders, reembed, text_index, space_index).';
 
 -- memex._check_batch_size(n): the batch sizes embedding procedures accept.
 create or replace function memex._check_batch_size(n integer)
@@ -420,8 +421,16 @@ begin
        or not (current_vectors = 0 or (sp.status <> 'active' and loading >= current_vectors)) then
         return false;
     end if;
+    -- One runner at a time drops or builds a space's index (two DROPs at once deadlock on the
+    -- table and the index; two builds would both create it). Held until the caller commits.
+    -- Not waited for: this transaction has read the table (the counts), which the holder's
+    -- DROP may be waiting on. The load then grows whatever index is there, and builds it at
+    -- its end if the other runner dropped it.
+    if not pg_catalog.pg_try_advisory_xact_lock(memex._advisory_class('space_index'), sp.id) then
+        return false;
+    end if;
     if pg_catalog.to_regclass('memex.' || pg_catalog.quote_ident(memex._space_index_name(sp.id))) is null then
-        return true;  -- already gone (an interrupted load): built at the end
+        return true;  -- already gone (another runner's load, or an interrupted one): built at the end
     end if;
     begin
         perform pg_catalog.set_config('lock_timeout', '1s', true);
@@ -456,6 +465,11 @@ begin
     select s.* into strict sp from memex.spaces as s where s.id = _finish_load_index.space_id;
     if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
        or memex._space_index_valid(sp.id) is not null then
+        return null;
+    end if;
+    -- another runner may be building it: wait for it, then look again (memex._defer_index_for_load)
+    perform pg_catalog.pg_advisory_xact_lock(memex._advisory_class('space_index'), sp.id);
+    if memex._space_index_valid(sp.id) is not null then
         return null;
     end if;
     raise notice 'memex.embed_pending: building the hnsw index of space % (writes of vectors wait for it)', sp.name;
