@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import time
 
@@ -46,26 +44,26 @@ def now() -> float:
     return time.perf_counter()
 
 
-class _MallInfo2(ctypes.Structure):
-    """glibc's struct mallinfo2 (2.33+): byte counts of the heap."""
-
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]  # fmt: skip
-
-
 def give_memory_back(keep_free_mb: int = 0) -> None:
     """Returns freed heap memory to the system: glibc keeps what a batch's tensors and texts
     used mapped (measured: 337 MB resident after 2,000 short texts, 192 MB after a trim).
 
     keep_free_mb: trim only when the heap holds more free memory than this. A trim unmaps the
     free pages, so the next batch faults its working memory in again: after every claim of
-    short texts (24-37 MB free each) that cost embed_pending 4-20% more inference time than
+    short texts (24-37 MB free each) that cost embed_pending 0-21% more inference time than
     the same texts in one call (docs/embedding.md, "Memory")."""
+    import contextlib
+    import ctypes  # here, not at import: every backend imports this module at its start
+
+    class MallInfo2(ctypes.Structure):  # glibc 2.33+: byte counts of the heap
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]  # fmt: skip
+
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         libc = ctypes.CDLL("libc.so.6")
         if keep_free_mb > 0 and hasattr(libc, "mallinfo2"):
-            libc.mallinfo2.restype = _MallInfo2
+            libc.mallinfo2.restype = MallInfo2
             if libc.mallinfo2().fordblks <= keep_free_mb << 20:
                 return
         libc.malloc_trim(0)
