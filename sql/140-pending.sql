@@ -429,7 +429,7 @@ begin
     if not pg_catalog.pg_try_advisory_xact_lock(memex._advisory_class('space_index'), sp.id) then
         return false;
     end if;
-    if pg_catalog.to_regclass('memex.' || pg_catalog.quote_ident(memex._space_index_name(sp.id))) is null then
+    if memex._space_index_valid(sp.id) is null then
         return true;  -- already gone (another runner's load, or an interrupted one): built at the end
     end if;
     begin
