@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_embedding.py [--rounds 3] [--short 2000] [--passages 400]
                                               [--batch-size 64] [--claim 64] [--dsn DSN]
+                                              [--parts runtimes,pending]
 
 In one run, on this machine, on the same texts (NFCorpus from ../shared/datasets: first
 sentences of abstracts, 8-40 words; and abstracts of 150-256 tokens):
@@ -136,7 +137,13 @@ def main() -> None:
         "--claim", type=int, default=64, help="embed_pending's batch_size: rows per transaction"
     )
     parser.add_argument("--dsn")
+    parser.add_argument(
+        "--parts", default="runtimes,pending",
+        help="runtimes: embed_batch vs sentence-transformers and onnxruntime; "
+        "pending: CALL embed_pending vs embed_batch, with RSS",
+    )  # fmt: skip
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     baseline = Baseline()
     sets = baseline.ask(op="texts", corpus=str(CORPUS), short=args.short, passages=args.passages)
     dsn = scratch_dsn(resolve_dsn(args.dsn))
@@ -148,7 +155,7 @@ def main() -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("select set_config('memex.embed_batch_size', %s, false)", (str(batch),))
         conn.execute("select count(*) from memex.embed_batch(array['warm up'])")
-        for name, texts in sets.items():
+        for name, texts in sets.items() if "runtimes" in parts else ():
             rates: dict[str, list[float]] = {"st": [], "ort": [], "db": []}
             for _ in range(args.rounds):
                 rates["st"].append(
@@ -169,7 +176,7 @@ def main() -> None:
                 ratio = median_ratio(rates["db"], rates[key])
                 print(f"  embed_batch / {label:22s} {ratio:.2f}x   goal >= {goal}")
     baseline.close()
-    for name in ("short", "passages"):
+    for name in ("short", "passages") if "pending" in parts else ():
         with psycopg.connect(dsn, autocommit=True) as conn:
             if conn.execute("select 1 from memex.tenants where name = 'bench'").fetchone():
                 conn.execute("call memex.delete_tenant('bench', confirm => 'bench')")

@@ -214,7 +214,8 @@ comment on function memex._check_batch_size(integer) is 'Internal: 22023 unless 
 --   rows, and at the end of a tenant pass once more from its start for rows another runner
 --   held and let go. Without claim (reembed), nothing is locked: writers never wait.
 -- Holds the shared 'embedders' advisory lock for the transaction (the embedding backends'
--- head count).
+-- head count), and sets memex.in_load for it: the batch's embed_batch keeps more freed heap
+-- mapped for the next batch (memex_db.api; the CALL trims it at its end).
 create or replace function memex._drain_step(
     space_id integer, n integer, claim boolean
     , inout tenant uuid, inout after_tokens integer, inout after uuid, inout wrapped boolean
@@ -232,6 +233,7 @@ declare
     candidates uuid[];
 begin
     perform pg_catalog.pg_advisory_xact_lock_shared(memex._advisory_class('embedders'), 1);
+    perform pg_catalog.set_config('memex.in_load', 'on', true);
     finished := false;
     wrapped := coalesce(wrapped, false);
     if tenant is null then

@@ -28,10 +28,21 @@ def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:
     return max(1, int(rows[0]["n"])) if rows else 1
 
 
-# embed_batch leaves up to this much freed heap mapped for the next call (a claim of short
-# texts frees 24-37 MB; passages 108-187 MB, trimmed every time): the 250 MB settled-RSS goal
-# holds because CALLs that embed trim all of it at their end (release_memory).
+# embed_batch leaves up to this much freed heap mapped for the next call: the 250 MB
+# settled-RSS goal holds for a backend that called it. Inside a load (a batch of
+# memex._drain_step: embed_pending, reembed) up to HEAP_KEEP_FREE_MB_IN_LOAD: the claims of
+# short texts free 14-84 MB, which the next claim reuses instead of faulting it in again;
+# passages free 100-200 MB, trimmed every time (the 400 MB peak goal). Those CALLs trim all
+# of it at their end (release_memory). Measured in docs/embedding.md ("Memory").
 HEAP_KEEP_FREE_MB = 48
+HEAP_KEEP_FREE_MB_IN_LOAD = 96
+_IN_LOAD = "select current_setting('memex.in_load', true) = 'on' as in_load"
+
+
+def _heap_to_keep_mb(plpy: Plpy, gd: GD) -> int:
+    rows = plpy.execute(cached_plan(plpy, gd, "in_load", _IN_LOAD, []))
+    return HEAP_KEEP_FREE_MB_IN_LOAD if rows and rows[0]["in_load"] else HEAP_KEEP_FREE_MB
+
 
 _MODELS_IN_USE = "select distinct model from memex.spaces where status <> 'retired'"
 
@@ -91,7 +102,7 @@ def embed_batch(
     loaded, batch_size = _loaded(plpy, gd, target, batch=True)
     present = [(i, t) for i, t in enumerate(texts, 1) if t is not None]
     vectors = loaded.encoder.encode([t for _, t in present], batch_size) if present else []
-    give_memory_back(keep_free_mb=HEAP_KEEP_FREE_MB)
+    give_memory_back(keep_free_mb=_heap_to_keep_mb(plpy, gd))
     literals = spaces.vector_literals([spaces.fit(v, target) for v in vectors])
     by_ord = {i: v for (i, _), v in zip(present, literals, strict=True)}
     return iter([(i, by_ord.get(i)) for i in range(1, len(texts) + 1)])

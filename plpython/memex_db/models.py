@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memex_db import remote, wordllama_model
-from memex_db.environment import give_memory_back, now, prepare_process, process_rss_mb
+from memex_db.environment import (
+    give_memory_back,
+    keep_batches_mapped,
+    now,
+    prepare_process,
+    process_rss_mb,
+)
 from memex_db.errors import EnvironmentBroken, InvalidParameter, ResourceLimit
 from memex_db.onnx_runtime import (
     DEFAULT_TOKEN_BUDGET,
@@ -342,6 +348,7 @@ def load(
     started = now()
     encoder = _make_encoder(model, runtime, threads, breakdown, endpoint)
     give_memory_back()  # what parsing and optimizing the graph used, freed but still mapped
+    keep_batches_mapped()
     loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown)
     if memory_budget_mb and loaded.rss_after_mb > memory_budget_mb:
         raise ResourceLimit(

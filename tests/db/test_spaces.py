@@ -80,12 +80,40 @@ def test_a_vector_of_other_dimensions_never_enters_a_space(conn: Conn) -> None:
     conn.execute("select memex.create_space('h8', 'hash:8', index_kind => 'none')")
     chunk = conn.execute("select id, content_hash from memex.chunks limit 1").fetchone()
     assert chunk is not None
-    with pytest.raises(psycopg.errors.DataException, match="8 dimensions"):
+    with pytest.raises(psycopg.errors.DataException, match="8 dimensions") as failed:
         conn.execute(
             "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
             " select id, %s, memex.embed('x'), %s from memex.spaces where name = 'h8'",
             chunk,
         )
+    assert failed.value.sqlstate == "22000"
+    # One statement of many rows, one of them wrong: none stays (the guard runs per statement).
+    before = conn.execute("select count(*) from memex.embeddings").fetchone()
+    with pytest.raises(psycopg.errors.DataException, match="384 dimensions cannot go into space"):
+        conn.execute(
+            "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
+            " select s.id, c.id, case when c.id = %s then memex.embed('x')"
+            " else memex.embed('x', 'h8') end, c.content_hash"
+            " from memex.spaces as s cross join memex.chunks as c where s.name = 'h8'",
+            (chunk[0],),
+        )
+    assert conn.execute("select count(*) from memex.embeddings").fetchone() == before
+    # An update that would change a stored vector's dimensions is refused and changes nothing.
+    conn.execute(
+        "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
+        " select id, %s, memex.embed('x', 'h8'), %s from memex.spaces where name = 'h8'",
+        chunk,
+    )
+    in_h8 = (
+        "select embedding::text from memex.embeddings e join memex.spaces s on s.id = e.space_id"
+    )
+    stored = conn.execute(f"{in_h8} where s.name = 'h8'").fetchall()
+    with pytest.raises(psycopg.errors.DataException, match="384 dimensions cannot go into space"):
+        conn.execute(
+            "update memex.embeddings as e set embedding = memex.embed('x') from memex.spaces as s"
+            " where s.id = e.space_id and s.name = 'h8'"
+        )
+    assert conn.execute(f"{in_h8} where s.name = 'h8'").fetchall() == stored
 
 
 def test_activate_refuses_a_space_with_pending_chunks_then_switches(conn: Conn) -> None:
