@@ -338,9 +338,9 @@ $$;
 comment on function memex.drop_space(text) is 'Drops a space that is not active, with its index and vectors.';
 
 -- memex._dimension_guard(): no vector enters a space with other dimensions than the space's.
--- Once per statement over its new rows (a transition table): a row trigger cost about 70 us a
--- vector, 7% of what storing a batch of embed_pending costs (docs/embedding.md). An AFTER
--- trigger that raises undoes the whole statement.
+-- Once per statement over its new rows (a transition table): the row trigger it replaced cost
+-- about 70 us a vector (storing 2,000 vectors of embed_pending: 0.34-0.39 s with it, 0.21-0.23 s
+-- with this). An AFTER trigger that raises undoes the whole statement.
 create or replace function memex._dimension_guard()
 returns trigger
 language plpgsql
