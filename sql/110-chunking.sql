@@ -66,8 +66,10 @@ $py$;
 comment on function memex.count_tokens(text, text) is
 'Tokens of a text for the space''s model (null: the active text space), special tokens excluded.';
 
--- memex._check_messages(messages): the validated, normalised message array (sorted by seq).
-create or replace function memex._check_messages(messages jsonb)
+-- memex._check_messages(messages, last_seq): the validated, normalised message array (sorted by
+-- seq; a message without seq gets the next one after last_seq), or {"error", "hint"} for the
+-- caller to raise (memex_db/payloads.py).
+create or replace function memex._check_messages(messages jsonb, last_seq integer)
 returns jsonb
 language plpython3u
 immutable
@@ -77,13 +79,14 @@ set search_path = pg_catalog, pg_temp
 as $py$
 if "memex_db" not in GD:
     plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_messages", messages)
+return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_messages", messages, last_seq)
 $py$;
 
-comment on function memex._check_messages(jsonb) is
-'Internal: validates an upsert_messages payload whole (error 22023 naming the field).';
+comment on function memex._check_messages(jsonb, integer) is
+'Internal: validates an upsert_messages payload whole and numbers the messages to append; {"error", "hint"} when it is malformed.';
 
--- memex._check_artefact(artefact, conversation_slug): the validated, normalised artefact v2.
+-- memex._check_artefact(artefact, conversation_slug): the validated, normalised artefact v2, or
+-- {"error", "hint"} for the caller to raise.
 create or replace function memex._check_artefact(artefact jsonb, conversation_slug text)
 returns jsonb
 language plpython3u
@@ -98,4 +101,4 @@ return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_artefact", 
 $py$;
 
 comment on function memex._check_artefact(jsonb, text) is
-'Internal: validates an artefact v2 document whole (error 22023 naming the field).';
+'Internal: validates an artefact v2 document whole; {"error", "hint"} naming the field when it is malformed.';

@@ -126,10 +126,32 @@ $$;
 comment on function memex._lock_conversation(text) is
 'Internal: locks a conversation row (serialises writers of its messages and summaries).';
 
--- memex.upsert_messages(conversation_slug, messages): idempotent by (conversation, seq).
--- Returns how many messages were inserted or changed.
-create or replace function memex.upsert_messages(conversation_slug text, messages jsonb)
-returns integer
+-- memex._text_size(body): its characters and lines (a conversation's running totals).
+create or replace function memex._text_size(body text, out chars bigint, out lines bigint)
+language sql
+immutable
+strict
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select
+        pg_catalog.length(_text_size.body)::bigint
+        , (pg_catalog.length(_text_size.body) - pg_catalog.length(pg_catalog.replace(_text_size.body, E'\n', '')) + 1)::bigint
+$$;
+
+comment on function memex._text_size(text) is
+'Internal: characters and lines of a text (a conversation''s total_chars and total_lines).';
+
+-- memex.upsert_messages_outcome(conversation_slug, messages, replace): idempotent by
+-- (conversation, seq). A message without seq is appended after the conversation's last one, so
+-- an agent logging one turn per call keeps every turn. With replace, the payload is the whole
+-- conversation: messages it does not hold are deleted (with their chunks), and seq counts from 1
+-- for messages without one. Counts what happened to the conversation's messages.
+create or replace function memex.upsert_messages_outcome(
+    conversation_slug text, messages jsonb, replace boolean default false
+    , out inserted integer, out updated integer, out unchanged integer, out removed integer
+)
 language plpgsql
 volatile
 parallel unsafe
@@ -141,16 +163,46 @@ as $$
 declare
     tenant uuid := memex._require_tenant();
     conversation uuid;
+    last_seq integer := 0;
     lang text;
     checked jsonb;
     m record;
     old record;
     message uuid;
     digest bytea;
-    changed integer := 0;
+    delta_chars bigint := 0;  -- the conversation's running totals move by these
+    delta_lines bigint := 0;
 begin
-    checked := memex._check_messages(upsert_messages.messages);  -- the whole payload, before any write
-    conversation := memex._lock_conversation(upsert_messages.conversation_slug);
+    inserted := 0;
+    updated := 0;
+    unchanged := 0;
+    removed := 0;
+    if upsert_messages_outcome.replace is null then
+        raise exception 'replace must be true or false, not null' using errcode = '22023';
+    end if;
+    -- Locked before the last seq is read: two concurrent appends never take the same number.
+    conversation := memex._lock_conversation(upsert_messages_outcome.conversation_slug);
+    if not upsert_messages_outcome.replace then
+        select coalesce(pg_catalog.max(g.seq), 0) into last_seq
+          from memex.messages as g where g.tenant_id = tenant and g.conversation_id = conversation;
+    end if;
+    checked := memex._check_messages(upsert_messages_outcome.messages, last_seq);  -- whole, before any write
+    if checked ? 'error' then
+        raise exception using errcode = '22023', message = checked ->> 'error', hint = checked ->> 'hint';
+    end if;
+    if upsert_messages_outcome.replace then
+        with gone as (
+            delete from memex.messages as g
+             where g.tenant_id = tenant and g.conversation_id = conversation
+               and g.seq <> all (array(select (x ->> 'seq')::integer from pg_catalog.jsonb_array_elements(checked) as x))
+            returning g.content
+        )
+        select pg_catalog.count(*), coalesce(pg_catalog.sum(z.chars), 0), coalesce(pg_catalog.sum(z.lines), 0)
+          into removed, delta_chars, delta_lines
+          from gone cross join lateral memex._text_size(gone.content) as z;
+        delta_chars := -delta_chars;
+        delta_lines := -delta_lines;
+    end if;
     select memex._ts_config(c.metadata) into lang
       from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
     for m in
@@ -160,44 +212,63 @@ begin
          order by x.seq
     loop
         digest := pg_catalog.sha256(pg_catalog.convert_to(m.content, 'UTF8'));
-        select g.id, g.role, g.ts, g.metadata, g.content_hash into old
+        select g.id, g.role, g.ts, g.metadata, g.content_hash, s.chars, s.lines into old
           from memex.messages as g
+          cross join lateral memex._text_size(g.content) as s
          where g.tenant_id = tenant and g.conversation_id = conversation and g.seq = m.seq;
         if not found then
             insert into memex.messages as g (tenant_id, conversation_id, seq, role, ts, content, metadata, content_hash)
             values (tenant, conversation, m.seq, m.role, m.ts, m.content, m.metadata, digest)
             returning g.id into message;
+            inserted := inserted + 1;
         elsif (old.role, old.ts, old.metadata, old.content_hash) is distinct from (m.role, m.ts, m.metadata, digest) then
             update memex.messages as g
                set role = m.role, ts = m.ts, content = m.content, metadata = m.metadata, content_hash = digest
              where g.tenant_id = tenant and g.id = old.id;
             message := old.id;
+            updated := updated + 1;
+            delta_chars := delta_chars - old.chars;
+            delta_lines := delta_lines - old.lines;
         else
-            continue;  -- unchanged
+            unchanged := unchanged + 1;
+            continue;
         end if;
-        changed := changed + 1;
+        select delta_chars + z.chars, delta_lines + z.lines into delta_chars, delta_lines
+          from memex._text_size(m.content) as z;
         if old.content_hash is distinct from digest then
             perform memex._replace_chunks('message', message, conversation, m.content, lang);
         end if;
     end loop;
-    if changed > 0 then
+    if inserted + updated + removed > 0 then
         update memex.conversations as c
-           set total_chars = s.chars, total_lines = s.lines, updated_at = pg_catalog.now()
-          from (
-              select
-                  coalesce(sum(pg_catalog.length(g.content)), 0)::integer as chars
-                  , coalesce(sum(pg_catalog.array_length(pg_catalog.regexp_split_to_array(g.content, E'\n'), 1)), 0)::integer as lines
-              from memex.messages as g
-              where g.tenant_id = tenant and g.conversation_id = conversation
-          ) as s
+           set total_chars = c.total_chars + delta_chars, total_lines = c.total_lines + delta_lines
+               , updated_at = pg_catalog.now()
          where c.tenant_id = tenant and c.id = conversation;
     end if;
-    return changed;
 end
 $$;
 
-comment on function memex.upsert_messages(text, jsonb) is
-'Upserts messages [{seq?, role, ts?, content, metadata?}] of a conversation by (conversation, seq); returns how many were inserted or changed.';
+comment on function memex.upsert_messages_outcome(text, jsonb, boolean) is
+'Upserts messages of a conversation by (conversation, seq), appending those without seq; with replace, deletes the messages the payload does not hold. Counts inserted, updated, unchanged and removed messages.';
+
+-- memex.upsert_messages(conversation_slug, messages, replace): the same, returning how many
+-- messages were inserted, changed or removed.
+create or replace function memex.upsert_messages(conversation_slug text, messages jsonb, replace boolean default false)
+returns integer
+language sql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select o.inserted + o.updated + o.removed
+      from memex.upsert_messages_outcome(
+          upsert_messages.conversation_slug, upsert_messages.messages, upsert_messages.replace
+      ) as o
+$$;
+
+comment on function memex.upsert_messages(text, jsonb, boolean) is
+'Upserts messages [{seq?, role, ts?, content, metadata?}] of a conversation by (conversation, seq); a message without seq is appended after the last one; replace => true makes the payload the whole conversation. Returns how many messages were inserted, changed or removed.';
 
 -- memex.upsert_summaries(conversation_slug, artefact): an artefact v2 document.
 create or replace function memex.upsert_summaries(conversation_slug text, artefact jsonb)
@@ -225,6 +296,9 @@ begin
     updated := 0;
     unchanged := 0;
     checked := memex._check_artefact(upsert_summaries.artefact, upsert_summaries.conversation_slug);
+    if checked ? 'error' then
+        raise exception using errcode = '22023', message = checked ->> 'error', hint = checked ->> 'hint';
+    end if;
     lvl := (checked ->> 'level')::integer;
     perform memex.upsert_conversation(
         upsert_summaries.conversation_slug, checked ->> 'title', (checked ->> 'date')::date

@@ -28,7 +28,7 @@ grant execute on function memex._rechunk_source(text, uuid) to memex_admin;
 
 -- content (SECURITY INVOKER: the caller's RLS applies inside every one of them)
 grant execute on function memex.chunk_text(text, integer, integer, text) to memex_admin, memex_app;
-grant execute on function memex._check_messages(jsonb) to memex_admin, memex_app;
+grant execute on function memex._check_messages(jsonb, integer) to memex_admin, memex_app;
 grant execute on function memex._check_artefact(jsonb, text) to memex_admin, memex_app;
 grant execute on function memex._ts_config(jsonb) to memex_admin, memex_app;
 -- the expression of chunks' stored tsvector: computed as whoever writes a chunk
@@ -45,7 +45,9 @@ grant execute on function memex.upsert_document(text, text, text, jsonb, text) t
 grant execute on function memex.upsert_conversation(text, text, date, jsonb, text) to memex_admin, memex_app;
 grant execute on function memex.upsert_document_outcome(text, text, text, jsonb, text) to memex_admin, memex_app;
 grant execute on function memex.upsert_conversation_outcome(text, text, date, jsonb, text) to memex_admin, memex_app;
-grant execute on function memex.upsert_messages(text, jsonb) to memex_admin, memex_app;
+grant execute on function memex.upsert_messages(text, jsonb, boolean) to memex_admin, memex_app;
+grant execute on function memex.upsert_messages_outcome(text, jsonb, boolean) to memex_admin, memex_app;
+grant execute on function memex._text_size(text) to memex_admin, memex_app;
 grant execute on function memex.upsert_summaries(text, jsonb) to memex_admin, memex_app;
 grant execute on function memex.delete_document(text) to memex_admin, memex_app;
 grant execute on function memex.delete_conversation(text) to memex_admin, memex_app;

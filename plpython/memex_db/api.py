@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from memex_db import __version__, chunking, models, payloads, remote, settings, spaces
@@ -214,12 +214,29 @@ def text_candidates(
     return text_search.candidates(plpy, gd, query, filters, n, k1, b, also, also_docs)
 
 
-def check_messages(plpy: Plpy, gd: GD, messages: str) -> str:
-    return json.dumps(payloads.check_messages(messages))
+def _checked(check: Callable[[], Any], hint: str) -> str:
+    """A payload check's result as JSON, or `{"error", "hint"}` for the calling PL/pgSQL upsert
+    to raise: raised there, psql shows the message and its hint; raised here, PL/Python would
+    prefix `plpy.Error:` and add its traceback (docs/architecture.md, "Errors")."""
+    try:
+        return json.dumps(check())
+    except InvalidParameter as exc:
+        return json.dumps({"error": exc.message, "hint": exc.hint or hint})
+
+
+def check_messages(plpy: Plpy, gd: GD, messages: str, last_seq: int | None) -> str:
+    return _checked(
+        lambda: payloads.check_messages(messages, last_seq or 0),
+        "a message is {seq?, role, content, ts?, metadata?}; role is user, assistant, system or "
+        "tool (docs/data-model.md)",
+    )
 
 
 def check_artefact(plpy: Plpy, gd: GD, artefact: str, conversation_slug: str | None) -> str:
-    return json.dumps(payloads.check_artefact(artefact, conversation_slug))
+    return _checked(
+        lambda: payloads.check_artefact(artefact, conversation_slug),
+        "the artefact v2 format is in docs/artefact-v2.md",
+    )
 
 
 def python_check(plpy: Plpy, gd: GD) -> list[tuple[str, bool, str]]:

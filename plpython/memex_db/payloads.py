@@ -11,6 +11,9 @@ from typing import Any
 from memex_db.errors import InvalidParameter
 
 ROLES = ("user", "assistant", "system", "tool")
+# Integer fields are stored as PostgreSQL integers: larger values are named here, not left to
+# fail as 22003 deep in an INSERT.
+MAX_INT = 2**31 - 1
 ARTEFACT_VERSION = 2
 
 
@@ -55,18 +58,26 @@ def _load(raw: str | Any, name: str) -> Any:
         raise InvalidParameter(f"{name}: JSON nested too deeply") from None
 
 
-def check_messages(raw: str | Any) -> list[dict[str, Any]]:
-    """Normalised messages sorted by seq; identical duplicates collapsed, conflicting refused."""
+def check_messages(raw: str | Any, last_seq: int = 0) -> list[dict[str, Any]]:
+    """Normalised messages sorted by seq; identical duplicates collapsed, conflicting refused.
+
+    A message without `seq` is appended: in array order, it takes the next number after
+    `last_seq` (the conversation's last message; 0 when it has none, so seq counts from 1) and
+    after every seq the payload names. An agent that logs one turn per call never overwrites the
+    turn before (docs/data-model.md, "Messages").
+    """
     messages = _load(raw, "messages")
     _want(isinstance(messages, list), "messages", f"expected an array, got {_type(messages)}")
-    by_seq: dict[int, dict[str, Any]] = {}
+    parsed: list[tuple[str, int | None, dict[str, Any]]] = []
     for i, item in enumerate(messages):
         where = f"messages[{i}]"
         _want(isinstance(item, dict), where, f"expected an object, got {_type(item)}")
         unknown = set(item) - {"seq", "role", "ts", "content", "metadata"}
         _want(not unknown, where, f"unknown key(s) {', '.join(sorted(unknown))}")
-        seq = item.get("seq", i)
-        _want(_is_int(seq) and seq >= 0, f"{where}.seq", "expected an integer >= 0")
+        seq = item.get("seq")
+        if seq is not None:
+            _want(_is_int(seq) and 0 <= seq <= MAX_INT, f"{where}.seq",
+                  f"expected an integer from 0 to {MAX_INT}, got {seq!r}")  # fmt: skip
         role = item.get("role")
         _want(isinstance(role, str) and role in ROLES, f"{where}.role",
               f"unknown role {role!r} (expected one of {', '.join(ROLES)})")  # fmt: skip
@@ -78,8 +89,18 @@ def check_messages(raw: str | Any) -> list[dict[str, Any]]:
                 datetime.fromisoformat(ts.replace("Z", "+00:00"))
             except ValueError:
                 raise InvalidParameter(f"{where}.ts: not an ISO 8601 timestamp: {ts!r}") from None
-        message = {"seq": seq, "role": role, "ts": ts, "content": content,
+        message = {"role": role, "ts": ts, "content": content,
                    "metadata": _object(item.get("metadata"), f"{where}.metadata")}  # fmt: skip
+        parsed.append((where, seq, message))
+    named = [seq for _, seq, _ in parsed if seq is not None]
+    following = max([last_seq, *named]) + 1
+    by_seq: dict[int, dict[str, Any]] = {}
+    for where, given, message in parsed:
+        seq = following if given is None else given
+        if given is None:
+            _want(seq <= MAX_INT, where, f"no seq left to append after {seq - 1}")
+            following += 1
+        message = {"seq": seq, **message}
         if seq in by_seq and by_seq[seq] != message:
             raise InvalidParameter(f"{where}: seq {seq} appears twice with different content")
         by_seq[seq] = message
@@ -99,7 +120,9 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
               f"{slug!r} does not match conversation {conversation_slug!r}")  # fmt: skip
     level: Any = doc.get("level")
     _want(
-        _is_int(level) and level >= 1, "artefact.level", f"expected an integer >= 1, got {level!r}"
+        _is_int(level) and 1 <= level <= MAX_INT,
+        "artefact.level",
+        f"expected an integer from 1 to {MAX_INT}, got {level!r}",
     )
     title = doc.get("title")
     if title is not None:
@@ -126,7 +149,8 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
         _want(text.strip() != "", f"{where}.summary", "empty: a summary needs its text")
         index = item.get("index")
         if index is not None:
-            _want(_is_int(index) and index >= 0, f"{where}.index", "expected an integer >= 0")
+            _want(_is_int(index) and 0 <= index <= MAX_INT, f"{where}.index",
+                  f"expected an integer from 0 to {MAX_INT}, got {index!r}")  # fmt: skip
             _want(index not in seen_index, f"{where}.index", f"index {index} appears twice")
             seen_index.add(index)
         covers = item.get("covers", [])
@@ -138,8 +162,8 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
                   f"expected an integer or a string, got {_type(c)}")  # fmt: skip
         char_count = item.get("char_count")
         if char_count is not None:
-            _want(_is_int(char_count) and char_count >= 0, f"{where}.char_count",
-                  "expected an integer >= 0")  # fmt: skip
+            _want(_is_int(char_count) and 0 <= char_count <= MAX_INT, f"{where}.char_count",
+                  f"expected an integer from 0 to {MAX_INT}, got {char_count!r}")  # fmt: skip
         tags = item.get("tags", [])
         _want(isinstance(tags, list), f"{where}.tags", f"expected an array, got {_type(tags)}")
         for j, tag in enumerate(tags):

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from memex.cli import main
-from tests.cli.mixed_corpus import artefact, build_mixed_directory
+from tests.cli.mixed_corpus import artefact, build_mixed_directory, chatgpt_export
 
 
 def tenant_rows(dsn: str, tenant: str, query: str) -> list[tuple[object, ...]]:
@@ -227,3 +227,88 @@ def test_a_static_site_ingests_its_content_without_chrome_redirects_or_excluded_
     assert run_ingest(db, "ch02.html", "--root", "../other", "--tenant", "web") == 1
     assert "ch02.html is outside --root" in capsys.readouterr().err
     assert count(db, "web", "documents") == 2
+
+
+def _messages_of(dsn: str, tenant: str, slug: str) -> list[tuple[object, ...]]:
+    return tenant_rows(
+        dsn, tenant,
+        "select g.seq, g.content from memex.messages as g join memex.conversations as c"
+        f" on c.id = g.conversation_id where c.slug = '{slug}' order by g.seq",
+    )  # fmt: skip
+
+
+def test_a_reimported_chatgpt_export_holds_the_current_branch_only(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The thread was m1, m2, m3, m4; in the app the user then edited m2 (a new branch m2b).
+    Re-importing stored m1, m2b, m3, m4: a conversation that never existed."""
+    export = chatgpt_export()[:1]
+    mapping = export[0]["mapping"]
+
+    def reply(ident: str, parent: str, role: str, text: str) -> None:
+        mapping[ident] = json.loads(json.dumps(mapping["m2"]))
+        mapping[ident].update(id=ident, parent=parent)
+        mapping[ident]["message"].update(id=ident, author={"role": role})
+        mapping[ident]["message"]["content"]["parts"] = [text]
+
+    reply("m3", "m2", "user", "And the old key?")
+    reply("m4", "m3", "assistant", "Retire it after a day.")
+    export[0]["current_node"] = "m4"
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps(export))
+    assert run_ingest(db, str(path), "--tenant", "t", "--create-tenant") == 0
+    assert [r[0] for r in _messages_of(db, "t", "chatgpt-c-keys")] == [1, 2, 3, 4]
+
+    reply("m2b", "m1", "assistant", "Rotate with a grace period.")
+    export[0]["current_node"] = "m2b"
+    path.write_text(json.dumps(export))
+    capsys.readouterr()
+    assert run_ingest(db, str(path), "--tenant", "t") == 0
+    out = capsys.readouterr().out
+    assert _messages_of(db, "t", "chatgpt-c-keys") == [
+        (1, "How do I rotate the database keys?"), (2, "Rotate with a grace period."),
+    ]  # fmt: skip
+    assert "updated    conversations.json  1 conversation; 2 messages removed" in out
+    assert "2 messages removed from re-imported conversations" in out
+    assert count(db, "t", "chunks", "content like '%old key%'") == 0, "their chunks went too"
+
+
+def test_chat_export_messages_left_out_are_reported_with_their_reason(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([{
+        "uuid": "u1", "name": "Bots", "created_at": "2025-01-02T03:04:05Z",
+        "chat_messages": [
+            {"uuid": "a", "sender": "human", "text": "hello"},
+            {"uuid": "b", "sender": "robot", "text": "beep"},
+            {"uuid": "c", "sender": "assistant", "text": "", "content": [{"type": "image"}]},
+            {"uuid": "d", "sender": "assistant", "text": "hi"},
+        ],
+    }]))  # fmt: skip
+    assert run_ingest(db, str(path), "--tenant", "t", "--create-tenant") == 0
+    out = capsys.readouterr().out
+    assert ("2 messages left out: 1 unknown sender 'robot', 1 no text (an image or a file)"
+            in out), out  # fmt: skip
+    assert "2 messages of chat exports left out" in out
+    assert [r[1] for r in _messages_of(db, "t", "claude-u1")] == ["hello", "hi"]
+
+
+def test_an_unzipped_chatgpt_export_folder_skips_its_companion_files(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "chatgpt-export"
+    folder.mkdir()
+    (folder / "conversations.json").write_text(json.dumps(chatgpt_export()))
+    (folder / "user.json").write_text(json.dumps({"id": "user-1", "email": "a@example.com"}))
+    (folder / "shared_conversations.json").write_text("[]")
+    (folder / "message_feedback.json").write_text("[]")
+    (folder / "chat.html").write_text("<html><title>ChatGPT Data Export</title><body></body>")
+    code = run_ingest(db, str(folder), "--tenant", "t", "--create-tenant")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("skipped")}
+    for name in ("user.json", "shared_conversations.json", "message_feedback.json", "chat.html"):
+        assert "part of a chat export" in lines[f"chatgpt-export/{name}"], name
+    assert count(db, "t", "conversations") == 2
+    assert count(db, "t", "documents") == 0

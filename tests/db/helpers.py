@@ -54,8 +54,8 @@ def populate(conn: Conn, tenant: str, prefix: str = "") -> None:
         (
             json.dumps(
                 [
-                    {"role": "user", "content": "Il y a un orage."},
-                    {"role": "assistant", "content": "Restez à l'abri."},
+                    {"seq": 1, "role": "user", "content": "Il y a un orage."},
+                    {"seq": 2, "role": "assistant", "content": "Restez à l'abri."},
                 ]
             ),
         ),

@@ -94,6 +94,173 @@ def test_duplicates_inside_one_payload(app: Conn) -> None:
         app.execute("select memex.upsert_messages('c', %s)", (json.dumps(clash),))
 
 
+def _messages(conn: Conn, slug: str = "c") -> list[tuple[object, ...]]:
+    return conn.execute(
+        "select g.seq, g.role::text, g.content from memex.messages as g"
+        " join memex.conversations as c on c.id = g.conversation_id where c.slug = %s"
+        " order by g.seq",
+        (slug,),
+    ).fetchall()
+
+
+def _totals_match_a_recount(conn: Conn, slug: str = "c") -> None:
+    row = conn.execute(
+        "select c.total_chars, c.total_lines, coalesce(sum(length(g.content)), 0),"
+        " coalesce(sum(array_length(regexp_split_to_array(g.content, E'\\n'), 1)), 0)"
+        " from memex.conversations as c left join memex.messages as g"
+        " on g.tenant_id = c.tenant_id and g.conversation_id = c.id"
+        " where c.slug = %s group by c.total_chars, c.total_lines",
+        (slug,),
+    ).fetchone()
+    assert row is not None
+    assert row[:2] == row[2:], "running totals drifted from the messages"
+
+
+def test_messages_without_seq_are_appended_one_call_at_a_time(app: Conn) -> None:
+    """How an agent logs its turns: one call per message. Each call used to take seq 0 (the
+    array position), so every turn overwrote the one before."""
+    app.execute("select memex.upsert_conversation('c')")
+    for role, text in (("user", "I use Helix"), ("assistant", "Helix it is.\nNoted.")):
+        changed = app.execute(
+            "select memex.upsert_messages('c', %s)",
+            (json.dumps([{"role": role, "content": text}]),),
+        ).fetchone()
+        assert changed == (1,)
+    assert _messages(app) == [(1, "user", "I use Helix"), (2, "assistant", "Helix it is.\nNoted.")]
+    # Several at once continue from the last; an explicit seq still updates in place.
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"role": "user", "content": "and Zed?"}, {"role": "assistant", "content": "Also fine."},
+    ]),))  # fmt: skip
+    app.execute(
+        "select memex.upsert_messages('c', %s)",
+        (json.dumps([{"seq": 1, "role": "user", "content": "I use Helix daily"}]),),
+    )
+    assert [r[0] for r in _messages(app)] == [1, 2, 3, 4]
+    assert _messages(app)[0] == (1, "user", "I use Helix daily")
+    # Without seq after explicit ones in the same payload: after the highest of both.
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"seq": 9, "role": "user", "content": "nine"}, {"role": "assistant", "content": "ten"},
+    ]),))  # fmt: skip
+    assert [r[0] for r in _messages(app)][-2:] == [9, 10]
+    assert app.execute("select count(*) from memex.chunks where source_kind = 'message'"
+                       ).fetchone() == (6,)  # fmt: skip
+    _totals_match_a_recount(app)
+
+
+def test_concurrent_appends_keep_every_message(db: str, conn: Conn) -> None:
+    make_tenants(conn, "acme")
+    with psycopg.connect(db, autocommit=True) as setup:
+        setup.execute("set role memex_app")
+        setup.execute("select memex.set_tenant('acme', false)")
+        setup.execute("select memex.upsert_conversation('c')")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def agent(n: int) -> None:
+        try:
+            with psycopg.connect(db, autocommit=True) as c:
+                c.execute("set role memex_app")
+                c.execute("select memex.set_tenant('acme', false)")
+                barrier.wait()
+                for turn in range(5):
+                    c.execute(
+                        "select memex.upsert_messages('c', %s)",
+                        (json.dumps([{"role": "user", "content": f"agent {n} turn {turn}"}]),),
+                    )
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    as_role(conn, "memex_app")
+    conn.execute("select memex.set_tenant('acme', false)")
+    found = _messages(conn)
+    assert [r[0] for r in found] == list(range(1, 21))
+    assert len({r[2] for r in found}) == 20
+    for n in range(4):  # each agent's turns keep their order
+        mine = [r[2] for r in found if str(r[2]).startswith(f"agent {n} ")]
+        assert mine == [f"agent {n} turn {t}" for t in range(5)]
+
+
+def test_replace_makes_the_payload_the_whole_conversation(app: Conn) -> None:
+    """A re-imported chat export whose thread moved to another branch: the stored thread must
+    become the new one, not the new messages mixed into the old thread."""
+    app.execute("select memex.upsert_conversation('c')")
+    old_thread = [
+        {"role": "user", "content": "m1"},
+        {"role": "assistant", "content": "m2"},
+        {"role": "user", "content": "m3"},
+        {"role": "assistant", "content": "m4\nend"},
+    ]
+    app.execute("select memex.upsert_messages('c', %s, replace => true)", (json.dumps(old_thread),))
+    assert [r[0] for r in _messages(app)] == [1, 2, 3, 4], "seq counts from 1"
+    new_branch = [{"role": "user", "content": "m1"}, {"role": "assistant", "content": "m2b"}]
+    outcome = app.execute(
+        "select inserted, updated, unchanged, removed"
+        " from memex.upsert_messages_outcome('c', %s, true)",
+        (json.dumps(new_branch),),
+    ).fetchone()
+    assert outcome == (0, 1, 1, 2)
+    assert _messages(app) == [(1, "user", "m1"), (2, "assistant", "m2b")]
+    contents = app.execute("select content from memex.chunks where source_kind = 'message'"
+                           " order by content").fetchall()  # fmt: skip
+    assert contents == [("m1",), ("m2b",)], "the removed turns' chunks go with them"
+    _totals_match_a_recount(app)
+    assert app.execute("select memex.upsert_messages('c', %s, true)",
+                       (json.dumps(new_branch),)).fetchone() == (0,)  # fmt: skip
+
+
+def test_replace_must_be_a_boolean_and_integers_must_fit(app: Conn) -> None:
+    app.execute("select memex.upsert_conversation('c')")
+    app.execute('select memex.upsert_messages(\'c\', \'[{"role": "user", "content": "x"}]\')')
+    before = counts(app)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="replace must be true or false"):
+        app.execute("select memex.upsert_messages('c', '[]', null)")
+    big = 2**31
+    with pytest.raises(
+        psycopg.errors.InvalidParameterValue,
+        match=r"messages\[0\]\.seq: expected an integer from 0 to 2147",
+    ):
+        app.execute("select memex.upsert_messages('c', %s)",
+                    (json.dumps([{"seq": big, "role": "user", "content": "x"}]),))  # fmt: skip
+    for field, where in (("level", "artefact.level"), ("index", r"summaries\[0\]\.index")):
+        artefact = json.loads(json.dumps(ARTEFACT))
+        if field == "level":
+            artefact["level"] = big
+        else:
+            artefact["summaries"][0]["index"] = big
+        with pytest.raises(
+            psycopg.errors.InvalidParameterValue, match=where + ": expected an integer"
+        ):
+            app.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
+                        (json.dumps(artefact),))  # fmt: skip
+    assert counts(app) == before
+
+
+def test_payload_errors_read_as_message_and_hint_without_a_python_traceback(app: Conn) -> None:
+    """psql shows an error's message, hint and context: a payload error raised in PL/Python read
+    `plpy.Error: ...` followed by a Python traceback."""
+    app.execute("select memex.upsert_conversation('c')")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
+        app.execute("select memex.upsert_messages('c', %s)",
+                    (json.dumps([{"role": "robot", "content": "x"}]),))  # fmt: skip
+    diag = raised.value.diag
+    assert diag.message_primary == (
+        "messages[0].role: unknown role 'robot' (expected one of user, assistant, system, tool)"
+    )
+    assert diag.message_hint and "docs/data-model.md" in diag.message_hint
+    assert "Traceback" not in (diag.context or "")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
+        app.execute("select * from memex.upsert_summaries('s', %s)",
+                    (json.dumps({**ARTEFACT, "version": 1}),))  # fmt: skip
+    assert raised.value.diag.message_primary == "artefact.version: expected 2, got 1"
+    assert "Traceback" not in (raised.value.diag.context or "")
+
+
 def _bad_artefacts() -> list[tuple[str, object, str]]:
     no_text = json.loads(json.dumps(ARTEFACT))
     del no_text["summaries"][1]["summary"]
@@ -182,7 +349,7 @@ def test_sixteen_concurrent_sessions_store_one_copy_without_deadlock(db: str, co
                           (json.dumps(ARTEFACT),))  # fmt: skip
                 for i in range(5):
                     c.execute("select memex.upsert_document(%s, %s)", (f"doc-{i}", f"text {i}"))
-                messages = [{"role": "user", "content": f"m{i}"} for i in range(8)]
+                messages = [{"seq": i, "role": "user", "content": f"m{i}"} for i in range(8)]
                 c.execute(
                     "select memex.upsert_messages('2025-06-25__orage', %s)", (json.dumps(messages),)
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,9 @@ class Conversation:
     created_date: str | None = None
     system_prompt: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Messages of an export that are not stored, by reason ("no text (an image or a file)": 2):
+    # reported on the file's line, never dropped silently.
+    left_out: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,15 @@ from memex.ingest.items import Artefact, Conversation, FileRejected, Item, rejec
 ARTEFACT_NAME = re.compile(r"^(?P<slug>.+)\.l(?P<level>[0-9]+)\.v2\.json$", re.IGNORECASE)
 CONVERSATION_KEYS = {"format", "slug", "title", "date", "system_prompt", "metadata", "messages"}
 CHAT_ROLES = {"user", "assistant", "system", "tool"}
+# Claude's senders and the roles they become; any other sender is left out and counted.
+CLAUDE_SENDERS = {"human": "user", "assistant": "assistant"}
+NO_TEXT = "no text (an image or a file)"
+# What an unzipped ChatGPT or Claude export holds beside conversations.json: the account, shared
+# links, feedback, projects and a page to view the chats. conversations.json holds the chats.
+EXPORT_COMPANIONS = {
+    "user.json", "users.json", "shared_conversations.json", "message_feedback.json",
+    "model_comparisons.json", "projects.json", "chat.html",
+}  # fmt: skip
 
 
 def load_json(path: Path) -> Any:
@@ -33,6 +43,11 @@ def load_json(path: Path) -> Any:
         ) from None
     reject_nul(value, "JSON value")
     return value
+
+
+def export_companion(path: Path) -> bool:
+    """A file of an unzipped chat export other than its conversations."""
+    return path.name.lower() in EXPORT_COMPANIONS and (path.parent / "conversations.json").is_file()
 
 
 def read_json_file(path: Path) -> list[Item]:
@@ -151,16 +166,22 @@ def chatgpt_conversation(conv: dict[str, Any], where: str) -> Conversation:
     except FileRejected as exc:
         raise FileRejected(f"{where}.{exc}") from None
     messages: list[dict[str, Any]] = []
+    left_out: Counter[str] = Counter()
     for node in thread:
         message = node.get("message")
         if not isinstance(message, dict):
-            continue
+            continue  # the thread's root node holds no message
         role = (message.get("author") or {}).get("role")
         meta = message.get("metadata") or {}
         text = _chatgpt_text(message.get("content") or {})
-        if role not in CHAT_ROLES or meta.get("is_visually_hidden_from_conversation"):
+        if meta.get("is_visually_hidden_from_conversation"):
+            left_out["hidden in ChatGPT"] += 1
+            continue
+        if role not in CHAT_ROLES:
+            left_out[f"unknown author role {role!r}"] += 1
             continue
         if not text.strip():
+            left_out[NO_TEXT] += 1
             continue
         item: dict[str, Any] = {"seq": len(messages) + 1, "role": role, "content": text,
                                 "metadata": {"source_id": message.get("id")}}  # fmt: skip
@@ -177,6 +198,7 @@ def chatgpt_conversation(conv: dict[str, Any], where: str) -> Conversation:
         title=_text_or_none(conv.get("title"), f"{where}.title"),
         created_date=created.date().isoformat() if created else None,
         metadata={"source": "chatgpt", "conversation_id": ident},
+        left_out=left_out,
     )
 
 
@@ -196,17 +218,22 @@ def claude_conversation(conv: dict[str, Any], where: str) -> Conversation:
     raw = conv.get("chat_messages")
     if not isinstance(raw, list):
         raise FileRejected(f"{where}.chat_messages: expected an array")
-    roles = {"human": "user", "assistant": "assistant"}
     messages: list[dict[str, Any]] = []
-    for message in raw:
-        if not isinstance(message, dict) or message.get("sender") not in roles:
+    left_out: Counter[str] = Counter()
+    for i, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise FileRejected(f"{where}.chat_messages[{i}]: expected an object")
+        sender = message.get("sender")
+        if sender not in CLAUDE_SENDERS:
+            left_out[f"unknown sender {sender!r}"] += 1
             continue
         text = _claude_text(message)
         if not text.strip():
+            left_out[NO_TEXT] += 1
             continue
         item: dict[str, Any] = {
             "seq": len(messages) + 1,
-            "role": roles[message["sender"]],
+            "role": CLAUDE_SENDERS[sender],
             "content": text,
             "metadata": {"source_id": message.get("uuid")},
         }
@@ -219,4 +246,5 @@ def claude_conversation(conv: dict[str, Any], where: str) -> Conversation:
         title=_text_or_none(conv.get("name"), f"{where}.name") or None,
         created_date=_iso_date(conv.get("created_at"), f"{where}.created_at"),
         metadata={"source": "claude", "conversation_id": ident},
+        left_out=left_out,
     )

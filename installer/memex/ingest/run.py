@@ -15,10 +15,10 @@ from tqdm import tqdm
 from memex.dsn import connect
 from memex.errors import MemexError
 from memex.ingest.documents import read_document
-from memex.ingest.items import FileRejected, FileSkipped, Item
-from memex.ingest.jsonfiles import read_json_file
+from memex.ingest.items import Conversation, FileRejected, FileSkipped, Item
+from memex.ingest.jsonfiles import export_companion, read_json_file
 from memex.ingest.sources import SourceFile, discover
-from memex.ingest.store import Outcome, store
+from memex.ingest.store import store
 from memex.tenants import check_tenant
 
 STATUSES = ("inserted", "updated", "unchanged", "skipped", "failed")
@@ -30,6 +30,8 @@ class FileResult:
     status: str
     detail: str = ""
     items: Counter[str] = field(default_factory=Counter)
+    messages_removed: int = 0
+    messages_left_out: int = 0
 
 
 @dataclass
@@ -47,10 +49,27 @@ class IngestReport:
     def summary(self) -> str:
         counts = self.counts
         parts = ", ".join(f"{counts[s]} {s}" for s in STATUSES)
-        return f"{len(self.files)} files: {parts}"
+        lines = [f"{len(self.files)} files: {parts}"]
+        removed = sum(r.messages_removed for r in self.files)
+        if removed:
+            lines.append(
+                f"{_plural(removed, 'message')} removed from re-imported conversations: "
+                "no longer in their file (another branch, or deleted in the app)"
+            )
+        left_out = sum(r.messages_left_out for r in self.files)
+        if left_out:
+            lines.append(f"{_plural(left_out, 'message')} of chat exports left out: "
+                         "the reasons are on each file's line")  # fmt: skip
+        return "\n".join(lines)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def read_items(source: SourceFile, extra_metadata: dict[str, Any]) -> list[Item]:
+    if export_companion(source.path):
+        raise FileSkipped("part of a chat export: conversations.json beside it holds the chats")
     suffix = source.path.suffix.lower()
     if suffix == ".json":
         return read_json_file(source.path)
@@ -63,11 +82,18 @@ def _file_status(items: Counter[str]) -> str:
     return "inserted" if set(items) == {"inserted"} else "updated"
 
 
-def _describe(items: list[Item], outcomes: Counter[str]) -> str:
+def _describe(
+    items: list[Item], outcomes: Counter[str], removed: int, left_out: Counter[str]
+) -> str:
     kinds = Counter(type(item).__name__.lower() for item in items)
-    what = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
+    what = ", ".join(_plural(n, kind) for kind, n in sorted(kinds.items()))
     if len(items) > 1:
         what += " (" + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ")"
+    if removed:
+        what += f"; {_plural(removed, 'message')} removed (no longer in the file)"
+    if left_out:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in left_out.most_common())
+        what += f"; {_plural(left_out.total(), 'message')} left out: {reasons}"
     return what
 
 
@@ -98,17 +124,24 @@ def ingest_file(
     except (FileRejected, OSError) as exc:
         return FileResult(source, "failed", str(exc))
     outcomes: Counter[str] = Counter()
+    removed = 0
     try:
         with conn.transaction():
             conn.execute("select memex.set_tenant(%s)", (tenant,))
             for item in items:
-                outcome: Outcome = store(conn, item)
-                outcomes[outcome] += 1
+                stored = store(conn, item)
+                outcomes[stored.outcome] += 1
+                removed += stored.messages_removed
     except psycopg.Error as exc:
         if conn.broken:
             raise
         return FileResult(source, "failed", _database_error(exc))
-    return FileResult(source, _file_status(outcomes), _describe(items, outcomes), outcomes)
+    left_out: Counter[str] = Counter()
+    for item in items:
+        if isinstance(item, Conversation):
+            left_out.update(item.left_out)
+    detail = _describe(items, outcomes, removed, left_out)
+    return FileResult(source, _file_status(outcomes), detail, outcomes, removed, left_out.total())
 
 
 def _check_ready(conn: psycopg.Connection[Any], tenant: str, create_tenant: bool) -> None:
