@@ -312,3 +312,31 @@ def test_an_unzipped_chatgpt_export_folder_skips_its_companion_files(
         assert "part of a chat export" in lines[f"chatgpt-export/{name}"], name
     assert count(db, "t", "conversations") == 2
     assert count(db, "t", "documents") == 0
+
+
+def test_the_same_files_keep_their_uris_wherever_ingest_runs_from(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kb/notes from its parent, notes from kb, and the absolute path from / stored 9 documents
+    from 3 files (each run named them relative to its own directory)."""
+    notes = tmp_path / "kb" / "notes"
+    notes.mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (notes / f"{name}.md").write_text(f"# {name}\n\nNote {name}.\n")
+    monkeypatch.chdir(tmp_path)
+    assert run_ingest(db, "kb/notes", "--tenant", "t", "--create-tenant") == 0
+    monkeypatch.chdir(tmp_path / "kb")
+    assert run_ingest(db, "notes", "--tenant", "t") == 0
+    monkeypatch.chdir("/")
+    assert run_ingest(db, str(notes), "--tenant", "t") == 0
+    monkeypatch.chdir(tmp_path / "kb" / "notes")
+    assert run_ingest(db, "b.md", "--tenant", "t") == 0
+    out = capsys.readouterr().out
+    assert count(db, "t", "documents") == 3
+    uris = sorted(str(r[0]) for r in tenant_rows(db, "t", "select uri from memex.documents"))
+    assert uris == ["kb/notes/a.md", "kb/notes/b.md", "kb/notes/c.md"]
+    assert "3 files: 0 inserted, 0 updated, 3 unchanged" in out
+    assert "unchanged  notes/a.md  1 document; kept its uri kb/notes/a.md from an earlier" in out
+    folders = tenant_rows(db, "t", "select distinct f.path from memex.documents as d"
+                          " join memex.folders as f on f.id = d.folder_id")  # fmt: skip
+    assert folders == [("kb/notes",)]

@@ -90,7 +90,9 @@ def read_document(
     suffix = path.suffix.lower()
     mime = MIME_BY_SUFFIX[suffix]
     data = path.read_bytes()
-    metadata: dict[str, Any] = {"mime": mime, **extra_metadata}
+    # Where the file is: a re-ingest from another directory finds the document by it and keeps
+    # its uri (memex.ingest.run.keep_stored_uri).
+    metadata: dict[str, Any] = {"mime": mime, "source_path": str(path.resolve()), **extra_metadata}
     if suffix == ".pdf":
         text, title, pages = pdf_text(data)
         metadata["pages"] = pages

@@ -6,16 +6,17 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 import psycopg
+from psycopg.types.json import Jsonb
 from tqdm import tqdm
 
 from memex.dsn import connect
 from memex.errors import MemexError
 from memex.ingest.documents import read_document
-from memex.ingest.items import Conversation, FileRejected, FileSkipped, Item
+from memex.ingest.items import Conversation, Document, FileRejected, FileSkipped, Item
 from memex.ingest.jsonfiles import export_companion, read_json_file
 from memex.ingest.sources import SourceFile, discover
 from memex.ingest.store import store
@@ -104,6 +105,38 @@ def _database_error(exc: psycopg.Error) -> str:
     return f"[{exc.sqlstate}] {message.removeprefix('plpy.Error: ')}{hint}"
 
 
+def keep_stored_uri(conn: psycopg.Connection[Any], doc: Document) -> Document:
+    """The same file keeps its uri: a document's uri is its path relative to where ingest runs,
+    so `memex ingest kb/notes` from `~` and `memex ingest notes` from `~/kb` would store one file
+    twice. A document already stored from the same file (metadata.source_path) is updated under
+    its uri and folder instead; deleting it first is how a file takes a new uri. Every query
+    names the tenant: RLS does not apply to a superuser's connection."""
+    path = doc.metadata.get("source_path")
+    if not path:
+        return doc
+    row = conn.execute(
+        "select d.uri, f.path from memex.documents as d left join memex.folders as f"
+        " on f.tenant_id = d.tenant_id and f.id = d.folder_id"
+        " where d.tenant_id = memex.current_tenant() and d.metadata @> %s and d.uri <> %s"
+        " order by d.created_at, d.uri limit 1",
+        (Jsonb({"source_path": path}), doc.uri),
+    ).fetchone()
+    if row is None or _uri_taken(conn, doc.uri):
+        return doc
+    return replace(doc, uri=str(row[0]), folder=None if row[1] is None else str(row[1]))
+
+
+def _uri_taken(conn: psycopg.Connection[Any], uri: str) -> bool:
+    """This file's own uri is stored already (an earlier run from here): it stays there."""
+    row = conn.execute(
+        "select exists (select from memex.documents"
+        " where tenant_id = memex.current_tenant() and uri = %s)",
+        (uri,),
+    )
+    found = row.fetchone()
+    return bool(found and found[0])
+
+
 def ingest_file(
     conn: psycopg.Connection[Any], source: SourceFile, tenant: str, max_bytes: int,
     extra_metadata: dict[str, Any],
@@ -125,10 +158,15 @@ def ingest_file(
         return FileResult(source, "failed", str(exc))
     outcomes: Counter[str] = Counter()
     removed = 0
+    notes: list[str] = []
     try:
         with conn.transaction():
             conn.execute("select memex.set_tenant(%s)", (tenant,))
-            for item in items:
+            for n, item in enumerate(items):
+                if isinstance(item, Document):
+                    items[n] = item = keep_stored_uri(conn, item)
+                    if item.uri != source.uri:
+                        notes.append(f"kept its uri {item.uri} from an earlier ingest")
                 stored = store(conn, item)
                 outcomes[stored.outcome] += 1
                 removed += stored.messages_removed
@@ -140,7 +178,7 @@ def ingest_file(
     for item in items:
         if isinstance(item, Conversation):
             left_out.update(item.left_out)
-    detail = _describe(items, outcomes, removed, left_out)
+    detail = "; ".join([_describe(items, outcomes, removed, left_out), *notes])
     return FileResult(source, _file_status(outcomes), detail, outcomes, removed, left_out.total())
 
 
