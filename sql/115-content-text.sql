@@ -1,33 +1,73 @@
 -- What text a source is chunked and indexed as: the text-search configuration of its language,
 -- and a document's title as the heading of its first chunk.
 
+-- memex._language_codes(): ISO 639-1 codes and the text-search configuration PostgreSQL 15
+-- ships for each (the one list: memex ingest --language and metadata.language both read it).
+create or replace function memex._language_codes()
+returns table (code text, config text)
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select x.code, x.config from (values
+        ('ar', 'arabic'), ('ca', 'catalan'), ('da', 'danish'), ('de', 'german'), ('el', 'greek')
+        , ('en', 'english'), ('es', 'spanish'), ('eu', 'basque'), ('fi', 'finnish'), ('fr', 'french')
+        , ('ga', 'irish'), ('hi', 'hindi'), ('hu', 'hungarian'), ('hy', 'armenian'), ('id', 'indonesian')
+        , ('it', 'italian'), ('lt', 'lithuanian'), ('nb', 'norwegian'), ('ne', 'nepali'), ('nl', 'dutch')
+        , ('nn', 'norwegian'), ('no', 'norwegian'), ('pt', 'portuguese'), ('ro', 'romanian'), ('ru', 'russian')
+        , ('sr', 'serbian'), ('sv', 'swedish'), ('ta', 'tamil'), ('tr', 'turkish'), ('yi', 'yiddish')
+    ) as x (code, config)
+$$;
+
+comment on function memex._language_codes() is
+'Internal: ISO 639-1 codes and their PostgreSQL text-search configurations.';
+
 -- memex._ts_config(metadata): the name of the text-search configuration for a source's language
--- (a pg_catalog one; a name, not a regconfig: chunks.language is text, see migration 0013).
+-- (a pg_catalog one; a name, not a regconfig: chunks.language is text, see migration 0013):
+-- metadata.language is a configuration's name (french), an ISO 639-1 code (fr) or a BCP 47 tag
+-- (fr-CA: its language); absent or null: english. Anything else is refused (22023, with the
+-- list): indexed as English, a language memex does not know would be searched wrongly, silently.
 create or replace function memex._ts_config(metadata jsonb)
 returns text
-language sql
+language plpgsql
 stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select coalesce(
-        (select c.cfgname::text
-           from pg_catalog.pg_ts_config as c
-          where c.cfgname = (
-                case pg_catalog.lower(metadata ->> 'language')
-                    when 'en' then 'english' when 'fr' then 'french' when 'de' then 'german'
-                    when 'es' then 'spanish' when 'it' then 'italian' when 'pt' then 'portuguese'
-                    when 'nl' then 'dutch' when 'ru' then 'russian' when 'sv' then 'swedish'
-                    else pg_catalog.lower(metadata ->> 'language')
-                end)
-            and c.cfgnamespace = 'pg_catalog'::regnamespace)
-        , 'english'
-    )
+declare
+    given text := metadata ->> 'language';
+    wanted text := pg_catalog.lower(pg_catalog.btrim(given));
+    config text;
+begin
+    if given is null then
+        return 'english';
+    end if;
+    if wanted ~ '^[a-z]{2}([-_][a-z0-9]+)*$' then
+        wanted := pg_catalog.left(wanted, 2);
+    end if;
+    select c.cfgname::text into config
+      from pg_catalog.pg_ts_config as c
+     where c.cfgnamespace = 'pg_catalog'::regnamespace
+       and c.cfgname = coalesce((select i.config from memex._language_codes() as i where i.code = wanted), wanted);
+    if config is null then
+        raise exception 'unknown language %', pg_catalog.quote_literal(given)
+            using errcode = '22023'
+            , hint = 'an ISO 639-1 code or a PostgreSQL text-search configuration: ' || (
+                select pg_catalog.string_agg(i.code || ' (' || i.config || ')', ', ' order by i.code)
+                  from memex._language_codes() as i
+                 where exists (select from pg_catalog.pg_ts_config as c
+                                where c.cfgnamespace = 'pg_catalog'::regnamespace and c.cfgname = i.config)
+            ) || '; ''simple'' (no stemming) for any other language';
+    end if;
+    return config;
+end
 $$;
 
 comment on function memex._ts_config(jsonb) is
-'Internal: text-search configuration from metadata.language (name or ISO code); english by default.';
+'Internal: text-search configuration from metadata.language (a configuration''s name, an ISO 639-1 code or a BCP 47 tag); english when absent; 22023 when unknown.';
 
 -- memex._document_heading(title, content): the heading of a document's first chunk: its title,
 -- unless the content already opens with it (a markdown heading, a title line); null when none.

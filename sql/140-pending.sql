@@ -114,6 +114,11 @@ begin
     end if;
     chunks := 0;
     pending := 0;
+    if not exists (select from memex.tenants) then  -- an application role with no tenant set
+        raise notice 'no tenant is set: the counts cover no tenant'
+            using hint = 'memex.set_tenant(''name'', false) in psql; memex_admin counts every tenant';
+        return;
+    end if;
     for tenant in select t.id from memex.tenants as t order by t.id loop
         perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
         chunks := chunks + memex._chunks_here(_space_counts.space_id);

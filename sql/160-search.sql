@@ -58,6 +58,7 @@ declare
     c_tranks integer[];
     c_docs uuid[];
     candidates jsonb;
+    unembedded integer;
 begin
     -- Every argument is checked before any work (docs/search.md, "Limits and bad input").
     if _search.mode is null or _search.mode not in ('hybrid', 'vector', 'text') then
@@ -292,6 +293,21 @@ begin
           from memex._mmr(c_ids, c_scores, c_docs, sp.id, want, _search.diversity) with ordinality as m (pos, o);
     end if;
 
+    -- Chunks without a vector yet (pending embedding) are found by the text leg only: say so,
+    -- for the final rows (hybrid), or when a vector search comes back short (docs/search.md).
+    if _search.mode = 'hybrid' and c_ids is not null then
+        unembedded := (select pg_catalog.count(*) from unnest(c_sims[1:want]) as x (sim) where x.sim is null);
+        if unembedded > 0 then
+            raise notice 'memex.rag_search: % of % results without a vector in space % yet (pending embedding): ranked by their text alone'
+                , unembedded, least(pg_catalog.cardinality(c_ids), want), sp.name
+                using hint = 'embed pending chunks: CALL memex.embed_pending() (memex embed), a running memex worker, or SET memex.embed_on_write = on for new writes';
+        end if;
+    elsif _search.mode = 'vector' and coalesce(pg_catalog.cardinality(c_ids), 0) < want
+          and exists (select from memex._pending_chunks(sp.id, n => 1)) then
+        raise notice 'memex.rag_search: this tenant has chunks with no vector in space % yet: a vector search cannot find them', sp.name
+            using hint = 'embed pending chunks: CALL memex.embed_pending() (memex embed), a running memex worker, or SET memex.embed_on_write = on for new writes';
+    end if;
+
     -- The final rows, in order, with their sources' details (joined for these k rows only).
     return query
         select
@@ -299,7 +315,8 @@ begin
             , pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                 'ord', c.ord, 'language', c.language::text, 'domain', c.domain
                 , 'uri', d.uri, 'title', coalesce(d.title, v.title), 'conversation', v.slug
-                , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text
+                , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text, 'ts', m.ts
+                , 'date', v.created_date
                 , 'source_metadata', coalesce(d.metadata, v.metadata)))
           from unnest(c_ids, c_scores, c_sims, c_vranks, c_tranks)
                with ordinality as x (chunk_id, score, sim, vrank, trank, o)
@@ -351,6 +368,9 @@ begin
         raise exception 'unknown domain %', pg_catalog.quote_literal(wanted)
             using errcode = '22023', hint = 'text, code or all (null: all)';
     end if;
+    -- A typo in the filters fails here, one function deep: psql prints one CONTEXT line per
+    -- function an error passes through (_search checks them again, in its own right).
+    perform memex._search_filters(f);
     if wanted <> 'all' then
         if pg_catalog.jsonb_typeof(f) = 'object' then
             f := f || pg_catalog.jsonb_build_object('domain', wanted);

@@ -43,7 +43,7 @@ comment on function memex._join_chunks(text, text) is
 
 -- memex.compose_context(query, token_budget, ...): the best passages of rag_search as one block
 -- per source, in the order of each source's best hit, under a numbered citation line
--- ([n] kind: title, uri or slug). A source's chunks are in document order: neighbours
+-- ([n] kind: title, uri or slug; a message adds its number, speaker and time). A source's chunks are in document order: neighbours
 -- (consecutive ords) are joined with their overlap written once, and a gap between them is
 -- shown as [...]. A first chunk that opens with the source's title (memex puts it there) does
 -- not repeat it under the citation. Blocks are added while the whole stays within token_budget
@@ -100,8 +100,8 @@ begin
         loop
             part := piece.content;
             if piece.ord = 0 and block.metadata ? 'title'
-               and pg_catalog.starts_with(part, (block.metadata ->> 'title') || E'\n\n') then
-                part := pg_catalog.substr(part, pg_catalog.length(block.metadata ->> 'title') + 3);
+               and pg_catalog.starts_with(part, (block.metadata ->> 'title') || E'\n') then
+                part := pg_catalog.ltrim(pg_catalog.substr(part, pg_catalog.length(block.metadata ->> 'title') + 2), E'\n');
             end if;
             body := case when prev_ord is null then part
                          when piece.ord = prev_ord + 1 then memex._join_chunks(body, part)
@@ -113,7 +113,11 @@ begin
                 , block.metadata ->> 'title'
                 , coalesce(block.metadata ->> 'uri', block.metadata ->> 'conversation')
                 , case when block.metadata ? 'level' then 'L' || (block.metadata ->> 'level') end
-                , case when block.metadata ? 'seq' then 'message ' || (block.metadata ->> 'seq') end));
+                , case when block.metadata ? 'seq' then 'message ' || (block.metadata ->> 'seq') end
+                -- who said it, and when: the message's time, else its conversation's date
+                , block.metadata ->> 'role'
+                , coalesce(pg_catalog.to_char((block.metadata ->> 'ts')::timestamptz, 'YYYY-MM-DD HH24:MI TZ')
+                           , block.metadata ->> 'date')));
         part := cite || E'\n' || body || E'\n\n';
         cost := memex.count_tokens(part, compose_context.space);
         continue when used + cost > token_budget;

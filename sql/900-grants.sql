@@ -31,6 +31,7 @@ grant execute on function memex.chunk_text(text, integer, integer, text) to meme
 grant execute on function memex._check_messages(jsonb, integer) to memex_admin, memex_app;
 grant execute on function memex._check_artefact(jsonb, text) to memex_admin, memex_app;
 grant execute on function memex._ts_config(jsonb) to memex_admin, memex_app;
+grant execute on function memex._language_codes() to memex_admin, memex_app;
 -- the expression of chunks' stored tsvector: computed as whoever writes a chunk
 grant execute on function memex._tsvector(text, text) to memex_admin, memex_app;
 grant execute on function memex._replace_chunks(
@@ -132,6 +133,9 @@ grant select on memex.text_index_status to memex_admin, memex_app;
 -- application's own statements, always under RLS; spaces: managed by memex_admin only.
 grant select, insert, update, delete on memex.embeddings to memex_admin, memex_app;
 grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
+-- every embedding backend counts the others through it (memex_db.api._concurrent_embedders)
+grant select on memex.embedding_backends to memex_admin, memex_app;
+grant execute on function memex.tenant_status() to memex_admin, memex_app;
 grant select, insert, update on memex.reembeds to memex_admin;
 grant select on memex.reembed_progress to memex_admin;
 grant insert, update, delete on memex.spaces to memex_admin;

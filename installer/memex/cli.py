@@ -7,19 +7,40 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import psycopg
 
-from memex import __version__
-from memex.dsn import connect, resolve_dsn
+from memex import __version__, progress
+from memex.dsn import resolve_dsn
 from memex.errors import MemexError, database_error_exit_code, describe_database_error
 
 Handler = Callable[[argparse.Namespace], int]
+# `memex dev dsn --role`: the memex roles a tour or a test connects as.
+DEV_ROLES = {"app": "memex_app", "admin": "memex_admin"}
+
+
+class Parser(argparse.ArgumentParser):
+    """A command-line mistake is bad input: exit 1 (the README's contract), not argparse's 2,
+    which memex keeps for a failing system."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
 
 
 def _add_dsn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dsn", help="libpq DSN or URI (default: $MEMEX_DSN, else the dev cluster)"
+    )
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar (there is none when stderr is not a terminal)",
     )
 
 
@@ -42,7 +63,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print("\n".join(f"{name + ':':8} {value}" for name, value in facts))
         return 0 if dev.is_running() else 1
     elif args.action == "dsn":
-        print(dev.dsn())
+        print(dev.dsn(role=DEV_ROLES[args.role] if args.role else None))
     return 0
 
 
@@ -55,14 +76,20 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with connect(resolve_dsn(args.dsn)) as conn:
-        installed = conn.execute("select to_regprocedure('memex.status()')").fetchone()
-        if installed == (None,):
-            print("memex is not installed in this database (run `memex install`)")
-            return 1
-        row = conn.execute("select memex.status()").fetchone()
-        print(json.dumps(row[0] if row else {}, indent=2))
-    return 0
+    from memex.status import status
+
+    return status(resolve_dsn(args.dsn), args.tenant, args.json)
+
+
+def cmd_tenant(args: argparse.Namespace) -> int:
+    from memex import tenants
+
+    dsn = resolve_dsn(args.dsn)
+    if args.action == "list":
+        return tenants.list_tenants(dsn, args.json)
+    if args.action == "create":
+        return tenants.create_tenant(dsn, args.name)
+    return tenants.delete_tenant(dsn, args.name, args.confirm)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -89,7 +116,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for failure in report.failed:
         print(f"memex: failed: {failure.source.uri}: {failure.detail} (file {failure.source.path})",
               file=sys.stderr)  # fmt: skip
+    _embed_after_ingest(resolve_dsn(args.dsn), _tenant(args), skip=args.no_embed)
     return 1 if report.failed else 0
+
+
+def _embed_after_ingest(dsn: str, tenant: str, skip: bool) -> None:
+    """What was ingested is searchable by text at once and by meaning once embedded: embed it
+    now when this role may (memex_admin), else say what embeds it."""
+    from memex.embedding import embed
+    from memex.ingest import pending_after_ingest
+
+    pending, can_embed = pending_after_ingest(dsn, tenant)
+    if not pending:
+        return
+    if skip or not can_embed:
+        why = "" if skip else " (embedding needs memex_admin)"
+        print(
+            f"{pending:,} chunks of {tenant!r} wait for embedding{why}: until then searches "
+            "find them by their words only; run `memex embed`, or keep `memex worker` running"
+        )
+        return
+    print(f"embedding {pending:,} pending chunks (--no-embed skips this step)")
+    embed(dsn, None, 64, None)
 
 
 def _tenant(args: argparse.Namespace) -> str:
@@ -99,17 +147,28 @@ def _tenant(args: argparse.Namespace) -> str:
     return str(tenant)
 
 
+def _filters(args: argparse.Namespace) -> object:
+    try:
+        return json.loads(args.filters)
+    except json.JSONDecodeError as exc:
+        raise MemexError(f"--filters is not JSON: {exc}") from None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from memex.search import search
 
-    try:
-        filters = json.loads(args.filters)
-    except json.JSONDecodeError as exc:
-        raise MemexError(f"--filters is not JSON: {exc}") from None
+    filters = _filters(args)
     return search(
-        resolve_dsn(args.dsn), args.query, _tenant(args), args.json, k=args.k, mode=args.mode,
-        filters=filters, space=args.space, diversity=args.diversity,
+        resolve_dsn(args.dsn), args.query, _tenant(args), args.json, full=args.full, k=args.k,
+        mode=args.mode, filters=filters, space=args.space, diversity=args.diversity,
     )  # fmt: skip
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    from memex.search import context
+
+    return context(resolve_dsn(args.dsn), args.query, _tenant(args), args.budget, k=args.k,
+                   mode=args.mode, filters=_filters(args))  # fmt: skip
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -159,23 +218,60 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memex", description="Postgres-native memory and RAG.")
+    parser = Parser(prog="memex", description="Postgres-native memory and RAG.",
+                    epilog="exit status: 0 success, 1 bad input, 2 a system failed, "
+                    "3 a missing prerequisite, 130 interrupted")  # fmt: skip
     parser.add_argument("--version", action="version", version=f"memex {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     dev = sub.add_parser("dev", help="the embedded local PostgreSQL cluster")
-    dev.add_argument("action", choices=["up", "down", "status", "dsn"])
+    dev_actions = dev.add_subparsers(dest="action", required=True, parser_class=Parser)
+    for action, text in (
+        ("up", "create the cluster if needed and start it (port 5439, its own socket directory)"),
+        ("down", "stop it (its data stays)"),
+        ("status", "running or not, where its data, socket and log are; exit 1 when stopped"),
+        ("dsn", "print its connection string (for psql and --dsn)"),
+    ):
+        dev_action = dev_actions.add_parser(action, help=text, description=text)
+    dev_action.add_argument("--role", choices=sorted(DEV_ROLES),
+                            help="connect as memex_app (what applications see: RLS applies, "
+                            "which the superuser bypasses) or memex_admin")  # fmt: skip
     dev.set_defaults(handler=cmd_dev)
 
     for name, handler, text in (
         ("install", cmd_install, "install or upgrade memex in a database"),
-        ("status", cmd_status, "what is installed, and this backend's state"),
         ("doctor", cmd_doctor, "what is missing or broken, and how to fix it"),
         ("demo", cmd_demo, "load the sample corpus and run a few searches"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, description=text)
         _add_dsn(p)
         p.set_defaults(handler=handler)
+
+    status = sub.add_parser("status", help="per tenant and space: what memex holds, what is "
+                            "pending, who is embedding")  # fmt: skip
+    status.add_argument("--tenant", help="this tenant only (an application role sees no other)")
+    status.add_argument("--json", action="store_true", help="the same figures as JSON")
+    _add_dsn(status)
+    status.set_defaults(handler=cmd_status)
+
+    tenant = sub.add_parser("tenant", help="list, create or delete tenants (memex_admin)")
+    tenant_actions = tenant.add_subparsers(dest="action", required=True, parser_class=Parser)
+    listing = tenant_actions.add_parser("list", help="every tenant with what it holds")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    create = tenant_actions.add_parser("create", help="create a tenant (idempotent by name)")
+    create.add_argument("name")
+    delete = tenant_actions.add_parser(
+        "delete", help="delete a tenant and everything it holds, in committed batches"
+    )
+    delete.add_argument("name")
+    delete.add_argument(
+        "--confirm",
+        metavar="NAME",
+        help="the tenant's name again (asked at a prompt on a terminal)",
+    )
+    for p in (listing, create, delete):
+        _add_dsn(p)
+    tenant.set_defaults(handler=cmd_tenant)
 
     ingest = sub.add_parser(
         "ingest", help="documents (txt, md, html, pdf), conversations and artefacts, into a tenant"
@@ -195,20 +291,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--language", help="text-search language of the documents (e.g. en, fr, french)"
     )
     ingest.add_argument("--max-file-mb", type=int, default=100, help="larger files fail (100)")
+    ingest.add_argument("--no-embed", action="store_true",
+                        help="leave new chunks pending (default: embed them at the end when "
+                        "this role may run memex.embed_pending)")  # fmt: skip
+    _add_quiet(ingest)
     _add_dsn(ingest)
     ingest.set_defaults(handler=cmd_ingest)
 
     search = sub.add_parser("search", help="rag_search from the command line")
     search.add_argument("query")
     search.add_argument("--tenant", help="tenant id or name (default: $MEMEX_TENANT)")
-    search.add_argument("--k", type=int, default=8)
-    search.add_argument("--mode", default="hybrid", choices=["hybrid", "vector", "text"])
+    search.add_argument("--k", type=int, default=8, help="how many results (default 8)")
+    search.add_argument("--mode", default="hybrid", choices=["hybrid", "vector", "text"],
+                        help="hybrid (default): meaning and words fused; vector: meaning; "
+                        "text: BM25 words")  # fmt: skip
     search.add_argument("--filters", default="{}", help='JSON, e.g. \'{"folder": "kb"}\'')
-    search.add_argument("--space")
-    search.add_argument("--diversity", type=float, default=None)
+    search.add_argument("--space", help="embedding space name (default: the active text space)")
+    search.add_argument(
+        "--diversity",
+        type=float,
+        default=None,
+        metavar="0..1",
+        help="re-order for variety (maximal marginal relevance); off by default",
+    )
+    search.add_argument("--full", action="store_true", help="each result's whole text")
     search.add_argument("--json", action="store_true", help="the rows as JSON")
     _add_dsn(search)
     search.set_defaults(handler=cmd_search)
+
+    context = sub.add_parser(
+        "context", help="compose_context: the best passages as a prompt-ready block, cited"
+    )
+    context.add_argument("query")
+    context.add_argument("--tenant", help="tenant id or name (default: $MEMEX_TENANT)")
+    context.add_argument("--budget", type=int, default=1000,
+                         help="tokens of the space's model the block may take (1000)")  # fmt: skip
+    context.add_argument("--k", type=int, default=8, help="search results to draw from (8)")
+    context.add_argument("--mode", default="hybrid", choices=["hybrid", "vector", "text"],
+                         help="search mode (default hybrid)")  # fmt: skip
+    context.add_argument("--filters", default="{}", help="JSON, as for search")
+    _add_dsn(context)
+    context.set_defaults(handler=cmd_context)
 
     evaluate = sub.add_parser("eval", help="retrieval quality of rag_search on a BEIR dataset")
     evaluate.add_argument("dir", help="corpus.jsonl, queries.jsonl, qrels/test.tsv")
@@ -221,13 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="also write the report as JSON to this file")
     evaluate.add_argument("--plot", help="also draw the metrics as a PNG (needs matplotlib)")
     evaluate.add_argument("--keep", action="store_true", help="keep the scratch tenant's rows")
+    _add_quiet(evaluate)
     _add_dsn(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
     embed = sub.add_parser("embed", help="embed pending chunks in the database (progress bar)")
     embed.add_argument("--space", help="space name (default: the active text space)")
-    embed.add_argument("--batch-size", type=int, default=64)
-    embed.add_argument("--max-rows", type=int, default=None)
+    embed.add_argument("--batch-size", type=int, default=64,
+                       help="chunks a batch; each batch commits (default 64)")  # fmt: skip
+    embed.add_argument("--max-rows", type=int, default=None, metavar="N",
+                       help="stop after N chunks (default: all that are pending)")  # fmt: skip
+    _add_quiet(embed)
     _add_dsn(embed)
     embed.set_defaults(handler=cmd_embed)
 
@@ -237,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     reembed.add_argument("--model", required=True, help="model name or local model directory")
     reembed.add_argument("--dimensions", type=int, help="fewer than the model's: truncated")
     reembed.add_argument("--space-name", help="default: <model>@<dimensions>")
-    reembed.add_argument("--batch-size", type=int, default=128)
+    reembed.add_argument("--batch-size", type=int, default=128,
+                         help="chunks a batch; each batch commits (default 128)")  # fmt: skip
     reembed.add_argument("--dry-run", action="store_true", help="the plan and estimate only")
     reembed.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     reembed.add_argument(
@@ -248,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     reembed.add_argument("--concurrent-index", action="store_true",
                          help="build the index with CREATE INDEX CONCURRENTLY from here "
                          "(needs membership in memex_owner)")  # fmt: skip
+    _add_quiet(reembed)
     _add_dsn(reembed)
     reembed.set_defaults(handler=cmd_reembed)
 
@@ -255,23 +384,28 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="embed pending chunks outside the database (same code, same vectors)"
     )
     worker.add_argument("--space", help="space name (default: the active text space)")
-    worker.add_argument("--batch-size", type=int, default=64)
+    worker.add_argument("--batch-size", type=int, default=64, help="chunks a batch (default 64)")
     worker.add_argument("--threads", type=int, default=0, help="0: every core of this machine")
     worker.add_argument("--once", action="store_true", help="drain what is pending, then exit")
     _add_dsn(worker)
     worker.set_defaults(handler=cmd_worker)
 
     image = sub.add_parser("image", help="the custom PostgreSQL image")
-    image.add_argument("action", choices=["build"])
-    image.add_argument("--pg-major", default="17")
-    image.add_argument("--tag", default=f"memex-postgres:{__version__}")
+    image.add_argument("action", choices=["build"], help="build it with docker")
+    image.add_argument("--pg-major", default="17", help="PostgreSQL major version (default 17)")
+    image.add_argument("--tag", default=f"memex-postgres:{__version__}",
+                       help="image tag (default memex-postgres:<memex version>)")  # fmt: skip
     image.set_defaults(handler=cmd_image)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and command-line mistakes (1)
+        return int(exc.code or 0)
     handler: Handler = args.handler
+    progress.quiet = bool(getattr(args, "quiet", False))
     try:
         return handler(args)
     except MemexError as exc:

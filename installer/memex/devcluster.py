@@ -52,9 +52,14 @@ class Cluster:
     def log_file(self) -> Path:
         return self.root / "postgresql.log"
 
-    def dsn(self, database: str = DEFAULT_DATABASE, user: str = "postgres") -> str:
+    def dsn(
+        self, database: str = DEFAULT_DATABASE, user: str = "postgres", role: str | None = None
+    ) -> str:
+        """The cluster's URI; with `role`, sessions start as that role (SET ROLE at connection):
+        what an application sees, row-level security included, which the superuser bypasses."""
         host = quote(str(self.socket_dir), safe="")
-        return f"postgresql://{user}@{host}:{self.port}/{database}"
+        options = f"?options={quote(f'-c role={role}', safe='')}" if role else ""
+        return f"postgresql://{user}@{host}:{self.port}/{database}{options}"
 
     # -- commands --------------------------------------------------------------------------
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

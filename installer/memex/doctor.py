@@ -68,5 +68,14 @@ def doctor(dsn: str) -> int:
     for finding in findings:
         print(finding.line())
     broken = [f for f in findings if not f.ok and not f.warning_only]
-    print(f"\n{len(broken)} problem(s) found" if broken else "\nall checks passed")
+    warnings = [f for f in findings if not f.ok and f.warning_only]
+    if broken:
+        print(
+            f"\n{len(broken)} problem(s) found"
+            + (f", {len(warnings)} warning(s)" if warnings else "")
+        )
+    elif warnings:
+        print(f"\nall checks passed, with {len(warnings)} warning(s): see WARN above")
+    else:
+        print("\nall checks passed")
     return 1 if broken else 0

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from memex.devcluster import cluster
-from memex.errors import MemexError
+from memex.errors import SystemFailure
 
 
 def resolve_dsn(explicit: str | None) -> str:
@@ -39,7 +39,7 @@ def connect(dsn: str, autocommit: bool = True) -> psycopg.Connection[tuple[Any, 
     try:
         return psycopg.connect(dsn, autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise MemexError(
+        raise SystemFailure(
             f"cannot connect to the database: {str(exc).strip()}\n"
             "hint: start the dev cluster with `memex dev up`, or pass --dsn / set MEMEX_DSN"
         ) from exc

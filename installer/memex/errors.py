@@ -8,6 +8,17 @@ class MemexError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class SystemFailure(MemexError):
+    """A system failed, not the request: the database refused the connection or went away."""
+
+    exit_code = 2
+
 
 class PrerequisiteError(MemexError):
     """Something the database needs before memex can be installed is missing."""

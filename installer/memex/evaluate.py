@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,10 @@ import ir_measures
 import psycopg
 from ir_measures import RR, R, nDCG
 from psycopg import sql
-from tqdm import tqdm
 
 from memex.dsn import connect
 from memex.errors import MemexError
+from memex.progress import progress
 
 MODES = ("hybrid", "vector", "text")
 TOP10 = "select chunk_id from memex.rag_search(%s, k => 10, mode => 'vector')"
@@ -148,8 +147,7 @@ def _load(conn: psycopg.Connection[Any], tenant: str, data: Dataset) -> None:
         conn.execute("select memex.set_tenant(%s)", (tenant,))
         conn.execute("delete from memex.documents where tenant_id = memex.current_tenant() "
                      "and not uri = any(%s)", (list(data.corpus),))  # fmt: skip
-        for doc_id, (title, text) in tqdm(data.corpus.items(), desc="loading", unit="doc",
-                                          file=sys.stderr):  # fmt: skip
+        for doc_id, (title, text) in progress(data.corpus.items(), desc="loading", unit="doc"):
             conn.execute("select memex.upsert_document(%s, %s, %s)", (doc_id, text, title or None))
     conn.execute("call memex.embed_pending()")
 
@@ -203,7 +201,7 @@ def evaluate(
             for setting in settings:
                 run = Run()
                 statement = _search_sql(setting)
-                for qid in tqdm(data.qrels, desc=_label(setting), unit="query", file=sys.stderr):
+                for qid in progress(data.qrels, desc=_label(setting), unit="query"):
                     with conn.transaction():
                         conn.execute("select memex.set_tenant(%s)", (tenant,))
                         started = time.perf_counter()

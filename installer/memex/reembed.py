@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from memex.dsn import connect
 from memex.errors import MemexError
+from memex.progress import progress
 
 
 def event(diag: psycopg.errors.Diagnostic) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def reembed(
             return _dry_run(conn, target, as_json)
         if concurrent_index:
             _check_can_build_concurrently(conn)
-        bar = tqdm(total=0, desc="re-embedding", unit="chunk", file=sys.stderr)
+        bar: tqdm[int] = progress(total=0, desc="re-embedding", unit="chunk")
         stopped: list[str] = []
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:

@@ -1,10 +1,14 @@
-"""`memex search`: rag_search from the command line, as a readable table or JSON."""
+"""`memex search` and `memex context`: rag_search and compose_context from the command line."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import textwrap
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -17,11 +21,22 @@ select chunk_id::text, source_kind, source_id::text, content, score, similarity,
   from memex.rag_search(%(query)s, k => %(k)s, mode => %(mode)s, filters => %(filters)s,
                         space => %(space)s, diversity => %(diversity)s)
 """
+# Lines of a result's text shown without --full: enough to hold the answer of most chunks.
+SNIPPET_LINES = 4
+
+
+def print_notice(diag: psycopg.errors.Diagnostic) -> None:
+    """The database's NOTICEs (pending chunks, stop words only, no tenant) on stderr, as psql
+    shows them: a search that says nothing about them looks broken."""
+    if diag.message_primary:
+        hint = f"\n  hint: {diag.message_hint}" if diag.message_hint else ""
+        print(f"memex: note: {diag.message_primary}{hint}", file=sys.stderr)
 
 
 def run_search(dsn: str, query: str, tenant: str, **options: Any) -> list[dict[str, Any]]:
     with connect(dsn) as conn:
         check_tenant(conn, tenant)
+        conn.add_notice_handler(print_notice)
         with conn.transaction():
             conn.execute("select memex.set_tenant(%s)", (tenant,))
             cur = conn.cursor(row_factory=dict_row)
@@ -29,36 +44,82 @@ def run_search(dsn: str, query: str, tenant: str, **options: Any) -> list[dict[s
             return cur.execute(SEARCH_SQL, params).fetchall()
 
 
-def _source(row: dict[str, Any]) -> str:
+def describe_source(row: dict[str, Any]) -> str:
+    """Where a result comes from, as a person names it: a document's title and uri; a
+    conversation's title, the message's number, speaker and time; a summary's level."""
     meta = row["metadata"] or {}
-    where = meta.get("uri") or meta.get("conversation") or row["source_id"]
-    if "level" in meta:
-        where += f" L{meta['level']}"
-    if "seq" in meta:
-        where += f" #{meta['seq']}"
-    return f"{row['source_kind']}:{where}"
+    kind = row["source_kind"]
+    title = meta.get("title")
+    if kind == "document":
+        uri = meta.get("uri") or row["source_id"]
+        return f"{title}  ({uri})" if title and title != uri else str(uri)
+    where = title or meta.get("conversation") or row["source_id"]
+    if kind == "summary":
+        return f"{where}  (summary L{meta.get('level')})"
+    parts = [f"#{meta['seq']}" if "seq" in meta else None, meta.get("role"),
+             _when(meta.get("ts")) or meta.get("date")]  # fmt: skip
+    return f"{where}  ({', '.join(p for p in parts if p)})"
 
 
-def format_table(rows: list[dict[str, Any]], width: int = 60) -> str:
-    lines = [f"{'#':>2}  {'score':>7}  {'sim':>5}  {'vec':>3}  {'txt':>3}  source / snippet"]
+def _when(ts: Any) -> str | None:
+    """An ISO timestamp to the minute (2025-06-25 21:04), as written in a citation."""
+    if not isinstance(ts, str):
+        return None
+    return ts[:16].replace("T", " ")
+
+
+def format_results(rows: list[dict[str, Any]], full: bool = False, width: int | None = None) -> str:
+    width = width or min(shutil.get_terminal_size((100, 24)).columns, 120)
+    lines: list[str] = []
     for rank, row in enumerate(rows, 1):
-        snippet = " ".join(str(row["content"]).split())
-        snippet = snippet[: width - 1] + "…" if len(snippet) > width else snippet
-        sim = "" if row["similarity"] is None else f"{row['similarity']:.3f}"
+        sim = "" if row["similarity"] is None else f"  sim {row['similarity']:.3f}"
+        ranks = f"vec {row['vector_rank'] or '-'}  txt {row['text_rank'] or '-'}"
         lines.append(
-            f"{rank:>2}  {row['score']:7.4f}  {sim:>5}  {row['vector_rank'] or '-':>3}  "
-            f"{row['text_rank'] or '-':>3}  {_source(row)}"
+            f"{rank:>2}. {row['source_kind']}: {describe_source(row)}\n"
+            f"    score {row['score']:.4f}{sim}  {ranks}"
         )
-        lines.append(f"{'':>28}{snippet}")
+        text = str(row["content"]).strip()
+        wrapped = [
+            piece
+            for paragraph in text.splitlines()
+            for piece in (textwrap.wrap(paragraph, width - 4) or [""])
+        ]
+        if not full and len(wrapped) > SNIPPET_LINES:
+            wrapped = [*wrapped[:SNIPPET_LINES], "…  (--full shows the whole text)"]
+        lines.extend(f"    {piece}".rstrip() for piece in wrapped)
+        lines.append("")
     if not rows:
         lines.append("(no results)")
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip()
 
 
-def search(dsn: str, query: str, tenant: str, as_json: bool, **options: Any) -> int:
+def search(
+    dsn: str, query: str, tenant: str, as_json: bool, full: bool = False, **options: Any
+) -> int:
     rows = run_search(dsn, query, tenant, **options)
     if as_json:
         print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
     else:
-        print(format_table(rows))
+        print(format_results(rows, full=full))
+    return 0
+
+
+def context(dsn: str, query: str, tenant: str, budget: int, **options: Any) -> int:
+    """compose_context's block, as an application would put it in a prompt."""
+    with connect(dsn) as conn:
+        check_tenant(conn, tenant)
+        conn.add_notice_handler(print_notice)
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (tenant,))
+            row = conn.execute(
+                "select memex.compose_context(%(query)s, %(budget)s, k => %(k)s, mode => %(mode)s,"
+                " filters => %(filters)s)",
+                {
+                    "query": query,
+                    "budget": budget,
+                    **options,
+                    "filters": Jsonb(options.get("filters") or {}),
+                },
+            ).fetchone()
+    print(row[0] if row and row[0] else "(nothing found)")
     return 0

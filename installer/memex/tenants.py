@@ -1,12 +1,17 @@
-"""The CLI's tenant argument: checked before any work, with the nearest names when unknown."""
+"""Tenants from the command line: the --tenant argument, checked before any work with the
+nearest names when unknown, and `memex tenant list|create|delete`."""
 
 from __future__ import annotations
 
 import difflib
+import json
+import sys
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
+from memex.dsn import connect
 from memex.errors import MemexError
 
 
@@ -26,9 +31,56 @@ def check_tenant(
         names = [str(r[0]) for r in conn.execute("select name from memex.tenants order by name")]
     close = difflib.get_close_matches(tenant, names, n=3, cutoff=0.6)
     message = f"unknown tenant {tenant!r}"
-    if close:
-        message += f" (did you mean {' or '.join(repr(c) for c in close)}?)"
-    message += f": create it with `select memex.create_tenant('{tenant}')` as memex_admin"
+    if close:  # a typo: offer the likely fix only, not the creation of the mistyped name
+        raise MemexError(f"{message}: did you mean {' or '.join(repr(c) for c in close)}?")
+    message += f": create it with `memex tenant create {tenant}` as memex_admin"
     if create_flag:
         message += f", or pass {create_flag}"
     raise MemexError(message)
+
+
+def list_tenants(dsn: str, as_json: bool) -> int:
+    from memex.status import TENANT_COLUMNS, table
+
+    with connect(dsn) as conn, conn.transaction():
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute("select * from memex.tenant_status()")
+            .fetchall()
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif rows:
+        print(table(rows, [*TENANT_COLUMNS, "created_at"]))
+    else:
+        print("no tenant visible to this role (memex_admin lists them all)")
+    return 0
+
+
+def create_tenant(dsn: str, name: str) -> int:
+    """memex.create_tenant, idempotent by name: says whether it created the tenant."""
+    with connect(dsn) as conn:
+        found = conn.execute("select id from memex.tenants where name = %s", (name,)).fetchone()
+        row = found or conn.execute("select memex.create_tenant(%s)", (name,)).fetchone()
+    state = "exists" if found else "created"
+    print(f"tenant {name!r} {state}: {row[0] if row else '?'}")
+    return 0
+
+
+def delete_tenant(dsn: str, name: str, confirm: str | None) -> int:
+    """CALL memex.delete_tenant with its own confirmation: the tenant's name, repeated (typed at
+    a prompt on a terminal, or --confirm NAME)."""
+    if confirm is None:
+        if not sys.stdin.isatty():
+            raise MemexError(f"deleting tenant {name!r} removes everything it holds: repeat its "
+                             f"name to confirm (--confirm {name})")  # fmt: skip
+        confirm = input(f"Delete tenant {name!r} and everything it holds? Type its name: ")
+    with connect(dsn) as conn:
+
+        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+            if diag.message_primary:
+                print(diag.message_primary, file=sys.stderr)
+
+        conn.add_notice_handler(on_notice)
+        conn.execute("call memex.delete_tenant(%s, confirm => %s)", (name, confirm))
+    return 0

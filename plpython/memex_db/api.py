@@ -14,13 +14,9 @@ from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
 # Each backend embedding a batch (memex._drain_step: embed_pending, reembed, a worker) holds the
-# 'embedders' advisory lock in shared mode for its transaction; the number of holders is how
-# many backends share the cores.
-_EMBEDDERS = """
-select count(*)::int as n from pg_catalog.pg_locks
- where locktype = 'advisory' and classid = memex._advisory_class('embedders')::oid and objid = 1
-   and objsubid = 2 and granted
-"""
+# 'embedders' advisory lock in shared mode for its transaction; the number of holders (the view
+# memex.embedding_backends) is how many backends share the cores.
+_EMBEDDERS = "select count(*)::int as n from memex.embedding_backends"
 
 
 def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:

@@ -96,16 +96,52 @@ def run(home: str, version: str, requirements: dict[str, str], deep: bool = Fals
     return checks
 
 
+# What the backend itself imports to embed with the default runtime (ONNX): checked in
+# process. torch and sentence-transformers serve other models and setup's ONNX export: they
+# are imported in a child process of the server venv, so a check never leaves ~350 MB of torch
+# in the calling backend (memex.python_check costs a few seconds, not a heavier backend).
+IN_PROCESS = ("numpy", "tokenizers", "onnxruntime")
+IN_CHILD = ("torch", "sentence_transformers")
+CHILD_TIMEOUT_S = 120
+
+
 def _deep_imports(where: dict[str, str]) -> list[dict[str, Any]]:
     """Import the heavy modules for real: finds broken wheels that metadata cannot show."""
     for path in (where["site_packages"], where["lib"]):
         if path not in sys.path:
             sys.path.insert(0, path)
     results = []
-    for module in ("numpy", "tokenizers", "onnxruntime", "torch", "sentence_transformers"):
+    for module in IN_PROCESS:
         try:
             imported = __import__(module)
             results.append(_check(f"import {module}", True, getattr(imported, "__version__", "")))
         except Exception as exc:  # report every failure, whatever its type
             results.append(_check(f"import {module}", False, f"{type(exc).__name__}: {exc}"))
-    return results
+    return results + _child_imports(os.path.join(where["venv"], "bin", "python"))
+
+
+def _child_imports(python: str) -> list[dict[str, Any]]:
+    """Each module of IN_CHILD imported by the server venv's interpreter in a child process."""
+    import json
+    import subprocess
+
+    script = (
+        "import json, sys\n"
+        "out = {}\n"
+        "for m in sys.argv[1:]:\n"
+        "    try:\n"
+        "        out[m] = [True, getattr(__import__(m), '__version__', '')]\n"
+        "    except Exception as exc:\n"
+        "        out[m] = [False, type(exc).__name__ + ': ' + str(exc)]\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    try:
+        done = subprocess.run([python, "-c", script, *IN_CHILD], capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT_S, env=env, check=False)  # fmt: skip
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        return [_check(f"import {m}", False, f"the check could not run {python}: {exc}")
+                for m in IN_CHILD]  # fmt: skip
+    return [_check(f"import {m}", bool(found[m][0]), f"{found[m][1]} (in a child process)")
+            for m in IN_CHILD]  # fmt: skip

@@ -26,7 +26,8 @@ def test_an_unknown_tenant_names_the_nearest_ones(
     capsys.readouterr()
     assert main(["search", "--dsn", db, "--tenant", "acme-prd", "keys"]) == 1
     err = capsys.readouterr().err
-    assert "unknown tenant 'acme-prd' (did you mean 'acme-prod'?)" in err
+    assert "unknown tenant 'acme-prd': did you mean 'acme-prod'?" in err
+    assert "create" not in err, "a typo gets the likely fix only, not the mistyped name created"
 
 
 @pytest.mark.parametrize(

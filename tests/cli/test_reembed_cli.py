@@ -4,6 +4,7 @@ INVALID index left by an interrupted build detected and rebuilt)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import psycopg
 import pytest
@@ -48,7 +49,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert conn.execute("select count(*) from memex.spaces").fetchone() == (1,)
 
 
-def test_full_run_then_no_op(loaded: str, conn: Conn, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_run_then_no_op(
+    loaded: str, conn: Conn, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # bars are for terminals only
     args = ["reembed", "--model", "all-MiniLM-L6-v2", "--dimensions", "128", "--dsn", loaded]
     assert main([*args, "--batch-size", "16"]) == 0
     err = capsys.readouterr().err
@@ -94,3 +98,15 @@ def test_concurrent_index_needs_the_table_owner(
         assert conn.execute("select count(*) from memex.spaces").fetchone() == (1,)
     finally:
         conn.execute("drop role reembed_tester")
+
+
+def test_progress_bars_are_for_terminals_and_quiet_turns_them_off(
+    loaded: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["reembed", "--model", "all-MiniLM-L6-v2", "--dimensions", "128", "--dsn", loaded]
+    assert main([*args, "--no-activate"]) == 0  # stderr is not a terminal here: no bar
+    assert "re-embedding:" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    conn_args = [*args, "--space-name", "again", "--quiet"]
+    assert main(conn_args) == 0
+    assert "re-embedding:" not in capsys.readouterr().err

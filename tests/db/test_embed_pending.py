@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from memex.embedding import progress
+from memex.embedding import embed_figures
 from tests.db.helpers import admin, load_documents, make_tenants, wait_until
 from tests.db.helpers import embedding_state as state
 
@@ -36,7 +36,7 @@ def test_embed_pending_leaves_nothing_pending_and_one_vector_per_chunk(
 
     def on_notice(diag: psycopg.errors.Diagnostic) -> None:
         notices.append(diag.message_primary or "")
-        found = progress(diag)
+        found = embed_figures(diag)
         if found is not None:
             figures.append(found)
 

@@ -15,8 +15,30 @@ def test_version(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 def test_python_check_all_ok(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     rows = conn.execute("select check_name, ok, detail from memex.python_check()").fetchall()
     names = {r[0] for r in rows}
-    assert {"server venv", "memex_db", "import onnxruntime", "bundled model"} <= names
+    assert {
+        "server venv",
+        "memex_db",
+        "import onnxruntime",
+        "import torch",
+        "bundled model",
+    } <= names
     assert all(r[1] for r in rows), [r for r in rows if not r[1]]
+
+
+def test_python_check_leaves_torch_out_of_the_calling_backend(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    """It imported torch in the backend: 558 MB and 6 s for a session that then embeds with
+    the ONNX runtime, which needs neither torch nor sentence-transformers."""
+    rows = dict(conn.execute("select check_name, detail from memex.python_check()").fetchall())
+    assert "(in a child process)" in str(rows["import torch"])
+    modules: list[str] = []
+    conn.add_notice_handler(lambda d: modules.append(d.message_primary or ""))
+    conn.execute(
+        "do $$ import sys; plpy.notice(','.join(m for m in ('torch', 'sentence_transformers')"
+        " if m in sys.modules) or 'none') $$ language plpython3u"
+    )
+    assert modules == ["none"]
 
 
 def test_status_reports_versions_and_backend(conn: psycopg.Connection[tuple[object, ...]]) -> None:

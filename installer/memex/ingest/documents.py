@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from memex.ingest.html_text import html_to_text
 from memex.ingest.items import Document, FileRejected, FileSkipped, reject_nul
@@ -34,8 +37,12 @@ SOURCE_SUFFIXES = {
 }  # fmt: skip
 MIME_BY_SUFFIX.update(SOURCE_SUFFIXES)
 
-_FRONT_MATTER_TITLE = re.compile(r"^title:\s*['\"]?(?P<title>.+?)['\"]?\s*$", re.MULTILINE)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _MARKDOWN_H1 = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$", re.MULTILINE)
+# Metadata keys ingest sets itself: front matter cannot replace them.
+RESERVED_KEYS = {"mime", "source_path", "pages"}
+# A text file's first line is its title when it reads like one.
+TITLE_LINE_CHARS = 120
 
 
 def decode_text(data: bytes, what: str = "file") -> str:
@@ -50,15 +57,37 @@ def decode_text(data: bytes, what: str = "file") -> str:
     return text
 
 
+def front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """A Markdown file's YAML front matter (`---` ... `---` at its very start) as metadata, and
+    the text after it: the block is data, not prose to search and quote."""
+    found = _FRONT_MATTER.match(text)
+    if not found:
+        return {}, text
+    try:
+        data = yaml.safe_load(found["yaml"])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""
+        raise FileRejected(f"front matter is not valid YAML{where}: fix it, or remove the "
+                           "--- lines around it") from None  # fmt: skip
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FileRejected("front matter is not a YAML mapping (key: value lines)")
+    # YAML dates and times become ISO strings: metadata is JSON
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain, text[found.end() :]
+
+
 def markdown_title(text: str) -> str | None:
-    head = text[:4000]
-    if head.startswith("---\n"):
-        end = head.find("\n---", 4)
-        found = _FRONT_MATTER_TITLE.search(head[4:end]) if end > 0 else None
-        if found:
-            return found["title"]
-    found = _MARKDOWN_H1.search(head)
+    found = _MARKDOWN_H1.search(text[:4000])
     return found["title"] if found else None
+
+
+def text_title(text: str) -> str | None:
+    """A plain text's first line, when it reads as a title (short, not a sentence running on)."""
+    first = text.lstrip().split("\n", 1)[0].strip()
+    return first if 0 < len(first) <= TITLE_LINE_CHARS else None
 
 
 def pdf_text(data: bytes) -> tuple[str, str | None, int]:
@@ -84,6 +113,10 @@ def pdf_text(data: bytes) -> tuple[str, str | None, int]:
     return text, (str(title).strip() or None) if title else None, len(pages)
 
 
+def _text_or_none(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
 def read_document(
     path: Path, uri: str, folder: str | None, extra_metadata: dict[str, Any]
 ) -> Document:
@@ -101,9 +134,15 @@ def read_document(
         if page.redirect is not None and len(page.text) < REDIRECT_TEXT:
             raise FileSkipped(f"a redirect page (to {page.redirect})")
         text, title = page.text, page.title
+    elif mime == "text/markdown":
+        fields, text = front_matter(decode_text(data))
+        title = _text_or_none(fields.pop("title", None)) or markdown_title(text)
+        metadata = {**{k: v for k, v in fields.items() if k not in RESERVED_KEYS}, **metadata}
+        if "language" not in extra_metadata and isinstance(fields.get("lang"), str):
+            metadata.setdefault("language", fields["lang"])
     else:
         text = decode_text(data)
-        title = markdown_title(text) if mime == "text/markdown" else None
+        title = text_title(text) if mime == "text/plain" else None
     reject_nul(text, "extracted text")
     if not text.strip():
         raise FileSkipped("empty: no text to ingest")

@@ -175,7 +175,8 @@ def chatgpt_conversation(conv: dict[str, Any], where: str) -> Conversation:
         meta = message.get("metadata") or {}
         text = _chatgpt_text(message.get("content") or {})
         if meta.get("is_visually_hidden_from_conversation"):
-            left_out["hidden in ChatGPT"] += 1
+            if text.strip():  # an empty hidden system node is scaffolding, not a message
+                left_out["hidden in ChatGPT"] += 1
             continue
         if role not in CHAT_ROLES:
             left_out[f"unknown author role {role!r}"] += 1

@@ -20,6 +20,7 @@ from memex.ingest.items import Conversation, Document, FileRejected, FileSkipped
 from memex.ingest.jsonfiles import export_companion, read_json_file
 from memex.ingest.sources import SourceFile, discover
 from memex.ingest.store import store
+from memex.progress import progress
 from memex.tenants import check_tenant
 
 STATUSES = ("inserted", "updated", "unchanged", "skipped", "failed")
@@ -182,12 +183,16 @@ def ingest_file(
     return FileResult(source, _file_status(outcomes), detail, outcomes, removed, left_out.total())
 
 
-def _check_ready(conn: psycopg.Connection[Any], tenant: str, create_tenant: bool) -> None:
+def _check_ready(
+    conn: psycopg.Connection[Any], tenant: str, create_tenant: bool, language: str | None
+) -> None:
     row = conn.execute(
         "select to_regprocedure('memex.upsert_document(text, text, text, jsonb, text)')"
     ).fetchone()
     if row is None or row[0] is None:
         raise MemexError("memex is not installed in this database (run `memex install`)")
+    if language is not None:  # refused before any file is read, with the languages there are
+        conn.execute("select memex._ts_config(%s)", (Jsonb({"language": language}),))
     if create_tenant:
         conn.execute("select memex.create_tenant(%s)", (tenant,))
     check_tenant(conn, tenant, "--create-tenant")
@@ -212,8 +217,8 @@ def ingest(
     extra_metadata = {"language": language} if language else {}
     report = IngestReport()
     with connect(dsn) as conn:
-        _check_ready(conn, tenant, create_tenant)
-        bar = tqdm(sources, desc="ingesting", unit="file", file=sys.stderr, dynamic_ncols=True)
+        _check_ready(conn, tenant, create_tenant, language)
+        bar = progress(sources, desc="ingesting", unit="file")
         for source in bar:
             bar.set_postfix_str(source.path.name[-40:], refresh=False)
             result = ingest_file(conn, source, tenant, max_file_mb * 2**20, extra_metadata)
@@ -223,3 +228,15 @@ def ingest(
                 on_result(result)
         bar.close()
     return report
+
+
+def pending_after_ingest(dsn: str, tenant: str) -> tuple[int, bool]:
+    """The tenant's chunks waiting for the active text space, and whether this role may embed
+    them (memex.embed_pending is memex_admin's)."""
+    with connect(dsn) as conn, conn.transaction():
+        conn.execute("select memex.set_tenant(%s)", (tenant,))
+        row = conn.execute(
+            "select memex.pending_count(), has_function_privilege("
+            "'memex.embed_pending(text, integer, integer)', 'execute')"
+        ).fetchone()
+    return (int(row[0]), bool(row[1])) if row else (0, False)

@@ -1,0 +1,126 @@
+"""`memex status`: what a database's memex holds and is doing, for the person running it: one
+table per tenant, per space, the text index, and the backends embedding now. `--json` prints
+the same figures for machines. Counts are read under RLS like everything else: memex_admin
+lists every tenant, an application role only the tenant it names."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from memex.dsn import connect
+from memex.errors import MemexError
+from memex.tenants import check_tenant
+
+Row = dict[str, Any]
+TENANT_COLUMNS = ["tenant", "documents", "conversations", "messages", "summaries", "chunks",
+                  "pending"]  # fmt: skip
+SPACE_COLUMNS = ["name", "model", "dimensions", "domain", "status", "embedded", "pending"]
+TEXT_COLUMNS = ["tenant", "language", "chunks", "lexemes", "segments", "dead_share"]
+BACKEND_COLUMNS = ["pid", "application_name", "role", "client", "batch_start"]
+
+
+def _rows(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> list[Row]:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def collect(conn: psycopg.Connection[Any], tenant: str | None = None) -> dict[str, Any]:
+    """Everything `memex status` shows, as plain data."""
+    if conn.execute("select to_regprocedure('memex.tenant_status()')").fetchone() == (None,):
+        raise MemexError("memex is not installed in this database (run `memex install`)")
+    if tenant:
+        check_tenant(conn, tenant)
+    with conn.transaction():
+        if tenant:
+            conn.execute("select memex.set_tenant(%s)", (tenant,))
+        versions = _rows(conn, "select memex.status() - 'backend' - 'spaces' as s")[0]["s"]
+        tenants = _rows(conn, "select * from memex.tenant_status()")
+        spaces = _rows(conn, "select * from memex.space_status order by name")
+        backends = _rows(conn, "select * from memex.embedding_backends order by pid")
+        recovery = _rows(conn, "select pg_is_in_recovery() as standby")[0]["standby"]
+    text_index: list[Row] = []
+    for row in tenants:  # the text index view shows the tenant that is set
+        with conn.transaction():
+            conn.execute("select memex.set_tenant(%s)", (str(row["tenant_id"]),))
+            for index in _rows(conn, "select * from memex.text_index_status order by language"):
+                text_index.append({"tenant": row["tenant"], **index})
+    return {
+        **versions,
+        "standby": recovery,
+        "scope": f"tenant {tenant}" if tenant else "every tenant this role may list",
+        "tenants": tenants,
+        "spaces": spaces,
+        "text_index": text_index,
+        "embedding_backends": backends,
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(rows: list[Row], columns: list[str]) -> str:
+    """Rows under their column names, numbers right-aligned."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(row.get(c), int | Decimal | float) or row.get(c) is None for row in rows)
+        for c in columns
+    ]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)
+        ]
+        return "  " + "  ".join(parts).rstrip()
+
+    return "\n".join([line(columns), *(line(r) for r in cells)])
+
+
+def render(report: dict[str, Any]) -> str:
+    installed = report.get("installed_at")
+    lines = [
+        f"memex {report['memex_version']} · PostgreSQL {report['postgres_version']} · "
+        f"pgvector {report['vector_version']}"
+        + (f" · installed {str(installed)[:19]}" if installed else "")
+        + (" · STANDBY (read-only)" if report["standby"] else ""),
+        "",
+        f"Tenants ({len(report['tenants'])}; {report['scope']})",
+        table(report["tenants"], TENANT_COLUMNS) if report["tenants"] else "  (none visible)",
+        "",
+        "Embedding spaces (embedded and pending chunks over the tenants above)",
+        table(report["spaces"], SPACE_COLUMNS),
+        "",
+        "Text index (BM25), per tenant and language",
+        table(report["text_index"], TEXT_COLUMNS) if report["text_index"] else "  (empty)",
+        "",
+        f"Embedding now: {len(report['embedding_backends'])} backend(s)",
+    ]
+    if report["embedding_backends"]:
+        lines.append(table(report["embedding_backends"], BACKEND_COLUMNS))
+    pending = sum(int(t["pending"]) for t in report["tenants"])
+    if pending and not report["embedding_backends"]:
+        lines += ["", f"{pending:,} chunks wait for embedding and nothing is embedding them: "
+                  "run `memex embed`, or keep `memex worker` running"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def status(dsn: str, tenant: str | None, as_json: bool) -> int:
+    with connect(dsn) as conn:
+        report = collect(conn, tenant)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(render(report))
+    return 0
