@@ -135,6 +135,13 @@ begin
         raise exception 'document metadata must be a JSON object (uri %)', upsert_document_outcome.uri
             using errcode = '22023';
     end if;
+    -- A title heads the first chunk: unbounded, one document's title stopped every tenant's
+    -- embedding (docs/embedding.md, "Failures").
+    if pg_catalog.length(upsert_document_outcome.title) > 1000 then
+        raise exception 'document title has % characters; the limit is 1000 (uri %)'
+            , pg_catalog.length(upsert_document_outcome.title), upsert_document_outcome.uri
+            using errcode = '22023', hint = 'a title names the document; put long text in its content';
+    end if;
     perform memex._document_domain(upsert_document_outcome.uri, meta);  -- 22023 before any write
     digest := pg_catalog.sha256(pg_catalog.convert_to(upsert_document_outcome.content, 'UTF8'));
     folder_ref := memex._folder(upsert_document_outcome.folder);

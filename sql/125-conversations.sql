@@ -24,6 +24,11 @@ begin
     if upsert_conversation_outcome.slug is null or pg_catalog.btrim(upsert_conversation_outcome.slug) = '' then
         raise exception 'conversation slug must not be empty' using errcode = '22023';
     end if;
+    if pg_catalog.length(upsert_conversation_outcome.title) > 1000 then
+        raise exception 'conversation title has % characters; the limit is 1000 (slug %)'
+            , pg_catalog.length(upsert_conversation_outcome.title), upsert_conversation_outcome.slug
+            using errcode = '22023';
+    end if;
     if upsert_conversation_outcome.metadata is not null and pg_catalog.jsonb_typeof(upsert_conversation_outcome.metadata) <> 'object' then
         raise exception 'conversation metadata must be a JSON object (slug %)', upsert_conversation_outcome.slug
             using errcode = '22023';

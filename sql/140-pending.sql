@@ -8,7 +8,8 @@
 
 -- memex._pending_chunks(space_id, after_tokens, after, n, among): the current tenant's chunks of
 -- the space's domain (a code space: the code chunks; a text space: every chunk) without a vector
--- made from their current content in the space, shortest first ((token_count, id) order: claims
+-- made from their current content in the space, and not failing there (a failure record for
+-- their current content that is parked or waits for its retry: memex.embedding_failures), shortest first ((token_count, id) order: claims
 -- of chunks of about one length pad their inference batches least), after the position
 -- (after_tokens, after) when both are given, at most n (null: all), among the given ids when
 -- `among` is not null. The one definition of "pending": counts, claims, reembed batches and
@@ -56,6 +57,12 @@ begin
                   where e.space_id = $1 and e.tenant_id = c.tenant_id
                     and e.chunk_id = c.id and e.content_hash = c.content_hash
              )
+             and not exists (
+                 select from memex.embedding_failures as f
+                  where f.space_id = $1 and f.tenant_id = c.tenant_id and f.chunk_id = c.id
+                    and f.content_hash = c.content_hash
+                    and (f.retry_at is null or f.retry_at > pg_catalog.now())
+             )
            order by c.token_count, c.id limit $3'
         using _pending_chunks.space_id, _pending_chunks.after, _pending_chunks.n, _pending_chunks.among
             , _pending_chunks.after_tokens;
@@ -94,9 +101,30 @@ $$;
 
 comment on function memex._chunks_here(integer) is 'Internal: chunks of the current tenant that a space embeds (its domain''s).';
 
--- memex._space_counts(space_id): (chunks, pending) for the current tenant, or, with no tenant
--- set, summed over every tenant the caller may list (all for memex_admin, none for memex_app).
-create or replace function memex._space_counts(space_id integer, out chunks bigint, out pending bigint)
+-- memex._failed_here(space_id): chunks of the current tenant whose current content failed to
+-- embed into the space and are not pending: waiting for their retry, or parked.
+create or replace function memex._failed_here(space_id integer)
+returns bigint
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.count(*) from memex.embedding_failures as f
+      join memex.chunks as c on c.tenant_id = f.tenant_id and c.id = f.chunk_id and c.content_hash = f.content_hash
+     where f.space_id = _failed_here.space_id and f.tenant_id = memex.current_tenant()
+       and (f.retry_at is null or f.retry_at > pg_catalog.now())  -- a due retry is pending again
+$$;
+
+comment on function memex._failed_here(integer) is 'Internal: chunks of the current tenant that failed to embed into a space (retrying or parked).';
+
+-- memex._space_counts(space_id): (chunks, pending, failed) for the current tenant, or, with no
+-- tenant set, summed over every tenant the caller may list (all for memex_admin, none for
+-- memex_app).
+create or replace function memex._space_counts(
+    space_id integer, out chunks bigint, out pending bigint, out failed bigint
+)
 language plpgsql
 volatile
 parallel unsafe
@@ -110,10 +138,12 @@ begin
     if memex.current_tenant() is not null then
         chunks := memex._chunks_here(_space_counts.space_id);
         pending := memex._pending_here(_space_counts.space_id);
+        failed := memex._failed_here(_space_counts.space_id);
         return;
     end if;
     chunks := 0;
     pending := 0;
+    failed := 0;
     if not exists (select from memex.tenants) then  -- an application role with no tenant set
         raise notice 'no tenant is set: the counts cover no tenant'
             using hint = 'memex.set_tenant(''name'', false) in psql; memex_admin counts every tenant';
@@ -123,13 +153,14 @@ begin
         perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
         chunks := chunks + memex._chunks_here(_space_counts.space_id);
         pending := pending + memex._pending_here(_space_counts.space_id);
+        failed := failed + memex._failed_here(_space_counts.space_id);
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
 end
 $$;
 
 comment on function memex._space_counts(integer) is
-'Internal: (chunks, pending) of a space for the current tenant, or over every tenant the caller may list.';
+'Internal: (chunks, pending, failed) of a space for the current tenant, or over every tenant the caller may list.';
 
 -- memex.pending_count(space): chunks without an up-to-date vector in the space (null: the
 -- active text space); for the current tenant, or all listable tenants when none is set.
@@ -156,15 +187,16 @@ select
     , s.distance
     , s.index_kind
     , s.status
-    , c.chunks - c.pending as embedded
+    , c.chunks - c.pending - c.failed as embedded
     , c.pending
+    , c.failed
     , s.created_at
     , s.activated_at
 from memex.spaces as s
 cross join lateral memex._space_counts(s.id) as c;
 
 comment on view memex.space_status is
-'Each embedding space: signature, status, and how many chunks are embedded and pending (current tenant, or all for memex_admin).';
+'Each embedding space: signature, status, and how many chunks are embedded, pending and failed (current tenant, or all for memex_admin).';
 
 -- memex._advisory_class(what): the first key of memex's advisory locks, one per purpose (the
 -- second key tells instances apart): 'embedders' (shared, held by every backend embedding a
@@ -221,9 +253,12 @@ comment on function memex._check_batch_size(integer) is 'Internal: 22023 unless 
 -- Holds the shared 'embedders' advisory lock for the transaction (the embedding backends'
 -- head count), and sets memex.in_load for it: the batch's embed_batch keeps more freed heap
 -- mapped for the next batch (memex_db.api; the CALL trims it at its end).
+--   one_tenant: stay on the given tenant: `finished` when its pass is done (memex._claim_step
+--   visits the tenants in turn this way).
 create or replace function memex._drain_step(
     space_id integer, n integer, claim boolean
     , inout tenant uuid, inout after_tokens integer, inout after uuid, inout wrapped boolean
+    , one_tenant boolean default false
     , out finished boolean, out ids uuid[], out contents text[], out hashes bytea[]
 )
 language plpgsql
@@ -290,6 +325,10 @@ begin
             after_tokens := null;
             continue;
         end if;
+        if one_tenant then
+            finished := true;
+            return;
+        end if;
         tenant := (select t.id from memex.tenants as t where t.id > _drain_step.tenant order by t.id limit 1);
         after := null;
         after_tokens := null;
@@ -298,8 +337,74 @@ begin
 end
 $$;
 
-comment on function memex._drain_step(integer, integer, boolean, uuid, integer, uuid, boolean) is
-'Internal: the next batch of pending chunks over every tenant (the engine of embed_pending, reembed and memex worker).';
+comment on function memex._drain_step(integer, integer, boolean, uuid, integer, uuid, boolean, boolean) is
+'Internal: the next batch of pending chunks over every tenant, or of one (the engine of embed_pending, reembed and memex worker).';
+
+-- memex._claim_step(space_id, n, cursors): the next claimed batch, the tenants served in turn:
+-- one batch of a tenant, then one of the next tenant with chunks left, and so on, so a tenant
+-- that keeps writing cannot hold the queue while the others wait (memex._drain_step holds on
+-- to a tenant until its pass is done). `cursors` carries each tenant's position between calls
+-- (the caller passes back what it got; null starts a run over the tenants that exist now).
+-- `finished` when every tenant's pass is done. The tenant stays set for the transaction.
+create or replace function memex._claim_step(
+    space_id integer, n integer, inout cursors jsonb
+    , out finished boolean, out tenant uuid, out ids uuid[], out contents text[], out hashes bytea[]
+)
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    queue text[];
+    turn integer;
+    visited integer := 0;
+    place jsonb;
+    step record;
+begin
+    if cursors is null then
+        cursors := pg_catalog.jsonb_build_object(
+            'tenants', coalesce((select pg_catalog.jsonb_agg(t.id order by t.id) from memex.tenants as t), '[]')
+            , 'next', 0, 'at', '{}'::jsonb
+        );
+    end if;
+    queue := array(select pg_catalog.jsonb_array_elements_text(cursors -> 'tenants'));
+    turn := (cursors ->> 'next')::integer;
+    while visited < coalesce(pg_catalog.cardinality(queue), 0) loop
+        tenant := queue[turn % pg_catalog.cardinality(queue) + 1]::uuid;
+        turn := turn + 1;
+        visited := visited + 1;
+        place := coalesce(cursors -> 'at' -> tenant::text, '{}');
+        continue when coalesce((place ->> 'done')::boolean, false);
+        select d.* into step
+          from memex._drain_step(
+              _claim_step.space_id, n, true, tenant, (place ->> 'after_tokens')::integer
+              , (place ->> 'after')::uuid, coalesce((place ->> 'wrapped')::boolean, false), one_tenant => true
+          ) as d;
+        if step.finished then
+            place := '{"done": true}';
+        else
+            place := pg_catalog.jsonb_build_object(
+                'after_tokens', step.after_tokens, 'after', step.after, 'wrapped', step.wrapped);
+        end if;
+        cursors := pg_catalog.jsonb_set(
+            pg_catalog.jsonb_set(cursors, array['at', tenant::text], place), '{next}', pg_catalog.to_jsonb(turn));
+        if not step.finished then
+            finished := false;
+            ids := step.ids;
+            contents := step.contents;
+            hashes := step.hashes;
+            return;
+        end if;
+    end loop;
+    finished := true;
+    tenant := null;
+end
+$$;
+
+comment on function memex._claim_step(integer, integer, jsonb) is
+'Internal: the next claimed batch of pending chunks, the tenants served in turn (embed_pending, memex worker).';
 
 -- memex._store_embeddings(space_id, chunk_ids, hashes, vectors): stores vectors made from the
 -- given content hashes; a vector whose chunk changed since is not stored (it would be stale).
@@ -337,6 +442,9 @@ begin
        set embedding = excluded.embedding, content_hash = excluded.content_hash, embedded_at = pg_catalog.now()
      where e.content_hash <> excluded.content_hash;
     get diagnostics stored = row_count;
+    -- a chunk embedded now no longer fails (the records of a retry that worked)
+    delete from memex.embedding_failures as f
+     where f.space_id = _store_embeddings.space_id and f.tenant_id = tenant and f.chunk_id = any(chunk_ids);
     return stored;
 end
 $$;
@@ -369,6 +477,190 @@ $$;
 
 comment on function memex._embed_and_store(integer, uuid[], text[], bytea[]) is
 'Internal: embeds texts in this backend with a space''s model and stores them for the given chunks.';
+
+-- Failures (docs/embedding.md, "Failures"). A batch that fails is split in halves until the
+-- chunk that fails alone is found; its failure is recorded with its error and a time to retry;
+-- at the last attempt it is parked (retry_at null) until memex.retry_failed(). Only a data fault
+-- (SQLSTATE class 22) or a limit (54) can be a chunk's own, and only when the space embeds a
+-- harmless text at that moment: a model that cannot load, an endpoint that is down, a bad
+-- setting or a cancel stop the run as before, and park nothing.
+
+-- memex._failure_retry_at(attempts): when a chunk that failed `attempts` times is tried again:
+-- 1 minute, 10 minutes, 1 hour later; null (parked) after the 4th failure.
+create or replace function memex._failure_retry_at(attempts integer)
+returns timestamptz
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case when _failure_retry_at.attempts >= 4 then null
+                else pg_catalog.now() + pg_catalog.make_interval(mins => (array[1, 10, 60])[_failure_retry_at.attempts])
+           end
+$$;
+
+comment on function memex._failure_retry_at(integer) is
+'Internal: the retry time of a chunk after its n-th failure to embed (1 min, 10 min, 1 h; null: parked after the 4th).';
+
+-- memex._record_embedding_failure(space_id, chunk_id, content_hash, sqlstate, error): one more
+-- failure of the chunk's content in the space (the count restarts when its content changed),
+-- with a NOTICE naming the tenant, the chunk and the error.
+create or replace function memex._record_embedding_failure(
+    space_id integer, chunk_id uuid, content_hash bytea, sqlstate text, error text
+)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+    old record;
+    attempts integer := 1;
+    first_failed timestamptz := pg_catalog.now();
+    retry timestamptz;
+begin
+    select f.attempts, f.content_hash, f.first_failed_at into old
+      from memex.embedding_failures as f
+     where f.space_id = _record_embedding_failure.space_id and f.tenant_id = tenant
+       and f.chunk_id = _record_embedding_failure.chunk_id
+       for update;
+    if found and old.content_hash = _record_embedding_failure.content_hash then
+        attempts := old.attempts + 1;
+        first_failed := old.first_failed_at;
+    end if;
+    retry := memex._failure_retry_at(attempts);
+    insert into memex.embedding_failures as f (
+        space_id, tenant_id, chunk_id, content_hash, attempts, sqlstate, error, first_failed_at
+        , last_failed_at, retry_at
+    )
+    values (
+        _record_embedding_failure.space_id, tenant, _record_embedding_failure.chunk_id
+        , _record_embedding_failure.content_hash, attempts, _record_embedding_failure.sqlstate
+        , pg_catalog.left(_record_embedding_failure.error, 2000), first_failed, pg_catalog.now(), retry
+    )
+    on conflict on constraint embedding_failures_pkey do update
+       set content_hash = excluded.content_hash, attempts = excluded.attempts, sqlstate = excluded.sqlstate
+           , error = excluded.error, first_failed_at = excluded.first_failed_at
+           , last_failed_at = excluded.last_failed_at, retry_at = excluded.retry_at;
+    raise notice 'memex: chunk % of tenant % failed to embed into space % (attempt %): [%] %; %'
+        , _record_embedding_failure.chunk_id
+        , coalesce((select t.name from memex.tenants as t where t.id = tenant), tenant::text)
+        , (select s.name from memex.spaces as s where s.id = _record_embedding_failure.space_id)
+        , attempts, _record_embedding_failure.sqlstate, pg_catalog.left(_record_embedding_failure.error, 300)
+        , case when retry is null then 'parked: memex.retry_failed() queues it again'
+               else 'retried after ' || pg_catalog.to_char(retry, 'YYYY-MM-DD HH24:MI:SS TZ') end
+        using detail = pg_catalog.jsonb_build_object(
+            'event', 'failed', 'tenant', tenant, 'chunk', _record_embedding_failure.chunk_id
+            , 'attempts', attempts, 'parked', retry is null)::text;
+end
+$$;
+
+comment on function memex._record_embedding_failure(integer, uuid, bytea, text, text) is
+'Internal: records a chunk''s failure to embed into a space (attempts, error, next retry or parked), with a NOTICE.';
+
+-- memex._space_embeds(space_id): does the space's model embed a harmless text right now? Tells
+-- a chunk's own fault from embedding itself failing.
+create or replace function memex._space_embeds(space_id integer)
+returns boolean
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform from memex.embed_batch(
+        array['memex'], (select s.name from memex.spaces as s where s.id = _space_embeds.space_id));
+    return true;
+exception when others then  -- a cancel is not caught by OTHERS: it still stops the caller
+    return false;
+end
+$$;
+
+comment on function memex._space_embeds(integer) is
+'Internal: whether a space''s model embeds a harmless text now (a failing batch: a chunk''s fault, or the model''s).';
+
+-- memex._embed_or_isolate(space_id, chunk_ids, contents, hashes, checked): memex._embed_and_store,
+-- and when the batch fails for what may be a chunk's fault, its halves, down to the chunk that
+-- fails alone, whose failure is recorded while its neighbours embed. The chunks stored.
+create or replace function memex._embed_or_isolate(
+    space_id integer, chunk_ids uuid[], contents text[], hashes bytea[], checked boolean default false
+)
+returns integer
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    n integer := coalesce(pg_catalog.cardinality(chunk_ids), 0);
+    half integer := n / 2;
+    failed_state text;
+    failed_message text;
+begin
+    if n = 0 then
+        return 0;
+    end if;
+    begin
+        return memex._embed_and_store(space_id, chunk_ids, contents, hashes);
+    exception when others then
+        get stacked diagnostics failed_state = returned_sqlstate, failed_message = message_text;
+        if failed_state !~ '^(22|54)' or (not checked and not memex._space_embeds(space_id)) then
+            raise;  -- embedding itself fails: the run stops, nothing is recorded against a chunk
+        end if;
+    end;
+    if n = 1 then
+        perform memex._record_embedding_failure(space_id, chunk_ids[1], hashes[1], failed_state, failed_message);
+        return 0;
+    end if;
+    return memex._embed_or_isolate(space_id, chunk_ids[1:half], contents[1:half], hashes[1:half], true)
+        + memex._embed_or_isolate(space_id, chunk_ids[half + 1:n], contents[half + 1:n], hashes[half + 1:n], true);
+end
+$$;
+
+comment on function memex._embed_or_isolate(integer, uuid[], text[], bytea[], boolean) is
+'Internal: embeds and stores a batch; when it fails for a chunk''s fault, isolates the chunk (its failure recorded) and stores the others.';
+
+-- memex.retry_failed(space): queues again the chunks that failed to embed into a space (null:
+-- the active text space), parked or waiting: of the current tenant, or of every tenant the
+-- caller may list when none is set. How many.
+create or replace function memex.retry_failed(space text default null)
+returns bigint
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    saved text := pg_catalog.current_setting('memex.tenant_id', true);
+    target integer := (memex._space(retry_failed.space)).id;
+    tenant uuid;
+    queued bigint := 0;
+    n bigint;
+begin
+    for tenant in
+        select t.id from memex.tenants as t
+         where memex.current_tenant() is null or t.id = memex.current_tenant() order by t.id
+    loop
+        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        delete from memex.embedding_failures as f where f.space_id = target and f.tenant_id = tenant;
+        get diagnostics n = row_count;
+        queued := queued + n;
+    end loop;
+    perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
+    return queued;
+end
+$$;
+
+comment on function memex.retry_failed(text) is
+'Queues again the chunks that failed to embed into a space (current tenant, or every tenant the caller may list); how many.';
 
 -- memex._bulk_index_rows(): the setting memex.bulk_index_rows (default 1000; 0: never): a
 -- CALL embed_pending that loads at least this many chunks into a space with no vector yet
@@ -506,10 +798,8 @@ declare
     done bigint := 0;
     index_seconds numeric;
     step record;
-    tenant uuid;
-    after_tokens integer;
-    after uuid;
-    wrapped boolean := false;
+    cursors jsonb;
+    failures bigint := 0;
     started timestamptz := pg_catalog.clock_timestamp();
     last_notice timestamptz := pg_catalog.clock_timestamp();
     rate numeric;
@@ -537,16 +827,13 @@ begin
     loop
         exit when max_rows is not null and done >= max_rows;
         select d.* into step
-          from memex._drain_step(
-              sp.id, least(batch_size::bigint, coalesce(max_rows - done, batch_size))::integer, true
-              , tenant, after_tokens, after, wrapped
+          from memex._claim_step(
+              sp.id, least(batch_size::bigint, coalesce(max_rows - done, batch_size))::integer, cursors
           ) as d;
         exit when step.finished;
-        tenant := step.tenant;
-        after_tokens := step.after_tokens;
-        after := step.after;
-        wrapped := step.wrapped;
-        perform memex._embed_and_store(sp.id, step.ids, step.contents, step.hashes);
+        cursors := step.cursors;
+        failures := failures + pg_catalog.cardinality(step.ids)
+            - memex._embed_or_isolate(sp.id, step.ids, step.contents, step.hashes);
         commit;
         set local search_path = pg_catalog, pg_temp;
         done := done + pg_catalog.cardinality(step.ids);  -- rows that went through the model
@@ -570,10 +857,11 @@ begin
     commit;
     set local search_path = pg_catalog, pg_temp;
     rate := done / greatest(extract(epoch from pg_catalog.clock_timestamp() - started), 0.001);
-    raise notice 'memex.embed_pending: done, % chunks embedded into space % in % s (% chunks/s)'
-        , done, sp.name, pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric, 1)
+    raise notice 'memex.embed_pending: done, % chunks embedded into space % in % s (% chunks/s)%'
+        , done - failures, sp.name, pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric, 1)
         , pg_catalog.round(rate)
-        using detail = pg_catalog.jsonb_build_object('event', 'done', 'done', done, 'total', total
+        , case when failures > 0 then pg_catalog.format('; %s failed (memex.embedding_failures, memex status)', failures) else '' end
+        using detail = pg_catalog.jsonb_build_object('event', 'done', 'done', done, 'total', total, 'failed', failures
                                                     , 'rate', pg_catalog.round(rate, 1))::text;
 end
 $$;
@@ -616,7 +904,8 @@ begin
     if ids is null then
         return null;
     end if;
-    perform memex._embed_and_store(sp.id, ids, contents, hashes);
+    -- a chunk that cannot be embedded is recorded, not a reason to refuse the write
+    perform memex._embed_or_isolate(sp.id, ids, contents, hashes);
     return null;
 end
 $$;

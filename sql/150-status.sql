@@ -27,12 +27,12 @@ comment on function memex.status() is
 
 -- memex.tenant_status(): what each tenant holds, one row per tenant: the current tenant's, or,
 -- with no tenant set, every tenant the caller may list (all for memex_admin, none for
--- memex_app). Pending counts the active text space. Exact counts: each reads the tenant's rows
+-- memex_app). Pending and failed count the active text space. Exact counts: each reads the tenant's rows
 -- through their tenant indexes (an admin's view, not a hot path).
 create or replace function memex.tenant_status()
 returns table (
     tenant text, tenant_id uuid, created_at timestamptz, documents bigint, conversations bigint
-    , messages bigint, summaries bigint, chunks bigint, pending bigint
+    , messages bigint, summaries bigint, chunks bigint, pending bigint, failed bigint
 )
 language plpgsql
 volatile
@@ -61,6 +61,7 @@ begin
         summaries := (select pg_catalog.count(*) from memex.summaries as u where u.tenant_id = listed.id);
         chunks := (select pg_catalog.count(*) from memex.chunks as c where c.tenant_id = listed.id);
         pending := memex._pending_here(space_id);
+        failed := memex._failed_here(space_id);
         return next;
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
@@ -68,7 +69,7 @@ end
 $$;
 
 comment on function memex.tenant_status() is
-'Per tenant: documents, conversations, messages, summaries, chunks and chunks pending in the active text space (the current tenant, or every tenant the caller may list).';
+'Per tenant: documents, conversations, messages, summaries, chunks, and chunks pending and failed in the active text space (the current tenant, or every tenant the caller may list).';
 
 -- memex.embedding_backends: the backends embedding a batch right now (embed_pending, reembed,
 -- memex worker, embed on write): each holds the shared 'embedders' advisory lock while it does.

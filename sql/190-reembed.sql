@@ -270,7 +270,8 @@ begin
         tenant := step.tenant;
         after_tokens := step.after_tokens;
         after := step.after;
-        perform memex._embed_and_store(target_id, step.ids, step.contents, step.hashes);
+        -- a chunk that fails alone is recorded (memex.embedding_failures), the others go on
+        perform memex._embed_or_isolate(target_id, step.ids, step.contents, step.hashes);
         run_done := run_done + pg_catalog.cardinality(step.ids);
         embedded := embedded + pg_catalog.cardinality(step.ids);
         run_rate := run_done / greatest(extract(epoch from pg_catalog.clock_timestamp() - run_started), 0.001);

@@ -16,7 +16,7 @@ set search_path = pg_catalog, pg_temp
 as $$
     select array[
         'users', 'folders', 'conversations', 'messages', 'summaries', 'documents', 'chunks'
-        , 'embeddings', 'text_postings', 'text_segments'
+        , 'embeddings', 'text_postings', 'text_segments', 'embedding_failures'
     ]
 $$;
 

@@ -95,7 +95,17 @@ grant execute on function memex._chunks_here(integer) to memex_admin, memex_app;
 grant execute on function memex._space_embeds_code_only(integer) to memex_admin, memex_app;
 grant execute on function memex._space_counts(integer) to memex_admin, memex_app;
 grant execute on function memex.pending_count(text) to memex_admin, memex_app;
-grant execute on function memex._drain_step(integer, integer, boolean, uuid, integer, uuid, boolean) to memex_admin;
+grant execute on function memex._drain_step(
+    integer, integer, boolean, uuid, integer, uuid, boolean, boolean
+) to memex_admin;
+grant execute on function memex._claim_step(integer, integer, jsonb) to memex_admin;
+grant execute on function memex._failed_here(integer) to memex_admin, memex_app;
+-- failures: recorded by whoever embeds (embed-on-write runs in the application's statement)
+grant execute on function memex._failure_retry_at(integer) to memex_admin, memex_app;
+grant execute on function memex._record_embedding_failure(integer, uuid, bytea, text, text) to memex_admin, memex_app;
+grant execute on function memex._space_embeds(integer) to memex_admin, memex_app;
+grant execute on function memex._embed_or_isolate(integer, uuid[], text[], bytea[], boolean) to memex_admin, memex_app;
+grant execute on function memex.retry_failed(text) to memex_admin, memex_app;
 grant execute on function memex._store_embeddings(integer, uuid[], bytea[], __vector_schema__.vector[]) to memex_admin
 , memex_app;
 grant execute on function memex._embed_and_store(integer, uuid[], text[], bytea[]) to memex_admin, memex_app;
@@ -131,7 +141,7 @@ grant usage on sequence memex.text_doc_seq to memex_admin, memex_app;
 grant select on memex.text_index_status to memex_admin, memex_app;
 -- Vectors: written by embed_pending and workers (memex_admin) and by embed-on-write in the
 -- application's own statements, always under RLS; spaces: managed by memex_admin only.
-grant select, insert, update, delete on memex.embeddings to memex_admin, memex_app;
+grant select, insert, update, delete on memex.embeddings, memex.embedding_failures to memex_admin, memex_app;
 grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
 -- every embedding backend counts the others through it (memex_db.api._concurrent_embedders)
 grant select on memex.embedding_backends to memex_admin, memex_app;

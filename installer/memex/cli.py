@@ -110,7 +110,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest(
         resolve_dsn(args.dsn), args.paths, _tenant(args), uri_prefix=args.uri_prefix,
         language=args.language, create_tenant=args.create_tenant, max_file_mb=args.max_file_mb,
-        root=args.root, excludes=args.exclude,
+        root=args.root, excludes=args.exclude, follow_links=args.follow_links,
     )  # fmt: skip
     print(report.summary())
     for failure in report.failed:
@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--language", help="text-search language of the documents (e.g. en, fr, french)"
     )
     ingest.add_argument("--max-file-mb", type=int, default=100, help="larger files fail (100)")
+    ingest.add_argument("--follow-links", action="store_true",
+                        help="read files that links in a directory point to outside it "
+                        "(default: skipped, named)")  # fmt: skip
     ingest.add_argument("--no-embed", action="store_true",
                         help="leave new chunks pending (default: embed them at the end when "
                         "this role may run memex.embed_pending)")  # fmt: skip

@@ -19,10 +19,23 @@ from memex.tenants import check_tenant
 
 Row = dict[str, Any]
 TENANT_COLUMNS = ["tenant", "documents", "conversations", "messages", "summaries", "chunks",
-                  "pending"]  # fmt: skip
-SPACE_COLUMNS = ["name", "model", "dimensions", "domain", "status", "embedded", "pending"]
+                  "pending", "failed"]  # fmt: skip
+SPACE_COLUMNS = ["name", "model", "dimensions", "domain", "status", "embedded", "pending", "failed"]
 TEXT_COLUMNS = ["tenant", "language", "chunks", "lexemes", "segments", "dead_share"]
 BACKEND_COLUMNS = ["pid", "application_name", "role", "client", "batch_start"]
+FAILURE_COLUMNS = ["tenant", "space", "chunk_id", "attempts", "retry_at", "error"]
+FAILURES_SHOWN = 10  # per tenant: the most recent (memex.embedding_failures holds them all)
+# The current tenant's failures that stop a chunk from embedding now (its content failed).
+FAILURES_SQL = """
+select s.name as space, f.chunk_id, f.attempts, coalesce(f.retry_at::text, 'parked') as retry_at,
+       '[' || f.sqlstate || '] ' || left(f.error, 120) as error, f.last_failed_at
+  from memex.embedding_failures as f
+  join memex.spaces as s on s.id = f.space_id
+  join memex.chunks as c on c.tenant_id = f.tenant_id and c.id = f.chunk_id
+   and c.content_hash = f.content_hash
+ where f.tenant_id = memex.current_tenant() and (f.retry_at is null or f.retry_at > now())
+ order by f.last_failed_at desc limit %s
+"""
 
 
 def _rows(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> list[Row]:
@@ -44,11 +57,14 @@ def collect(conn: psycopg.Connection[Any], tenant: str | None = None) -> dict[st
         backends = _rows(conn, "select * from memex.embedding_backends order by pid")
         recovery = _rows(conn, "select pg_is_in_recovery() as standby")[0]["standby"]
     text_index: list[Row] = []
-    for row in tenants:  # the text index view shows the tenant that is set
+    failures: list[Row] = []
+    for row in tenants:  # these read the tenant that is set
         with conn.transaction():
             conn.execute("select memex.set_tenant(%s)", (str(row["tenant_id"]),))
             for index in _rows(conn, "select * from memex.text_index_status order by language"):
                 text_index.append({"tenant": row["tenant"], **index})
+            for failure in _rows(conn, FAILURES_SQL, (FAILURES_SHOWN,)):
+                failures.append({"tenant": row["tenant"], **failure})
     return {
         **versions,
         "standby": recovery,
@@ -56,6 +72,7 @@ def collect(conn: psycopg.Connection[Any], tenant: str | None = None) -> dict[st
         "tenants": tenants,
         "spaces": spaces,
         "text_index": text_index,
+        "failures": failures,
         "embedding_backends": backends,
     }
 
@@ -107,6 +124,13 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Embedding now: {len(report['embedding_backends'])} backend(s)",
     ]
+    if report["failures"]:
+        lines[-1:-1] = [
+            f"Failed chunks (the {FAILURES_SHOWN} latest per tenant; `select memex.retry_failed()`"
+            " queues them again)",
+            table(report["failures"], FAILURE_COLUMNS),
+            "",
+        ]
     if report["embedding_backends"]:
         lines.append(table(report["embedding_backends"], BACKEND_COLUMNS))
     pending = sum(int(t["pending"]) for t in report["tenants"])

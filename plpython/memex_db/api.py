@@ -74,8 +74,19 @@ def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[model
                          endpoint=_endpoint(plpy, gd, space.model))  # fmt: skip
     if batch and not conf.threads_explicit:
         loaded.adapt_threads(conf.threads)
-    loaded.encoder.token_budget = conf.batch_tokens
+    loaded.encoder.token_budget = _tokens_that_fit(conf, loaded)
     return loaded, conf.batch_size
+
+
+def _tokens_that_fit(conf: settings.Settings, loaded: models.LoadedModel) -> int:
+    """Padded tokens an inference batch may hold: memex.embed_batch_tokens, and under a memory
+    budget no more than the room left in it buys (the model's working memory per token):
+    checked before every call, so inference splits its batches to fit (at least one text a
+    batch, whatever the room)."""
+    if not conf.memory_budget_mb:
+        return conf.batch_tokens
+    room = conf.memory_budget_mb - process_rss_mb()
+    return max(1, min(conf.batch_tokens, int(room / loaded.inference_mb_per_token)))
 
 
 def embed(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> str | None:

@@ -18,6 +18,10 @@ SEGMENT_CHARS = 64_000
 DEFAULT_MAX_TOKENS = 200
 DEFAULT_OVERLAP = 32
 SPECIAL_TOKENS = 2  # [CLS] and [SEP] take two of the model's positions
+# A chunk holds at most this many characters per token of its size: a tokenizer may count a
+# 10,000-character "word" (no space, WordPiece's [UNK]) as one token, and one such chunk would
+# cost the model and every batch it is in as much as thousands of chunks.
+CHARS_PER_TOKEN = 16
 
 
 def _model_max_tokens(model_dir: str) -> int:
@@ -77,12 +81,16 @@ def chunk(tokenizer: Any, cap: int, text: str, max_tokens: int | None,
         raise InvalidParameter(
             f"overlap must be >= 0 and smaller than max_tokens ({size}), not {lap}"
         )
+    # At most half a chunk repeats the one before: each chunk then moves on by at least half
+    # its size, so the chunks of a text hold at most 1.5 times its tokens (plus one chunk).
+    lap = min(lap, size // 2)
     # Validated now, generated lazily: errors above reach the caller before any row.
     return _generate(tokenizer, text, size, lap)
 
 
 def _generate(tokenizer: Any, text: str, size: int, lap: int) -> Iterator[tuple[int, str, int]]:
     ord_ = 0
+    max_chars = size * CHARS_PER_TOKEN
     for _base, segment in _segments(text):
         enc = tokenizer.encode(segment, add_special_tokens=False)
         offsets, words, n = enc.offsets, enc.word_ids, len(enc.ids)
@@ -95,13 +103,38 @@ def _generate(tokenizer: Any, text: str, size: int, lap: int) -> Iterator[tuple[
                     e -= 1
                 end = e if e > start + size // 2 else end
             content = segment[offsets[start][0] : offsets[end - 1][1]].strip()
-            if content:
-                yield ord_, content, end - start
+            for piece, tokens in _within_chars(tokenizer, content, end - start, max_chars):
+                yield ord_, piece, tokens
                 ord_ += 1
             if end >= n:
                 break
+            # The next chunk starts `lap` tokens back, moved to a word's start, but always at
+            # least half this chunk on; and a chunk that is one "word" from end to end has no
+            # word to move to: a tokenizer that reports a whole segment as one word (wordllama)
+            # moved each chunk on by one token, 2,202 chunks for 9,000 characters.
             nxt = max(end - lap, start + 1)
-            while nxt > start + 1 and words[nxt] is not None and words[nxt] == words[nxt - 1]:
-                nxt -= 1
+            if words[start] is None or words[start] != words[end - 1]:
+                floor = start + max(1, (end - start) // 2)
+                while nxt > floor and words[nxt] is not None and words[nxt] == words[nxt - 1]:
+                    nxt -= 1
             start = nxt
         del enc, offsets, words
+
+
+def _within_chars(
+    tokenizer: Any, content: str, tokens: int, max_chars: int
+) -> Iterator[tuple[str, int]]:
+    """The chunk, or, past max_chars characters, its pieces of at most max_chars (cut at a
+    space where there is one), each with its own token count."""
+    if not content:
+        return
+    if len(content) <= max_chars:
+        yield content, tokens
+        return
+    rest = content
+    while rest:
+        cut = len(rest) if len(rest) <= max_chars else rest.rfind(" ", max_chars // 2, max_chars)
+        cut = max_chars if cut <= 0 else cut
+        piece, rest = rest[:cut].strip(), rest[cut:].lstrip()
+        if piece:
+            yield piece, len(tokenizer.encode(piece, add_special_tokens=False).ids)

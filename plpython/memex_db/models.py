@@ -13,6 +13,7 @@ the session). Providers:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import struct
@@ -67,6 +68,7 @@ class LoadedModel:
     rss_after_mb: float
     breakdown: dict[str, float] = field(default_factory=dict)
     raise_votes: int = 0
+    inference_mb_per_token: float = 0.0  # working memory of a batch per padded token
 
     def adapt_threads(self, wanted: int) -> None:
         current = self.encoder.threads
@@ -240,6 +242,27 @@ def _onnx_variant(runtime: str) -> str | None:
 INFERENCE_MB_PER_TOKEN = 0.09
 
 
+# The longest text an inference batch holds (the model's 256 positions).
+ONE_TEXT_TOKENS = 256
+
+
+def inference_mb_per_token(model: str) -> float:
+    """A batch's working memory per padded token: MiniLM's measured figure, scaled by the
+    model's layers x width (config.json) for other transformers; next to nothing for the
+    providers whose batches hold no activations here (hash, wordllama, a remote endpoint)."""
+    if model.startswith(HASH_PREFIX) or model == wordllama_model.NAME:
+        return 0.001
+    if remote.endpoint_name(model) is not None:
+        return 0.001
+    try:
+        with open(os.path.join(resolve_model_dir(model), "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        scale = int(config["num_hidden_layers"]) * int(config["hidden_size"]) / (6 * 384)
+    except (OSError, ValueError, KeyError, TypeError):
+        scale = 1.0  # no readable config: as MiniLM
+    return INFERENCE_MB_PER_TOKEN * scale
+
+
 def estimate_load_mb(model: str, runtime: str, token_budget: int = 0) -> tuple[str, float]:
     """(runtime that will serve `model`, resident MB that loading it and running its largest
     batch will add): an estimate made before loading, so a budget refuses instead of loading
@@ -258,7 +281,7 @@ def estimate_load_mb(model: str, runtime: str, token_budget: int = 0) -> tuple[s
     if manifest is not None:
         path = os.path.join(model_dir, EXPORT_DIRNAME, manifest["onnx_file"])
         weights = os.path.getsize(path) / 2**20
-        working = token_budget * INFERENCE_MB_PER_TOKEN
+        working = token_budget * inference_mb_per_token(model)
         return str(variant), weights * 1.2 + RUNTIME_OVERHEAD_MB["onnx"] + working
     weights = _dir_size_mb(model_dir, (".safetensors", ".bin"))
     return "sentence-transformers", weights * 1.5 + RUNTIME_OVERHEAD_MB["sentence-transformers"]
@@ -336,7 +359,9 @@ def load(
     prepare_process()
     rss_before = process_rss_mb()
     if memory_budget_mb:
-        serving, estimate = estimate_load_mb(model, runtime, token_budget)
+        # the model and the smallest batch inference runs (one full-length text): each batch
+        # is then sized to the room the budget leaves (memex_db.api._tokens_that_fit)
+        serving, estimate = estimate_load_mb(model, runtime, min(token_budget, ONE_TEXT_TOKENS))
         if rss_before + estimate > memory_budget_mb:
             raise ResourceLimit(
                 f"loading model {model!r} ({serving}) would take this backend from "
@@ -349,7 +374,8 @@ def load(
     encoder = _make_encoder(model, runtime, threads, breakdown, endpoint)
     give_memory_back()  # what parsing and optimizing the graph used, freed but still mapped
     keep_batches_mapped()
-    loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown)
+    loaded = LoadedModel(model, encoder, now() - started, rss_before, process_rss_mb(), breakdown,
+                         inference_mb_per_token=inference_mb_per_token(model))  # fmt: skip
     if memory_budget_mb and loaded.rss_after_mb > memory_budget_mb:
         raise ResourceLimit(
             f"loading model {model!r} took this backend to {loaded.rss_after_mb:.0f} MB, over "

@@ -14,6 +14,7 @@ ROLES = ("user", "assistant", "system", "tool")
 # Integer fields are stored as PostgreSQL integers: larger values are named here, not left to
 # fail as 22003 deep in an INSERT.
 MAX_INT = 2**31 - 1
+MAX_TITLE_CHARS = 1000  # as upsert_document and upsert_conversation
 ARTEFACT_VERSION = 2
 
 
@@ -127,6 +128,8 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
     title = doc.get("title")
     if title is not None:
         _text(title, "artefact.title")
+        _want(len(title) <= MAX_TITLE_CHARS, "artefact.title",
+              f"{len(title)} characters; the limit is {MAX_TITLE_CHARS}")  # fmt: skip
     date = doc.get("date")
     if date is not None:
         _text(date, "artefact.date")

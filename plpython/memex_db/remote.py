@@ -49,6 +49,18 @@ class RemoteFailed(MemexDbError):
     sqlstate = "58000"
 
 
+class RemoteInputRefused(MemexDbError):
+    """The endpoint refused the input itself (HTTP 400, 413, 422: too long, malformed):
+    54000 program_limit_exceeded, so a batch that holds it is split down to the chunk at fault
+    (memex._embed_or_isolate) instead of failing the run."""
+
+    sqlstate = "54000"
+
+
+# Answers that refuse the request's content, not the client: the batch is what is wrong.
+INPUT_REFUSED = (400, 413, 422)
+
+
 class RemoteAnswerInvalid(MemexDbError):
     """The endpoint answered something that is not what was asked: 22000 data_exception."""
 
@@ -240,6 +252,12 @@ class RemoteEncoder:
                 hint=f"check that the server of endpoint {self.endpoint.name!r} runs and that "
                 "the database server can reach it (memex.endpoints holds its URL)",
             ) from None
+        if response.status in INPUT_REFUSED:
+            raise RemoteInputRefused(
+                f"embedding endpoint {url} refused the input: HTTP {response.status}: "
+                f"{response.data[:300].decode('utf-8', 'replace')}",
+                hint="a text over the server's input limit, or one it cannot read",
+            )
         if response.status != 200:
             raise RemoteFailed(
                 f"embedding endpoint {url} answered HTTP {response.status}: "

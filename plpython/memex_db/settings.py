@@ -1,9 +1,11 @@
 """memex settings: a session's GUCs, under the ceilings memex_admin keeps in memex.limits.
 
-memex.embed_threads, memex.memory_budget_mb and memex.embed_runtime are placeholder GUCs that
-any role may SET, so a limit cannot live there: a session's value may only go below the
-ceiling in memex.limits (threads are never more than the cores; a budget of 0, "none", is the
-ceiling itself), and when memex.limits fixes a runtime a session may not pick another one.
+memex.embed_threads, memex.memory_budget_mb, memex.embed_batch_size, memex.embed_batch_tokens
+and memex.embed_runtime are placeholder GUCs that any role may SET, so a limit cannot live
+there: a session's value may only go below the ceiling in memex.limits (threads are never more
+than the cores; a budget of 0, "none", is the ceiling itself; the batch sizes have built-in
+ceilings when memex.limits sets none), and when memex.limits fixes a runtime a session may not
+pick another one.
 Documented in docs/embedding.md ("Settings" and "Limits").
 """
 
@@ -27,6 +29,12 @@ RUNTIMES = ("auto", "onnx", "onnx-int8", "sentence-transformers")
 # Rows per inference batch (memex.embed_batch_size); a claim of embed_pending or the worker
 # (batch_size) is cut into batches of this size, sorted by length.
 DEFAULT_BATCH_ROWS = 64
+# Ceilings of the settings that size an inference batch when memex.limits sets none: any role
+# may SET them, and 4,096 texts of 256 tokens in one batch would need tens of GB (the OOM
+# killer restarts every backend of the cluster). memex_admin may raise them in memex.limits;
+# what they allow is measured in docs/embedding.md ("Limits").
+BATCH_ROWS_CEILING = 256
+BATCH_TOKENS_CEILING = 8192
 _LIMITS = "select name, value from memex.limits"
 
 
@@ -91,8 +99,14 @@ def read(plpy: Plpy, concurrent_embedders: int = 1) -> Settings:
         threads=min(threads or default_threads(concurrent_embedders), thread_cap),
         threads_explicit=threads > 0,
         memory_budget_mb=budget,
-        batch_size=_int_setting(plpy, GUCS["batch_size"], DEFAULT_BATCH_ROWS, 1),
-        batch_tokens=_int_setting(plpy, GUCS["batch_tokens"], DEFAULT_TOKEN_BUDGET, 1),
+        batch_size=min(
+            _int_setting(plpy, GUCS["batch_size"], DEFAULT_BATCH_ROWS, 1),
+            _ceiling(limits, "embed_batch_size") or BATCH_ROWS_CEILING,
+        ),
+        batch_tokens=min(
+            _int_setting(plpy, GUCS["batch_tokens"], DEFAULT_TOKEN_BUDGET, 1),
+            _ceiling(limits, "embed_batch_tokens") or BATCH_TOKENS_CEILING,
+        ),
         runtime=_allowed_runtime(_runtime_setting(plpy), limits.get("embed_runtime")),
     )
 

@@ -22,6 +22,8 @@ from memex_db import models, remote, spaces
 from memex_db.errors import MemexDbError
 from memex_db.settings import DEFAULT_BATCH_ROWS, default_threads
 
+# SQLSTATE classes that can be one chunk's own fault: data exceptions, program limits.
+CHUNK_FAULTS = ("22", "54")
 SPACE_SQL = """
 select id, name, provider, model, dimensions, model_dimensions, domain, distance, options, status
   from memex._space(%s)
@@ -67,29 +69,68 @@ class Worker:
         return remote.Endpoint.from_row(row)
 
     def drain(self) -> int:
-        """One pass over every tenant; returns the chunks embedded."""
+        """One pass over every tenant, the tenants served in turn; returns the chunks that went
+        through the model (those that failed alone are recorded, not counted)."""
         done = 0
-        tenant: str | None = None
-        after_tokens: int | None = None
-        after: str | None = None
-        wrapped = False
+        cursors: Any = None
         while True:
             with self.conn.transaction():
                 step = self.conn.execute(
-                    "select finished, tenant, after_tokens, after, wrapped, ids, contents, hashes "
-                    "from memex._drain_step(%s, %s, true, %s, %s, %s, %s)",
-                    (self.space.id, self.batch_size, tenant, after_tokens, after, wrapped),
+                    "select finished, cursors, ids, contents, hashes"
+                    " from memex._claim_step(%s, %s, %s::jsonb)",
+                    (self.space.id, self.batch_size, _json(cursors)),
                 ).fetchone()
-                finished, tenant, after_tokens, after, wrapped, ids, contents, hashes = step
+                finished, cursors, ids, contents, hashes = step
                 if finished:
                     break
-                vectors = self.loaded.encoder.encode(list(contents), DEFAULT_BATCH_ROWS)
-                fitted = [spaces.fit(v, self.space) for v in vectors]
-                self.conn.execute(self.store_sql, (self.space.id, ids, hashes,
-                                                   vector_array_literal(fitted)))  # fmt: skip
-            done += len(ids)
+                done += self._embed_or_isolate(list(ids), list(contents), list(hashes))
         self.embedded += done
         return done
+
+    def _embed_or_isolate(
+        self, ids: list[Any], contents: list[str], hashes: list[bytes], checked: bool = False
+    ) -> int:
+        """The worker's side of memex._embed_or_isolate (sql/140-pending.sql), with the same
+        rules: a batch that fails for what may be a chunk's fault (SQLSTATE class 22 or 54,
+        while the model still embeds a harmless text) is split down to the chunk that fails
+        alone, whose failure is recorded; anything else stops the worker as before."""
+        if not ids:
+            return 0
+        try:
+            with self.conn.transaction():  # a savepoint: a refused store keeps the claim usable
+                vectors = [spaces.fit(v, self.space) for v in
+                           self.loaded.encoder.encode(contents, DEFAULT_BATCH_ROWS)]  # fmt: skip
+                self.conn.execute(self.store_sql, (self.space.id, ids, hashes,
+                                                   vector_array_literal(vectors)))  # fmt: skip
+            return len(ids)
+        except Exception as exc:
+            state = str(getattr(exc, "sqlstate", "") or "")
+            if state[:2] not in CHUNK_FAULTS or not (checked or self._embeds_at_all()):
+                raise
+            message = getattr(exc, "message", None) or str(exc)
+        if len(ids) == 1:
+            self.conn.execute(
+                "select memex._record_embedding_failure(%s, %s, %s, %s, %s)",
+                (self.space.id, ids[0], hashes[0], state, message),
+            )
+            return 0
+        half = len(ids) // 2
+        return self._embed_or_isolate(ids[:half], contents[:half], hashes[:half], True) + (
+            self._embed_or_isolate(ids[half:], contents[half:], hashes[half:], True)
+        )
+
+    def _embeds_at_all(self) -> bool:
+        try:
+            self.loaded.encoder.encode(["memex"], 1)
+        except Exception:  # whatever it is, it is not one chunk's fault
+            return False
+        return True
+
+
+def _json(value: Any) -> str | None:
+    import json
+
+    return None if value is None else json.dumps(value)
 
 
 def _dict_rows() -> Any:

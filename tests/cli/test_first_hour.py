@@ -172,7 +172,7 @@ def test_status_shows_each_tenant_space_and_text_index_and_json(
     out = capsys.readouterr().out
     assert "Tenants (2; every tenant this role may list)" in out
     acme = next(line.split() for line in out.splitlines() if line.strip().startswith("acme "))
-    assert acme[1:] == ["2", "0", "0", "0", "2", "2"], "documents ... chunks, pending"
+    assert acme[1:] == ["2", "0", "0", "0", "2", "2", "0"], "documents ... pending, failed"
     assert "all-MiniLM-L6-v2@384" in out and "Embedding now: 0 backend(s)" in out
     assert "2 chunks wait for embedding and nothing is embedding them" in out
     assert "loaded_models" not in out, "not the CLI's own throwaway backend"

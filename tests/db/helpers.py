@@ -13,7 +13,7 @@ import psycopg
 Conn = psycopg.Connection[tuple[object, ...]]
 TOPICS = ["keys", "backups", "storms", "indexes", "tenants", "vectors", "queues", "upgrades"]
 TENANT_TABLES = ["users", "folders", "conversations", "messages", "summaries", "documents",
-                 "chunks", "embeddings"]  # fmt: skip
+                 "chunks", "embeddings", "embedding_failures"]  # fmt: skip
 ARTEFACT = {
     "version": 2, "slug": "2025-06-25__orage", "level": 1, "title": "Orage", "date": "2025-06-25",
     "summaries": [
@@ -67,6 +67,12 @@ def populate(conn: Conn, tenant: str, prefix: str = "") -> None:
         "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash) "
         "select 1, c.id, memex.embed(c.content), c.content_hash from memex.chunks as c "
         "where c.tenant_id = memex.current_tenant() on conflict do nothing"
+    )
+    # A failure record of an earlier content of one chunk (stale: it counts for nothing).
+    conn.execute(
+        "insert into memex.embedding_failures (space_id, chunk_id, content_hash, sqlstate, error)"
+        " select 1, c.id, '\\x00', '54000', 'an earlier text' from memex.chunks as c"
+        " where c.tenant_id = memex.current_tenant() order by c.id limit 1 on conflict do nothing"
     )
 
 

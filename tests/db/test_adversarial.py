@@ -144,3 +144,26 @@ def test_a_prepared_statement_reused_after_switching_tenants_sees_the_new_tenant
         assert conn.execute("execute by_name").fetchone()[0] == seen[tenant]  # type: ignore[index]
         conn.execute("deallocate by_name")
     assert seen == {"tenant-a": ["kb/a-keys.md"], "tenant-b": ["kb/b-keys.md"]}
+
+
+@pytest.mark.parametrize("language", ["pg_temp.evil", "evil", "English", "public.english"])
+def test_a_chunk_language_outside_the_builtin_configurations_is_refused(
+    conn: Conn, two_tenants: dict[str, str], language: str
+) -> None:
+    """As memex_app: a text-search configuration of this session's pg_temp, named by a chunk,
+    left a row whose tsvector no other session could recompute, and pg_restore refused the
+    whole chunks table (0 of 2,374 chunks restored, every tenant's)."""
+    conn.execute("create text search configuration pg_temp.evil (copy = pg_catalog.english)")
+    before = conn.execute("select count(*) from memex.chunks").fetchone()
+    # refused by the stored tsvector's pg_catalog-qualified lookup (42704) or by the CHECK
+    refused = (psycopg.errors.UndefinedObject, psycopg.errors.CheckViolation)
+    with pytest.raises(refused):
+        conn.execute(
+            "insert into memex.chunks (source_kind, document_id, ord, content, language,"
+            " token_count, content_hash) select 'document', id, 9, 'x', %s, 1, '\\x00'"
+            " from memex.documents limit 1",
+            (language,),
+        )
+    with pytest.raises(refused):
+        conn.execute("update memex.chunks set language = %s", (language,))
+    assert conn.execute("select count(*) from memex.chunks").fetchone() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -188,3 +189,34 @@ def test_a_batch_of_long_passages_gives_its_memory_back(
     after = conn.execute("select (memex._backend_status()->>'backend_rss_mb')::float").fetchone()
     assert before is not None and after is not None
     assert float(after[0]) - float(before[0]) < 150, (before, after)  # type: ignore[arg-type]
+
+
+def _peak_rss_mb(conn: psycopg.Connection[tuple[object, ...]]) -> float:
+    """The backend's peak resident memory (VmHWM), read from /proc as the server's host sees it."""
+    pid = conn.execute("select pg_backend_pid()").fetchone()
+    status = Path(f"/proc/{pid[0] if pid else 0}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("VmHWM:"))) / 1024  # fmt: skip
+
+
+def test_session_settings_cannot_lift_a_backends_memory_past_its_budget(db: str) -> None:
+    """Any role may SET memex.embed_batch_size and memex.embed_batch_tokens: raised to
+    thousands, one batch of 256 passages would hold 65,536 padded tokens (about 6 GB of working
+    memory). The built-in ceilings cap them, and under memex.memory_budget_mb each batch is
+    sized to the room left."""
+    budget = 600
+    with psycopg.connect(db, autocommit=True) as su:
+        su.execute("insert into memex.limits (name, value) values ('memory_budget_mb', %s)",
+                   (str(budget),))  # fmt: skip
+    passages = [
+        f"{i} " + " ".join(["the storage of vectors in a database"] * 40) for i in range(256)
+    ]
+    with psycopg.connect(db, autocommit=True) as app:
+        app.execute("set role memex_app")
+        app.execute("set memex.embed_batch_size = 4096")
+        app.execute("set memex.embed_batch_tokens = 1000000")
+        app.execute("set memex.memory_budget_mb = 0")  # "none": the ceiling holds
+        rows = app.execute("select count(*) from memex.embed_batch(%s)", (passages,)).fetchone()
+        assert rows == (256,)
+        peak = _peak_rss_mb(app)
+    assert peak < budget, f"peak {peak:.0f} MB, budget {budget} MB"

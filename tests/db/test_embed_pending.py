@@ -4,6 +4,7 @@ Real model (the default space): these tests embed a few hundred short chunks."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -418,4 +419,35 @@ def test_a_load_gives_its_working_memory_back_at_its_end(conn: Conn, db: str) ->
     assert setting in ((None,), ("",))
     assert loaded is not None and after is not None
     assert float(after[0]) - float(loaded[0]) < 60, (loaded, after)  # type: ignore[arg-type]
+    assert state(db)[3] == 0
+
+
+def test_claims_serve_the_tenants_in_turn(conn: Conn, db: str) -> None:
+    """Tenants were drained one after the other in id order, so one that kept writing could
+    keep the queue on itself while the others waited. Claims now take one batch from each
+    tenant with chunks left, in turn; a tenant done is skipped; the run ends when all are."""
+    ids = make_tenants(conn, "a", "b", "c")
+    load_documents(db, ids["a"], 30)
+    load_documents(db, ids["b"], 6)
+    load_documents(db, ids["c"], 6)
+    order = sorted(ids.values())
+    served: list[str] = []
+    with admin(db) as run:
+        cursors: object = None
+        while True:
+            with run.transaction():
+                row = run.execute(
+                    "select finished, cursors, tenant::text, ids, contents, hashes"
+                    " from memex._claim_step(1, 4, %s::jsonb)",
+                    (None if cursors is None else json.dumps(cursors),),
+                ).fetchone()
+                assert row is not None
+                if row[0]:
+                    break
+                cursors = row[1]
+                served.append(str(row[2]))
+                run.execute("select memex._embed_and_store(1, %s, %s, %s)", row[3:])
+    assert served[:6] == order * 2, "one batch of each tenant, in turn"
+    counts = {t: served.count(t) for t in order}
+    assert counts == {ids["a"]: 8, ids["b"]: 2, ids["c"]: 2}, "30 chunks in 4s, 6 in 4s"
     assert state(db)[3] == 0

@@ -103,6 +103,8 @@ class FaultProxy:
         self.fail_next = 0
         self.truncate = 0
         self.requests = 0
+        self.refuse_containing: str | None = None  # 413 for a request holding this text
+        self.refused = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -121,6 +123,15 @@ class FaultProxy:
                     return
                 sent = json.loads(body)
                 sent.pop("dimensions", None)
+                marker = proxy.refuse_containing
+                if marker and any(marker in text for text in sent["input"]):
+                    proxy.refused += 1  # as a server refuses a text over its input limit
+                    answer = b'{"error": "input too long"}'
+                    self.send_response(413)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
                 request = urllib.request.Request(
                     proxy.upstream + "/embeddings", data=json.dumps(sent).encode(), method="POST",
                     headers={"Content-Type": "application/json",
@@ -359,3 +370,135 @@ def test_an_endpoint_in_use_cannot_be_dropped(conn: Conn, infinity: str) -> None
     conn.execute("select memex.drop_space('remote')")
     conn.execute("select memex.drop_endpoint('inf')")
     assert conn.execute("select count(*) from memex.endpoints").fetchone() == (0,)
+
+
+# -- A chunk that cannot be embedded (docs/embedding.md, "Failures") --------------------------
+POISON = "POISON-PILL"
+
+
+def _failures(conn: Conn) -> list[tuple[object, ...]]:
+    """(tenant name, chunk content, attempts, sqlstate, parked) of every failure record."""
+    return conn.execute(
+        "select t.name, c.content, f.attempts, f.sqlstate, f.retry_at is null"
+        " from memex.embedding_failures f join memex.tenants t on t.id = f.tenant_id"
+        " join memex.chunks c on c.tenant_id = f.tenant_id and c.id = f.chunk_id order by 1, 2"
+    ).fetchall()
+
+
+def _remote_vectors(conn: Conn) -> dict[str, int]:
+    rows = conn.execute(
+        "select t.name, count(*) from memex.embeddings e join memex.spaces s on s.id = e.space_id"
+        " join memex.tenants t on t.id = e.tenant_id where s.name = 'remote' group by t.name"
+    ).fetchall()
+    return {str(name): int(n) for name, n in rows}  # type: ignore[call-overload]
+
+
+def test_a_poison_chunk_is_isolated_reported_retried_then_parked(
+    conn: Conn, db: str, proxy: FaultProxy
+) -> None:
+    """It stopped embed_pending for every tenant with the same error at every run."""
+    _remote_space(conn, proxy.url)
+    ids = make_tenants(conn, "a", "b")
+    load_documents(db, ids["a"], 20)
+    load_documents(db, ids["b"], 15)
+    with psycopg.connect(db, autocommit=True) as writer:
+        writer.execute("select memex.set_tenant(%s, false)", (ids["a"],))
+        writer.execute("select memex.upsert_document('poison.md', %s)",
+                       (f"A text the server refuses: {POISON}",))  # fmt: skip
+    proxy.refuse_containing = POISON
+    notices: list[str] = []
+    with admin(db) as run:
+        run.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        run.execute("call memex.embed_pending('remote', batch_size => 16)")
+        assert run.execute("select memex.pending_count('remote')").fetchone() == (0,)
+    assert _remote_vectors(conn) == {"a": 20, "b": 15}, "the neighbours and the other tenant"
+    assert _failures(conn) == [("a", f"A text the server refuses: {POISON}", 1, "54000", False)]
+    failed = next(n for n in notices if "failed to embed" in n)
+    chunk = conn.execute("select chunk_id::text from memex.embedding_failures").fetchone()
+    assert chunk is not None and str(chunk[0]) in failed and "tenant a" in failed
+    assert "HTTP 413" in failed and "retried after" in failed
+    assert "1 failed" in next(n for n in notices if "done," in n)
+
+    # Waiting for its retry, it is skipped: the next run asks the server nothing.
+    before = proxy.requests
+    with admin(db) as run:
+        run.execute("call memex.embed_pending('remote')")
+    assert proxy.requests == before
+    status = conn.execute("select pending, failed from memex.space_status where name = 'remote'")
+    assert status.fetchone() == (0, 1)
+
+    # Each retry that fails counts; the 4th parks it.
+    for attempt in (2, 3, 4):
+        conn.execute("update memex.embedding_failures set retry_at = now() - interval '1 s'")
+        with admin(db) as run:
+            run.execute("call memex.embed_pending('remote')")
+        assert _failures(conn)[0][2:] == (attempt, "54000", attempt == 4)
+    conn.execute("update memex.embedding_failures set last_failed_at = now() - interval '1 day'")
+    with admin(db) as run:
+        run.execute("call memex.embed_pending('remote')")
+    assert _failures(conn)[0][2:] == (4, "54000", True), "parked: never retried by itself"
+
+    # memex.retry_failed() queues it again; once the server takes it, the record goes.
+    proxy.refuse_containing = None
+    with admin(db) as run:
+        assert run.execute("select memex.retry_failed('remote')").fetchone() == (1,)
+        run.execute("call memex.embed_pending('remote')")
+    assert _failures(conn) == []
+    assert _remote_vectors(conn) == {"a": 21, "b": 15}
+
+
+def test_a_failing_endpoint_parks_nothing_and_stops_the_run(
+    conn: Conn, db: str, proxy: FaultProxy
+) -> None:
+    """Every text refused (or the server down) is embedding failing, not 35 poison chunks:
+    the run stops with the error, as before, and records nothing."""
+    _remote_space(conn, proxy.url)
+    ids = make_tenants(conn, "a")
+    load_documents(db, ids["a"], 10)
+    proxy.refuse_containing = " "  # every text, the harmless probe included
+    with admin(db) as run, pytest.raises(psycopg.errors.ProgramLimitExceeded, match="HTTP 413"):
+        run.execute("call memex.embed_pending('remote')")
+    assert _failures(conn) == []
+
+
+def test_the_worker_records_a_poison_chunk_and_goes_on(
+    conn: Conn, db: str, proxy: FaultProxy
+) -> None:
+    """`memex worker` exited 2 on such a chunk; a supervisor restarted it into the same one."""
+    _remote_space(conn, proxy.url)
+    ids = make_tenants(conn, "a", "b")
+    load_documents(db, ids["a"], 12)
+    load_documents(db, ids["b"], 12)
+    with psycopg.connect(db, autocommit=True) as writer:
+        writer.execute("select memex.set_tenant(%s, false)", (ids["b"],))
+        writer.execute("select memex.upsert_document('poison.md', %s)", (f"bad {POISON}",))
+    proxy.refuse_containing = POISON
+    result = subprocess.run(
+        [sys.executable, "-m", "memex.cli", "worker", "--dsn", db, "--once", "--space", "remote",
+         "--batch-size", "8"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "MEMEX_ENDPOINT_KEY_INF": KEY},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _remote_vectors(conn) == {"a": 12, "b": 12}
+    assert _failures(conn) == [("b", f"bad {POISON}", 1, "54000", False)]
+
+
+def test_a_write_with_embed_on_write_succeeds_when_its_chunk_cannot_be_embedded(
+    conn: Conn, db: str, proxy: FaultProxy
+) -> None:
+    _remote_space(conn, proxy.url)
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.activate_space('remote')")
+    conn.execute("reset role")
+    ids = make_tenants(conn, "a")
+    proxy.refuse_containing = POISON
+    with psycopg.connect(db, autocommit=True) as app:
+        app.execute("set role memex_app")
+        app.execute("set memex.embed_on_write = on")
+        app.execute("select memex.set_tenant(%s, false)", (ids["a"],))
+        app.execute("select memex.upsert_document('ok.md', 'a fine text')")
+        app.execute("select memex.upsert_document('bad.md', %s)", (f"bad {POISON}",))
+        assert app.execute("select count(*) from memex.documents").fetchone() == (2,)
+    assert _remote_vectors(conn) == {"a": 1}
+    assert [f[1] for f in _failures(conn)] == [f"bad {POISON}"]

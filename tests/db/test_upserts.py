@@ -401,3 +401,19 @@ def test_a_bulk_load_in_one_transaction_never_reads_a_whole_tenant_per_row(app: 
     for index in ("documents_uri_prefix", "documents_pkey", "text_segments_pkey"):
         scans, tuples = reads[index]
         assert scans > 100 and tuples <= 20 * scans, (index, scans, tuples)
+
+
+def test_titles_are_bounded(app: Conn) -> None:
+    """A document's title heads its first chunk: a 10,000,001-character title made a chunk the
+    model refused, first in every run's queue, and no tenant's chunks were embedded again."""
+    before = counts(app)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="title has 10000001 char"):
+        app.execute("select memex.upsert_document('evil.md', 'hello', repeat('a', 10000001))")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="conversation title has 1001"):
+        app.execute("select memex.upsert_conversation('c', repeat('t', 1001))")
+    artefact = {**ARTEFACT, "title": "t" * 1001}
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"artefact\.title: 1001"):
+        app.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
+                    (json.dumps(artefact),))  # fmt: skip
+    assert counts(app) == before
+    app.execute("select memex.upsert_document('ok.md', 'hello', repeat('a', 1000))")

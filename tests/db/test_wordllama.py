@@ -135,3 +135,47 @@ def test_reembed_to_wordllama_and_back_while_searches_run(
     spaces = _space_rows(dsn)
     assert spaces["all-MiniLM-L6-v2@384"] == ("active", 240, 240)
     assert spaces["wordllama@256"] == ("retired", 240, 240)
+
+
+TEXT = (
+    "PostgreSQL keeps each tenant's rows apart with row-level security; a policy compares the "
+    "row's tenant with the session's. Backups run nightly and a restore is tested monthly. "
+) * 40  # about 7,000 characters
+
+
+@pytest.mark.parametrize("space", [None, "wl"])
+def test_chunks_hold_the_text_about_once_whatever_the_tokenizer_says(
+    conn: Conn, space: str | None
+) -> None:
+    """wordllama's tokenizer reports a whole segment as one word: each chunk moved on by one
+    token (6k characters gave 802 chunks, 9,000 gave 2,202 chunks and 1.65M characters), and
+    overlap => max_tokens - 1 did the same with any tokenizer. Each chunk now moves on by at
+    least max_tokens - overlap (overlap at most half a chunk): the chunks of a text hold at
+    most max_tokens / (max_tokens - overlap) times its characters, plus one chunk."""
+    conn.execute("select memex.create_space('wl', 'wordllama')")
+    for max_tokens, overlap in ((None, None), (120, 119), (64, 16)):
+        rows = conn.execute(
+            "select count(*), sum(length(content)), max(length(content))"
+            " from memex.chunk_text(%s, %s, %s, %s)",
+            (TEXT, max_tokens, overlap, space),
+        ).fetchone()
+        assert rows is not None
+        n, total, biggest = (int(v) for v in rows)  # type: ignore[call-overload]
+        size = max_tokens or 200
+        lap = min(overlap if overlap is not None else 32, size // 2)
+        assert total <= len(TEXT) * size / (size - lap) + biggest, (space, max_tokens, overlap)
+        assert n < len(TEXT) / 10, "not one chunk per token"
+
+
+def test_a_chunk_never_holds_more_than_16_characters_a_token(conn: Conn) -> None:
+    """A 10,000-character "word" is one token ([UNK]) to WordPiece: 200 of them made a 2 MB
+    chunk. Chunks are cut to max_tokens x 16 characters."""
+    text = ("x" * 10_000 + " ") * 30
+    rows = conn.execute(
+        "select count(*), max(length(content)), sum(length(content)) from memex.chunk_text(%s)",
+        (text,),
+    ).fetchone()
+    assert rows is not None
+    n, biggest, total = (int(v) for v in rows)  # type: ignore[call-overload]
+    assert biggest <= 200 * 16
+    assert total >= 30 * 10_000 - n, "every character is still in a chunk"

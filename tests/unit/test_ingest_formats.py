@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from memex.errors import MemexError
+from memex.ingest.documents import clean_title
 from memex.ingest.html_text import html_to_text
 from memex.ingest.items import Artefact, Conversation, FileRejected
 from memex.ingest.jsonfiles import read_json_file
@@ -137,3 +139,50 @@ def test_discover_names_files_from_the_root_and_honours_excludes(
     alone = discover(["./site/img/../a.html"], uri_prefix="kb:")
     assert [(s.uri, s.folder, s.explicit) for s in alone] == [("kb:site/a.html", "kb:site", True)]
     assert discover(["site/print.html"], excludes=["print.html"]) == []
+
+
+def test_links_out_of_the_tree_are_not_read_unless_asked(tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "secret.md").write_text("outside")
+    (tmp_path / "tree" / "a.md").write_text("a")
+    (tmp_path / "tree" / "notes.md").symlink_to(tmp_path / "secret.md")
+    (tmp_path / "tree" / "also-a.md").symlink_to(tmp_path / "tree" / "a.md")
+    found = {s.uri: s.link_out for s in discover([str(tmp_path / "tree")], root=str(tmp_path))}
+    assert found["tree/notes.md"] == tmp_path / "secret.md", "named, to be reported skipped"
+    assert found["tree/a.md"] is None
+    assert "tree/also-a.md" not in found, "a link inside the tree is the file it points to"
+    followed = discover([str(tmp_path / "tree")], root=str(tmp_path), follow_links=True)
+    assert all(s.link_out is None for s in followed)
+
+
+def test_ignore_patterns_are_bounded(tmp_path: Path) -> None:
+    """`*a*a*a*a*a*a*b` against a 200-character name backtracked for over a minute."""
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / ("a" * 200 + ".md")).write_text("x")
+    (tmp_path / "kb" / ".memexignore").write_text("*a*a*a*a*a*a*b\n")
+    with pytest.raises(MemexError, match=r"too complex .* 7 '\*'"):
+        discover([str(tmp_path / "kb")])
+    (tmp_path / "kb" / ".memexignore").write_text("\n".join(f"p{i}" for i in range(201)))
+    with pytest.raises(MemexError, match="201 patterns; at most 200"):
+        discover([str(tmp_path / "kb")])
+    (tmp_path / "kb" / ".memexignore").write_text("# fine\n**/*.tmp\n*.min.*.js\n")
+    assert len(discover([str(tmp_path / "kb")])) == 1
+
+
+def test_titles_and_uris_are_one_clean_line(tmp_path: Path) -> None:
+    page = html_to_text("<title>Line one\nline\ttwo\x07 " + "x" * 500 + "</title><p>body</p>")
+    assert page.title is not None and "\n" not in page.title
+    assert clean_title(page.title) == ("Line one line two " + "x" * 500)[:299] + "…"
+    weird = tmp_path / "bad\nname.md"
+    weird.write_text("x")
+    (source,) = discover([str(weird)], root=str(tmp_path))
+    assert source.uri == "bad%0Aname.md"
+
+
+def test_main_content_detection_reads_each_element_once() -> None:
+    """20,000 nested empty <article>s: each candidate's text was read again (quadratic)."""
+    nested = "<article>" * 2000 + "</article>" * 2000
+    page = html_to_text(f"<html><body>{nested}<article><p>the text</p></article></body></html>")
+    assert page.text == "the text"
+    page = html_to_text(f"<html><body>{nested}<p>body text</p></body></html>")
+    assert page.text == "body text"

@@ -43,6 +43,9 @@ _MARKDOWN_H1 = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$", re.MULTILINE)
 RESERVED_KEYS = {"mime", "source_path", "pages"}
 # A text file's first line is its title when it reads like one.
 TITLE_LINE_CHARS = 120
+# Titles from files (a page's <title>, a PDF's metadata) are cut here; the database refuses
+# titles over 1,000 characters.
+TITLE_CHARS = 300
 
 
 def decode_text(data: bytes, what: str = "file") -> str:
@@ -146,6 +149,16 @@ def read_document(
     reject_nul(text, "extracted text")
     if not text.strip():
         raise FileSkipped("empty: no text to ingest")
-    return Document(
-        uri=uri, content=text, title=title or path.stem, metadata=metadata, folder=folder
-    )
+    return Document(uri=uri, content=text, title=clean_title(title) or clean_title(path.stem),
+                    metadata=metadata, folder=folder)  # fmt: skip
+
+
+def clean_title(value: str | None) -> str | None:
+    """A title as one line of at most TITLE_CHARS: whitespace and control characters (from a
+    page's <title>, a PDF's metadata, a file name) become single spaces; a longer one is cut."""
+    if not value:
+        return None
+    text = " ".join("".join(c if c.isprintable() else " " for c in value).split())
+    if len(text) > TITLE_CHARS:
+        text = text[: TITLE_CHARS - 1].rstrip() + "…"
+    return text or None

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from memex.ingest.documents import decode_text
+from memex.ingest.documents import clean_title, decode_text
 from memex.ingest.items import Artefact, Conversation, FileRejected, Item, reject_nul
 
 ARTEFACT_NAME = re.compile(r"^(?P<slug>.+)\.l(?P<level>[0-9]+)\.v2\.json$", re.IGNORECASE)
@@ -196,7 +196,7 @@ def chatgpt_conversation(conv: dict[str, Any], where: str) -> Conversation:
     return Conversation(
         slug=f"chatgpt-{ident}",
         messages=messages,
-        title=_text_or_none(conv.get("title"), f"{where}.title"),
+        title=clean_title(_text_or_none(conv.get("title"), f"{where}.title")),
         created_date=created.date().isoformat() if created else None,
         metadata={"source": "chatgpt", "conversation_id": ident},
         left_out=left_out,
@@ -244,7 +244,7 @@ def claude_conversation(conv: dict[str, Any], where: str) -> Conversation:
     return Conversation(
         slug=f"claude-{ident}",
         messages=messages,
-        title=_text_or_none(conv.get("name"), f"{where}.name") or None,
+        title=clean_title(_text_or_none(conv.get("name"), f"{where}.name")),
         created_date=_iso_date(conv.get("created_at"), f"{where}.created_at"),
         metadata={"source": "claude", "conversation_id": ident},
         left_out=left_out,

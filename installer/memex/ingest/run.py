@@ -142,6 +142,9 @@ def ingest_file(
     conn: psycopg.Connection[Any], source: SourceFile, tenant: str, max_bytes: int,
     extra_metadata: dict[str, Any],
 ) -> FileResult:  # fmt: skip
+    if source.link_out is not None:
+        return FileResult(source, "skipped", f"a link out of the tree (to {source.link_out}): "
+                          "--follow-links reads it")  # fmt: skip
     if not source.supported:
         if source.explicit:
             return FileResult(source, "failed", f"unsupported file type {source.path.suffix!r}")
@@ -209,11 +212,12 @@ def ingest(
     max_file_mb: int = 100,
     root: str | None = None,
     excludes: list[str] | None = None,
+    follow_links: bool = False,
     out: TextIO | None = None,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> IngestReport:
     out = out or sys.stdout  # looked up per call: tests and callers swap sys.stdout
-    sources = discover(paths, uri_prefix, root=root, excludes=excludes)
+    sources = discover(paths, uri_prefix, root=root, excludes=excludes, follow_links=follow_links)
     extra_metadata = {"language": language} if language else {}
     report = IngestReport()
     with connect(dsn) as conn:

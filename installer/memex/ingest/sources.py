@@ -16,6 +16,8 @@ any depth, `/drafts/` a top-level directory, `*.pdf` every PDF, `!keep.pdf` brin
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +28,9 @@ from memex.ingest.documents import MIME_BY_SUFFIX
 
 SUPPORTED_SUFFIXES = {*MIME_BY_SUFFIX, ".json"}
 IGNORE_FILE = ".memexignore"
+MAX_PATTERNS = 200
+MAX_PATTERN_CHARS = 256
+MAX_PATTERN_STARS = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class SourceFile:
     uri: str
     folder: str | None
     explicit: bool  # named on the command line (so an unsupported type is an error, not a skip)
+    link_out: Path | None = None  # a symbolic link to a file outside the tree: where it points
 
     @property
     def supported(self) -> bool:
@@ -50,15 +56,35 @@ def _is_hidden(relative: PurePosixPath) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def _spec(patterns: list[str]) -> pathspec.GitIgnoreSpec:
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+def _spec(patterns: list[str], where: str = "--exclude") -> pathspec.GitIgnoreSpec:
+    """gitignore patterns, bounded: pathspec matches with regular expressions, and each `*`
+    multiplies the backtracking on a long name (`*a*a*a*a*a*a*b` ran over 60 s on one
+    200-character name); three stay in the milliseconds."""
+    lines = [p for p in patterns if p.strip() and not p.lstrip().startswith("#")]
+    if len(lines) > MAX_PATTERNS:
+        raise MemexError(f"{where}: {len(lines)} patterns; at most {MAX_PATTERNS}")
+    for pattern in lines:
+        stars = len(re.findall(r"(?<!\*)\*(?!\*)", pattern))
+        if len(pattern) > MAX_PATTERN_CHARS or stars > MAX_PATTERN_STARS:
+            raise MemexError(
+                f"{where}: pattern {pattern[:80]!r} is too complex ({len(pattern)} characters, "
+                f"{stars} '*'); at most {MAX_PATTERN_CHARS} characters and {MAX_PATTERN_STARS} "
+                "'*' a pattern ('**' not counted)"
+            )
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _ignore_file(directory: Path) -> pathspec.GitIgnoreSpec | None:
     file = directory / IGNORE_FILE
     if not file.is_file():
         return None
-    return _spec(file.read_text(encoding="utf-8").splitlines())
+    return _spec(file.read_text(encoding="utf-8").splitlines(), str(file))
+
+
+def _uri_text(uri: str) -> str:
+    """A path's control characters (a newline in a file name) percent-encoded: a uri is printed
+    in citations and on terminals."""
+    return "".join(f"%{ord(c):02X}" if unicodedata.category(c) == "Cc" else c for c in uri)
 
 
 class _Namer:
@@ -80,10 +106,12 @@ class _Namer:
             return PurePosixPath(tree.name or "root") / absolute.relative_to(tree).as_posix()
         return PurePosixPath(absolute.name)
 
-    def source(self, file: Path, relative: PurePosixPath, explicit: bool) -> SourceFile:
+    def source(
+        self, file: Path, relative: PurePosixPath, explicit: bool, link_out: Path | None = None
+    ) -> SourceFile:
         parent = str(relative.parent)
-        folder = None if parent == "." else self.prefix + parent
-        return SourceFile(file, f"{self.prefix}{relative}", folder, explicit)
+        folder = None if parent == "." else _uri_text(self.prefix + parent)
+        return SourceFile(file, _uri_text(f"{self.prefix}{relative}"), folder, explicit, link_out)
 
 
 def discover(
@@ -92,6 +120,7 @@ def discover(
     *,
     root: str | None = None,
     excludes: list[str] | None = None,
+    follow_links: bool = False,
 ) -> list[SourceFile]:
     namer = _Namer(Path(root) if root else None, uri_prefix)
     if root and not namer.root.is_dir():
@@ -108,6 +137,7 @@ def discover(
                 found.setdefault(path.resolve(), namer.source(path, relative, True))
             continue
         ignored = _ignore_file(path)
+        tree = path.resolve()
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             inside = PurePosixPath(file.relative_to(path).as_posix())
             if _is_hidden(inside) or (ignored is not None and ignored.match_file(str(inside))):
@@ -115,5 +145,8 @@ def discover(
             relative = namer.relative(file, path)
             if excluded.match_file(str(relative)):
                 continue
-            found.setdefault(file.resolve(), namer.source(file, relative, False))
+            target = file.resolve()
+            # a link inside the tree to a file outside it (`notes.md -> /etc/...`) is not read
+            outside = None if follow_links or target.is_relative_to(tree) else target
+            found.setdefault(target, namer.source(file, relative, False, outside))
     return list(found.values())
