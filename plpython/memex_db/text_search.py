@@ -28,6 +28,11 @@ FIRST_MARGIN = 16
 PHRASE_ROWS = 5000
 # Query limits: beyond them a query is not a question any more (documented in docs/search.md).
 MAX_TERMS = 1024
+# The postings a query reads across its words (a block entry: one chunk holding one word):
+# words are taken rarest first, and the most common ones past this are left out, with a NOTICE.
+# They are the words that move a BM25 ranking least (the lowest idf), and reading them all
+# was unbounded: 20M postings took 1.35 GB. About 70 bytes a posting at the peak.
+MAX_POSTINGS = 2_000_000
 
 # One statement for what a search needs before the index: the tenant, its text-search
 # languages (a skip scan of memex.chunks_tenant_language) and, for each, the query's lexemes
@@ -81,6 +86,15 @@ select '', 9223372036854775807, 0, sum(s.chunks)::integer, sum(s.tokens)::bigint
  where s.tenant_id = $1 and s.language = $2
 having pg_catalog.count(*) > 0
 """
+# How many postings each of the query's lexemes has in the tenant's blocks (the recent
+# segments, kept small by compaction, are not counted).
+_SIZES = """
+select l.lexeme, coalesce(s.postings, 0)::bigint as postings
+  from pg_catalog.unnest($3::text[]) as l (lexeme)
+ cross join lateral (
+     select sum(p.postings) as postings from memex.text_postings as p
+      where p.tenant_id = $1 and p.language = $2 and p.lexeme = l.lexeme) as s
+"""
 # Which candidates still exist and pass the filters, with their chunk ids: without filters
 # nor phrases, an index-only scan of memex.chunks_text_doc. `c.language::text`: a no-op on
 # the text column, and it still reads a regconfig column of a database not yet migrated (a
@@ -98,6 +112,34 @@ select c.text_doc, c.id::text as id
  where c.tenant_id = $1 and c.language::text = $4 and c.tsv @@ {must}::tsquery {filters}
  limit $6
 """
+
+
+def _affordable(
+    plpy: Plpy, gd: GD, tenant: str, language: str, terms: dict[str, int]
+) -> dict[str, int]:
+    """The query's terms whose postings are read: rarest first, at most MAX_TERMS of them and
+    MAX_POSTINGS postings in all (the rarest always); a NOTICE names the words left out."""
+    if len(terms) < 2:
+        return terms
+    rows = plpy.execute(cached_plan(plpy, gd, "text_sizes", _SIZES, ["uuid", "text", "text[]"]),
+                        [tenant, language, list(terms)])  # fmt: skip
+    sizes = {str(r["lexeme"]): int(r["postings"]) for r in rows}
+    kept: dict[str, int] = {}
+    total = 0
+    for term in sorted(terms, key=lambda t: (sizes.get(t, 0), t)):
+        if kept and (len(kept) >= MAX_TERMS or total + sizes.get(term, 0) > MAX_POSTINGS):
+            break
+        kept[term] = terms[term]
+        total += sizes.get(term, 0)
+    if len(kept) < len(terms):
+        left_out = sorted((t for t in terms if t not in kept), key=lambda t: -sizes.get(t, 0))
+        plpy.notice(
+            f"text search: {len(left_out)} of the query's {len(terms)} words left out: they "
+            f"are the most common in this tenant, and scoring them would read more than "
+            f"{MAX_POSTINGS:,} postings",
+            detail="left out: " + ", ".join(left_out[:20]) + (" ..." if len(left_out) > 20 else ""),
+        )
+    return kept
 
 
 def _must(phrases: Sequence[str], excluded: Sequence[str]) -> str | None:
@@ -161,8 +203,7 @@ def candidates(
         if not terms:
             continue
         searched = True
-        if len(terms) > MAX_TERMS:  # the rarest words matter most; keep a bounded set
-            terms = dict(sorted(terms.items(), key=lambda t: (-t[1], t[0]))[:MAX_TERMS])
+        terms = _affordable(plpy, gd, tenant, language, terms)
         blocks = plpy.execute(
             cached_plan(plpy, gd, "text_blocks", _BLOCKS, ["uuid", "text", "text[]"]),
             [tenant, language, [*terms, ""]],

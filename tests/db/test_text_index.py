@@ -271,3 +271,54 @@ def test_optimize_drops_dead_postings_and_keeps_scores(db: str, conn: Conn) -> N
         assert optimised[query].keys() == scores.keys()
         for chunk, score in scores.items():
             assert math.isclose(optimised[query][chunk], score, abs_tol=1e-12)
+
+
+def _peak_rss_mb(conn: Conn) -> float:
+    pid = conn.execute("select pg_backend_pid()").fetchone()
+    with open(f"/proc/{pid[0] if pid else 0}/status") as status:
+        return int(next(x.split()[1] for x in status if x.startswith("VmHWM:"))) / 1024
+
+
+@pytest.mark.slow
+def test_a_query_of_the_most_common_words_reads_a_bounded_number_of_postings(
+    db: str, conn: Conn
+) -> None:
+    """A query loaded every posting of up to 1,024 of its words: 20M postings took 1.35 GB.
+    Words are now read rarest first, up to 2,000,000 postings; the most common ones past that
+    are left out, with a NOTICE. Here 25,000 chunks hold 160 words each of a 200-word
+    vocabulary: a query of all 200 words would read 4,000,000 postings."""
+    ids = make_tenants(conn, "big")
+    with psycopg.connect(db, autocommit=True) as writer:
+        writer.execute("set role memex_app")
+        writer.execute("select memex.set_tenant(%s, false)", (ids["big"],))
+        doc = writer.execute("select memex.upsert_document('big.md', 'seed')").fetchone()
+        writer.execute(
+            "insert into memex.chunks (source_kind, document_id, ord, content, token_count,"
+            " content_hash)"
+            " select 'document', %s, i, (select string_agg('w' || ((i * 7919 + j * 129) %% 200),"
+            " ' ') from generate_series(1, 160) as j), 160, sha256(i::text::bytea)"
+            " from generate_series(1, 25000) as i",
+            (doc[0] if doc else None,),
+        )
+    with psycopg.connect(db, autocommit=True) as admin:
+        admin.execute("set role memex_admin")
+        admin.execute("call memex.optimize_text_index('big')")
+    query = " ".join(f"w{n}" for n in range(200))
+    notices: list[tuple[str, str]] = []
+    with psycopg.connect(db, autocommit=True) as searcher:
+        searcher.add_notice_handler(
+            lambda d: notices.append((d.message_primary or "", d.message_detail or ""))
+        )
+        searcher.execute("set role memex_app")
+        searcher.execute("select memex.set_tenant(%s, false)", (ids["big"],))
+        searcher.execute("select count(*) from memex.rag_search('w1', mode => 'text')")
+        before = _peak_rss_mb(searcher)
+        rows = searcher.execute(
+            "select count(*) from memex.rag_search(%s, k => 10, mode => 'text')", (query,)
+        ).fetchone()
+        peak = _peak_rss_mb(searcher)
+    assert rows == (10,)
+    left_out = [n for n in notices if "left out" in n[0]]
+    assert left_out and "of the query's 200 words left out" in left_out[0][0]
+    # 2,000,000 postings at about 70 bytes each at the peak: well under 300 MB more
+    assert peak - before < 300, (before, peak)
