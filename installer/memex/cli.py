@@ -95,7 +95,7 @@ def cmd_tenant(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from memex.doctor import doctor
 
-    return doctor(resolve_dsn(args.dsn))
+    return doctor(resolve_dsn(args.dsn), repair=args.repair)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -246,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         _add_dsn(p)
         p.set_defaults(handler=handler)
+        if name == "doctor":
+            p.add_argument("--repair", action="store_true",
+                           help="first export the bundled model to ONNX again (a damaged model "
+                           "file); run it on the database server")  # fmt: skip
 
     status = sub.add_parser("status", help="per tenant and space: what memex holds, what is "
                             "pending, who is embedding")  # fmt: skip

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import psycopg
 
 from memex import __version__
 from memex.dsn import connect
+from memex.errors import MemexError
 from memex.migrate import pending_migrations
+from memex.paths import server_lib_dir, server_python
 from memex.prereqs import Finding, check_all
 
 
@@ -60,7 +66,28 @@ def _installed_state(conn: psycopg.Connection[tuple[object, ...]], dsn: str) -> 
     return findings
 
 
-def doctor(dsn: str) -> int:
+def repair_model_export() -> None:
+    """Export the bundled model to ONNX again, over a damaged copy, with the server venv of this
+    machine (run on the database server, as the user that ran `make setup`)."""
+    python = server_python()
+    lib = server_lib_dir(__version__)
+    if not python.exists():
+        raise MemexError(f"no server venv here ({python}): run `memex doctor --repair` on the "
+                         "database server, where `make setup` built it")  # fmt: skip
+    print("re-exporting the bundled model to ONNX (about 10 s)...", file=sys.stderr)
+    done = subprocess.run(
+        [str(python), "-m", "memex_db.onnx_export", "--force", "--quiet"],
+        env={**os.environ, "PYTHONPATH": str(lib), "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise MemexError(f"the export failed: {done.stderr.strip()[-500:]}")
+    print("model exported again and validated; open new sessions to use it", file=sys.stderr)
+
+
+def doctor(dsn: str, repair: bool = False) -> int:
+    if repair:
+        repair_model_export()
     with connect(dsn) as conn:
         findings = check_all(conn, deep=True)
         if all(f.ok or f.warning_only for f in findings):

