@@ -20,9 +20,30 @@ $py$;
 comment on function memex._check_endpoint_options(jsonb) is
 'Internal: the options of an embedding endpoint, checked (batch_size, concurrency, requests_per_minute, timeout_s, retries, dimensions).';
 
--- memex.create_endpoint(name, url, model, options): registers (or, same name, updates) an
--- endpoint. url is the API base (http://host:port/v1); model the name the server knows.
-create or replace function memex.create_endpoint(name text, url text, model text, options jsonb default '{}')
+-- memex._loopback_url(url): whether an http(s) URL's host is this machine (localhost,
+-- 127.0.0.0/8, ::1): the one place a key may travel in clear.
+create or replace function memex._loopback_url(url text)
+returns boolean
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.lower(pg_catalog.substring(_loopback_url.url, '^https?://(\[[^]]*\]|[^/:]+)'))
+           ~ '^(localhost|127(\.[0-9]{1,3}){3}|\[::1\])$'
+$$;
+
+comment on function memex._loopback_url(text) is 'Internal: whether an endpoint URL points at this machine (loopback).';
+
+-- memex.create_endpoint(name, url, model, options, allow_insecure): registers (or, same name,
+-- updates) an endpoint. url is the API base (http://host:port/v1); model the name the server
+-- knows. No credentials or query string in the URL (it is readable by applications, printed in
+-- errors, and /embeddings is appended to it); plain http only to loopback, unless
+-- allow_insecure: the bearer key would cross the network in clear.
+create or replace function memex.create_endpoint(
+    name text, url text, model text, options jsonb default '{}', allow_insecure boolean default false
+)
 returns void
 language plpgsql
 volatile
@@ -41,6 +62,20 @@ begin
         raise exception 'invalid endpoint url %', coalesce(pg_catalog.quote_literal(create_endpoint.url), 'null')
             using errcode = '22023', hint = 'the API base, e.g. http://127.0.0.1:7997/v1 (/embeddings is appended)';
     end if;
+    if create_endpoint.url ~ '^https?://[^/]*@' then  -- not echoed: it holds a secret
+        raise exception 'an endpoint url must not carry credentials (user:password@)'
+            using errcode = '22023', hint = 'set the API key with memex.set_endpoint_key (docs/embedding.md)';
+    end if;
+    if create_endpoint.url ~ '[?#]' then
+        raise exception 'an endpoint url must not carry a query string or fragment'
+            using errcode = '22023', hint = 'the API base only (/embeddings is appended); a key goes through memex.set_endpoint_key';
+    end if;
+    if create_endpoint.url ~* '^http://' and not memex._loopback_url(create_endpoint.url)
+       and not coalesce(create_endpoint.allow_insecure, false) then
+        raise exception 'endpoint url % is plain http to another machine: its API key would cross the network in clear'
+            , pg_catalog.quote_literal(create_endpoint.url)
+            using errcode = '22023', hint = 'use https, or pass allow_insecure => true for a trusted network';
+    end if;
     if create_endpoint.model is null or create_endpoint.model = '' or pg_catalog.length(create_endpoint.model) > 200 then
         raise exception 'invalid endpoint model %', coalesce(pg_catalog.quote_literal(create_endpoint.model), 'null')
             using errcode = '22023', hint = 'the model name the server knows (1 to 200 characters)';
@@ -56,14 +91,15 @@ begin
 end
 $$;
 
-comment on function memex.create_endpoint(text, text, text, jsonb) is
+comment on function memex.create_endpoint(text, text, text, jsonb, boolean) is
 'Registers or updates a remote OpenAI-compatible embedding endpoint; spaces use it as model => ''endpoint:NAME''.';
 
 -- memex.set_endpoint_key(endpoint, api_key): keeps the key in a file of the database server
 -- (mode 0600 in its data directory, so base backups and replicas carry it), never in a table: no
--- role reads it back through SQL. An empty key removes it. The key is in this statement's text:
--- where statements are logged, prefer MEMEX_ENDPOINT_KEY_<NAME> in the server's environment.
-create or replace function memex.set_endpoint_key(endpoint text, api_key text)
+-- role reads it back through SQL. An empty key removes it. Without api_key, the key is taken
+-- from memex.endpoint_key, set by SET LOCAL in the same transaction, and cleared: a failing
+-- call then logs no key (log_min_error_statement logs a failed statement's text).
+create or replace function memex.set_endpoint_key(endpoint text, api_key text default null)
 returns boolean
 language plpython3u
 volatile

@@ -388,7 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     reembed.set_defaults(handler=cmd_reembed)
 
     worker = sub.add_parser(
-        "worker", help="embed pending chunks outside the database (same code, same vectors)"
+        "worker",
+        help="embed pending chunks outside the database (same code, same vectors)",
+        epilog="The database comes from --dsn, else $MEMEX_DSN, else the dev cluster; give a "
+        "password through $MEMEX_DSN or ~/.pgpass, never on the command line (ps shows it). "
+        "The worker process gets the DSN in its environment. Exit status: 0 with --once when "
+        "nothing is left, 2 when the database fails (connection lost), 130 on Ctrl-C.",
     )
     worker.add_argument("--space", help="space name (default: the active text space)")
     worker.add_argument("--batch-size", type=int, default=64, help="chunks a batch (default 64)")

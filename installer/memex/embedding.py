@@ -78,5 +78,7 @@ def worker(dsn: str, args: list[str]) -> NoReturn:
             "machine: the worker runs the model with the same packages as the database.\n"
             "Fix: run `make setup` (or `make server-venv`) here"
         )
-    env = {**os.environ, "PYTHONPATH": str(lib), "HF_HUB_OFFLINE": "1"}
-    os.execve(str(python), [str(python), "-m", "memex_db.worker", "--dsn", dsn, *args], env)
+    # The DSN (a password, maybe) goes in the environment, not on a command line that every
+    # user of the machine can read in `ps`.
+    env = {**os.environ, "PYTHONPATH": str(lib), "HF_HUB_OFFLINE": "1", "MEMEX_DSN": dsn}
+    os.execve(str(python), [str(python), "-m", "memex_db.worker", *args], env)

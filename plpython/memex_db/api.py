@@ -153,7 +153,15 @@ def check_endpoint_options(plpy: Plpy, gd: GD, options: str | None) -> str:
 
 
 def set_endpoint_key(plpy: Plpy, gd: GD, endpoint: str, key: str | None) -> bool:
-    """Keeps an endpoint's API key in a file of the server (memex_db.remote), not in a table."""
+    """Keeps an endpoint's API key in a file of the server (memex_db.remote), not in a table.
+    Without a key argument it takes memex.endpoint_key (SET LOCAL in the caller's
+    transaction), and clears it: the key is then in no statement the server may log."""
+    if key is None:
+        rows = plpy.execute(
+            "select current_setting('memex.endpoint_key', true) as k,"
+            " set_config('memex.endpoint_key', '', true) as cleared"
+        )
+        key = (rows[0]["k"] if rows else None) or None
     _endpoint(plpy, gd, remote.PREFIX + endpoint)  # 22023 for an unknown endpoint
     return remote.store_key(endpoint, key)
 

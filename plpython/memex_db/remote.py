@@ -59,6 +59,9 @@ class RemoteInputRefused(MemexDbError):
 
 # Answers that refuse the request's content, not the client: the batch is what is wrong.
 INPUT_REFUSED = (400, 413, 422)
+# An answer is read up to this size: 256 vectors of 3,072 dimensions as JSON are about 16 MB;
+# a server that streams more is not answering the request (a read of it all was unbounded).
+MAX_ANSWER_BYTES = 64 << 20
 
 
 class RemoteAnswerInvalid(MemexDbError):
@@ -244,7 +247,10 @@ class RemoteEncoder:
         self.limit.wait()
         try:
             response = self.http.request("POST", url, body=json.dumps(body).encode(),
-                                         headers=headers, retries=self.retry)  # fmt: skip
+                                         headers=headers, retries=self.retry,
+                                         preload_content=False)  # fmt: skip
+            data = response.read(MAX_ANSWER_BYTES + 1)
+            response.release_conn()
         except Exception as exc:  # urllib3's MaxRetryError and friends: the reason is inside
             reason = getattr(exc, "reason", None) or exc
             raise RemoteFailed(
@@ -252,20 +258,26 @@ class RemoteEncoder:
                 hint=f"check that the server of endpoint {self.endpoint.name!r} runs and that "
                 "the database server can reach it (memex.endpoints holds its URL)",
             ) from None
+        if len(data) > MAX_ANSWER_BYTES:
+            raise RemoteAnswerInvalid(
+                f"embedding endpoint {url} answered more than {MAX_ANSWER_BYTES >> 20} MB for "
+                f"{len(texts)} texts: not an embeddings response",
+                hint="lower the endpoint's batch_size option if its vectors are that large",
+            )
         if response.status in INPUT_REFUSED:
             raise RemoteInputRefused(
                 f"embedding endpoint {url} refused the input: HTTP {response.status}: "
-                f"{response.data[:300].decode('utf-8', 'replace')}",
+                f"{data[:300].decode('utf-8', 'replace')}",
                 hint="a text over the server's input limit, or one it cannot read",
             )
         if response.status != 200:
             raise RemoteFailed(
                 f"embedding endpoint {url} answered HTTP {response.status}: "
-                f"{response.data[:300].decode('utf-8', 'replace')}",
+                f"{data[:300].decode('utf-8', 'replace')}",
                 hint="401/403: set the key with memex.set_endpoint_key; 404: check the URL "
                 "(the API base, ending in /v1) and the model name",
             )
-        return self._vectors(url, texts, response.data)
+        return self._vectors(url, texts, data)
 
     def _vectors(self, url: str, texts: list[str], raw: bytes) -> list[list[float]]:
         try:

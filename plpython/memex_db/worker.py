@@ -13,6 +13,7 @@ memex_admin.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -140,8 +141,13 @@ def _dict_rows() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="memex worker")
-    parser.add_argument("--dsn", required=True)
+    parser = argparse.ArgumentParser(
+        prog="memex worker",
+        epilog="the database: $MEMEX_DSN (memex worker sets it from its own --dsn, "
+        "$MEMEX_DSN or the dev cluster); never put a password on a command line",
+    )
+    parser.add_argument("--dsn", default=os.environ.get("MEMEX_DSN"),
+                        help="default $MEMEX_DSN (prefer it: ps shows command lines)")  # fmt: skip
     parser.add_argument("--space", default=None)
     parser.add_argument("--batch-size", type=int, default=64, help="rows per claim")
     parser.add_argument("--threads", type=int, default=0, help="0: all cores of this machine")
@@ -149,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="drain what is pending, then exit")
     parser.add_argument("--poll", type=float, default=5.0, help="seconds between idle passes")
     args = parser.parse_args(argv)
+    if not args.dsn:
+        parser.error("no database: set MEMEX_DSN")
 
     import psycopg
 

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from memex.devcluster import Cluster
 from tests.conftest import server_python
 from tests.db.helpers import admin, as_role, load_documents, make_tenants, stop_process
 
@@ -344,12 +346,18 @@ def test_429s_are_retried_with_backoff(conn: Conn, db: str, proxy: FaultProxy) -
         ("select memex.create_endpoint('Bad Name', 'http://h/v1', 'm')", (),
          "invalid endpoint name"),
         ("select memex.create_endpoint('e', 'ftp://h/v1', 'm')", (), "invalid endpoint url"),
-        ("select memex.create_endpoint('e', 'http://h/v1', 'm', '{\"batch_size\": 0}')", (),
+        ("select memex.create_endpoint('e', 'https://h/v1', 'm', '{\"batch_size\": 0}')", (),
          "batch_size must be an integer in 1..2048"),
-        ("select memex.create_endpoint('e', 'http://h/v1', 'm', '{\"colour\": 1}')", (),
+        ("select memex.create_endpoint('e', 'https://h/v1', 'm', '{\"colour\": 1}')", (),
          "unknown endpoint options: colour"),
         ("select memex.set_endpoint_key('nope', 'k')", (), "unknown endpoint 'nope'"),
         ("select memex.drop_endpoint('nope')", (), "unknown endpoint"),
+        ("select memex.create_endpoint('e', 'https://user:s3cret@h/v1', 'm')", (),
+         "must not carry credentials"),
+        ("select memex.create_endpoint('e', 'https://h/v1?api_key=s3cret', 'm')", (),
+         "must not carry a query string"),
+        ("select memex.create_endpoint('e', 'http://10.0.0.7:7997/v1', 'm')", (),
+         "plain http to another machine"),
     ],
 )  # fmt: skip
 def test_bad_endpoint_input_is_refused(conn: Conn, statement: str, args: tuple[Any, ...],
@@ -358,8 +366,41 @@ def test_bad_endpoint_input_is_refused(conn: Conn, statement: str, args: tuple[A
     with pytest.raises(psycopg.errors.InvalidParameterValue) as failed:
         conn.execute(statement, args)
     assert error in str(failed.value)
+    assert "s3cret" not in str(failed.value), "a secret in a URL is not echoed"
     assert conn.execute("select count(*) from memex.endpoints").fetchone() == (0,)
     assert conn.execute("select count(*) from memex.spaces where name = 'x'").fetchone() == (0,)
+
+
+def test_plain_http_to_another_machine_needs_allow_insecure(conn: Conn) -> None:
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.create_endpoint('lan', 'http://10.0.0.7:7997/v1', 'm',"
+                 " allow_insecure => true)")  # fmt: skip
+    for loopback in ("http://127.0.0.1:1/v1", "http://localhost:1/v1", "http://[::1]:1/v1"):
+        conn.execute("select memex.create_endpoint('lo', %s, 'm')", (loopback,))
+    assert conn.execute("select count(*) from memex.endpoints").fetchone() == (2,)
+
+
+def test_a_key_given_by_set_local_is_in_no_logged_statement(
+    conn: Conn, pg_cluster: Cluster, infinity: str
+) -> None:
+    """With log_min_error_statement = error (the default), a failed set_endpoint_key wrote its
+    statement, key included, to the server log."""
+    canary = f"sk-canary-{uuid.uuid4().hex}"
+    as_role(conn, "memex_admin")
+    conn.execute("select memex.create_endpoint('inf', %s, %s)", (infinity, SERVED))
+    with conn.transaction():
+        conn.execute(f"set local memex.endpoint_key = '{KEY}'")
+        assert conn.execute("select memex.set_endpoint_key('inf')").fetchone() == (True,)
+        assert conn.execute("select current_setting('memex.endpoint_key')").fetchone() == ("",)
+    with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+        conn.execute(f"set local memex.endpoint_key = '{canary}'")
+        conn.execute("select memex.set_endpoint_key('nope')")
+    conn.execute("select pg_catalog.pg_sleep(0.2)")  # the log file is written as errors happen
+    log = Path(pg_cluster.log_file).read_text(errors="replace")
+    assert "set_endpoint_key('nope')" in log, "the failure was logged"
+    assert canary not in log
+    conn.execute("reset role")  # the key went in: the server takes the space's probe request
+    conn.execute("select memex.create_space('remote', 'endpoint:inf')")
 
 
 def test_an_endpoint_in_use_cannot_be_dropped(conn: Conn, infinity: str) -> None:

@@ -4,12 +4,15 @@ the queue with CALL memex.embed_pending without doing a row twice."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psycopg
 
-from tests.db.helpers import admin, load_documents, make_tenants
+from tests.db.helpers import admin, load_documents, make_tenants, stop_process
 from tests.db.helpers import embedding_state as state
 
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -62,3 +65,25 @@ def test_worker_names_an_unknown_space(db: str) -> None:
     result = run_worker(db, "--space", "nope")
     assert result.returncode != 0
     assert "unknown embedding space" in result.stderr
+
+
+def test_the_worker_keeps_its_dsn_off_the_command_line(conn: Conn, db: str) -> None:
+    """`memex worker` started the server venv's Python with `--dsn <dsn>`, a password
+    included, readable by every user of the machine in `ps`."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "memex.cli", "worker"],
+        env={**os.environ, "MEMEX_DSN": db}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            command = Path(f"/proc/{worker.pid}/cmdline").read_bytes().split(b"\0")
+            if b"memex_db.worker" in command:  # the exec into the server venv happened
+                break
+            time.sleep(0.1)
+        assert b"memex_db.worker" in command, command
+        assert not any(db.encode() in part for part in command), command
+        assert b"--dsn" not in command
+    finally:
+        stop_process(worker, timeout=20)
