@@ -221,6 +221,55 @@ $$;
 comment on function memex._advisory_class(text) is
 'Internal: the first key of memex''s advisory locks for a purpose (embedders, reembed, text_index, space_index).';
 
+-- memex._advisory_holders(key1, key2): who holds an advisory lock, for the message of a wait
+-- that gave up: "pid 123 (application psql, user api)", or null. One bigint key (key2 null) or
+-- two integer keys, as pg_advisory_lock takes them. Any session may take memex's keys (an
+-- advisory lock needs no privilege): every memex wait on one is bounded and names the holder.
+create or replace function memex._advisory_holders(key1 bigint, key2 integer default null)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.string_agg(pg_catalog.format('pid %s (application %s, user %s)', l.pid
+               , coalesce(nullif(a.application_name, ''), '-'), coalesce(a.usename::text, '-'))
+               , ', ' order by l.pid)
+      from pg_catalog.pg_locks as l
+      left join pg_catalog.pg_stat_activity as a on l.pid = a.pid
+     where l.locktype = 'advisory' and l.granted and l.pid <> pg_catalog.pg_backend_pid()
+       and case when _advisory_holders.key2 is null
+                then l.classid = ((_advisory_holders.key1 >> 32) & 4294967295)::text::oid
+                     and l.objid = (_advisory_holders.key1 & 4294967295)::text::oid and l.objsubid = 1
+                else l.classid = (_advisory_holders.key1 & 4294967295)::text::oid
+                     and l.objid = (_advisory_holders.key2::bigint & 4294967295)::text::oid and l.objsubid = 2
+           end
+$$;
+
+comment on function memex._advisory_holders(bigint, integer) is
+'Internal: the sessions holding an advisory lock (pid, application, user), for the message of a wait that gave up.';
+
+-- memex._bounded_lock_timeout(): lock_timeout for a memex wait on an advisory lock: the
+-- session's own when it has one, else 30 s (a wait must end, naming whom it waited for).
+create or replace function memex._bounded_lock_timeout()
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if pg_catalog.current_setting('lock_timeout') in ('0', '0ms') then
+        perform pg_catalog.set_config('lock_timeout', '30s', true);
+    end if;
+end
+$$;
+
+comment on function memex._bounded_lock_timeout() is
+'Internal: bounds this transaction''s lock waits at 30 s when the session set no lock_timeout.';
+
 -- memex._check_batch_size(n): the batch sizes embedding procedures accept.
 create or replace function memex._check_batch_size(n integer)
 returns integer
@@ -272,7 +321,9 @@ as $$
 declare
     candidates uuid[];
 begin
-    perform pg_catalog.pg_advisory_xact_lock_shared(memex._advisory_class('embedders'), 1);
+    -- shared, tried: a session that took this key exclusively must not stop every embedding
+    -- (the head count is then one short)
+    perform pg_catalog.pg_try_advisory_xact_lock_shared(memex._advisory_class('embedders'), 1);
     perform pg_catalog.set_config('memex.in_load', 'on', true);
     finished := false;
     wrapped := coalesce(wrapped, false);
@@ -760,6 +811,7 @@ as $$
 declare
     sp memex.spaces;
     started timestamptz := pg_catalog.clock_timestamp();
+    saved_timeout text;
 begin
     select s.* into strict sp from memex.spaces as s where s.id = _finish_load_index.space_id;
     if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
@@ -767,7 +819,16 @@ begin
         return null;
     end if;
     -- another runner may be building it: wait for it, then look again (memex._defer_index_for_load)
-    perform pg_catalog.pg_advisory_xact_lock(memex._advisory_class('space_index'), sp.id);
+    saved_timeout := pg_catalog.current_setting('lock_timeout');
+    perform memex._bounded_lock_timeout();
+    begin
+        perform pg_catalog.pg_advisory_xact_lock(memex._advisory_class('space_index'), sp.id);
+    exception when lock_not_available then
+        raise notice 'memex.embed_pending: the index lock of space % is held by %: that session builds the index; this CALL leaves it'
+            , sp.name, coalesce(memex._advisory_holders(memex._advisory_class('space_index'), sp.id), 'a session now gone');
+        return null;
+    end;
+    perform pg_catalog.set_config('lock_timeout', saved_timeout, true);  -- the build waits as before
     if memex._space_index_valid(sp.id) is not null then
         return null;
     end if;

@@ -15,8 +15,18 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
 begin
-    perform pg_catalog.pg_advisory_xact_lock(memex._text_lock_key(tenant, language));
+    perform memex._bounded_lock_timeout();
+    begin
+        perform pg_catalog.pg_advisory_xact_lock(memex._text_lock_key(tenant, language));
+    exception when lock_not_available then
+        raise exception 'the text index of tenant %, %, is locked by %', tenant, _text_rebuild.language
+            , coalesce(memex._advisory_holders(memex._text_lock_key(tenant, language)), 'a session now gone')
+            using errcode = '55P03', hint = 'a merge holds it for milliseconds; a session that keeps it took memex''s key: end it';
+    end;
+    perform pg_catalog.set_config('lock_timeout', saved_timeout, true);
     with gone as (
         delete from memex.text_postings as p where p.tenant_id = tenant and p.language = _text_rebuild.language
     ),

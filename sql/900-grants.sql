@@ -89,6 +89,8 @@ grant execute on function memex._dimension_guard() to memex_admin, memex_app;
 grant execute on function memex._pending_here(integer) to memex_admin, memex_app;
 grant execute on function memex._pending_chunks(integer, integer, uuid, integer, uuid[]) to memex_admin, memex_app;
 grant execute on function memex._advisory_class(text) to memex_admin, memex_app;
+grant execute on function memex._advisory_holders(bigint, integer) to memex_admin, memex_app;
+grant execute on function memex._bounded_lock_timeout() to memex_admin, memex_app;
 grant execute on function memex._tenant_tables() to memex_admin;
 grant execute on function memex._check_batch_size(integer) to memex_admin;
 grant execute on function memex._chunks_here(integer) to memex_admin, memex_app;

@@ -39,6 +39,40 @@ def _other_databases(conn: psycopg.Connection[tuple[object, ...]]) -> Finding:
     )
 
 
+# What bounds an application session's hold on locks and resources (docs/tenancy.md).
+APP_TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout",
+                "temp_file_limit")  # fmt: skip
+_APP_LOGINS = """
+select r.rolname,
+       array(select split_part(c, '=', 1) from pg_db_role_setting as s, unnest(s.setconfig) as c
+              where s.setrole in (r.oid, 0)
+                and s.setdatabase in (0, (select d.oid from pg_database as d
+                                           where d.datname = current_database()))
+                and (s.setrole <> 0 or s.setdatabase <> 0)) as set
+  from pg_roles as r
+ where r.rolcanlogin and not r.rolsuper and pg_has_role(r.oid, 'memex_app', 'member')
+ order by 1
+"""
+
+
+def _app_timeouts(conn: psycopg.Connection[tuple[object, ...]]) -> Finding:
+    """Login roles of memex_app without the settings that bound a session's locks: a LOCK
+    TABLE or a transaction left open holds every tenant's writers until it ends."""
+    missing = []
+    for role, configured in conn.execute(_APP_LOGINS).fetchall():
+        present = {str(name) for name in configured or []}  # type: ignore[attr-defined]
+        absent = [name for name in APP_TIMEOUTS if name not in present]
+        if absent:
+            missing.append(f"{role} ({', '.join(absent)})")
+    return Finding(
+        "application timeouts",
+        not missing,
+        "unset for " + "; ".join(missing) if missing else "every login role of memex_app has them",
+        "ALTER ROLE <role> SET statement_timeout = '30s' (and the others): docs/tenancy.md",
+        warning_only=True,
+    )
+
+
 def _installed_state(conn: psycopg.Connection[tuple[object, ...]], dsn: str) -> list[Finding]:
     row = conn.execute("select to_regprocedure('memex.version()')").fetchone()
     if row == (None,):
@@ -54,6 +88,7 @@ def _installed_state(conn: psycopg.Connection[tuple[object, ...]], dsn: str) -> 
         )
     ]
     findings.append(_other_databases(conn))
+    findings.append(_app_timeouts(conn))
     pending = pending_migrations(dsn)
     findings.append(
         Finding(

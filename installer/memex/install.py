@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
 from memex import __version__
 from memex.dsn import connect
-from memex.errors import PrerequisiteError
+from memex.errors import MemexError, PrerequisiteError
 from memex.migrate import apply_migrations, apply_sql_dir
 from memex.prereqs import Finding, blocking, check_all
 
@@ -169,10 +170,42 @@ $reassign$
 """
 
 
-def install(dsn: str, say: Callable[[str], None] = print) -> InstallReport:
+# How long an install waits for another one. Any session may take the key (an advisory lock
+# needs no privilege): a wait must end, naming the holder.
+INSTALL_LOCK_WAIT = "300s"
+_LOCK_HOLDERS = """
+select string_agg('pid ' || l.pid || ' (application '
+                  || coalesce(nullif(a.application_name, ''), '-')
+                  || ', user ' || coalesce(a.usename::text, '-') || ')', ', ' order by l.pid)
+  from pg_locks as l left join pg_stat_activity as a on a.pid = l.pid
+ where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+   and l.classid = ((%(key)s::bigint >> 32) & 4294967295)::text::oid
+   and l.objid = (%(key)s::bigint & 4294967295)::text::oid
+"""
+
+
+def _take_install_lock(conn: psycopg.Connection[Any], wait: str) -> None:
+    conn.execute("select set_config('lock_timeout', %s, false)", (wait,))
+    try:
+        conn.execute("select pg_advisory_lock(%s)", (INSTALL_LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        row = conn.execute(_LOCK_HOLDERS, {"key": INSTALL_LOCK_KEY}).fetchone()
+        raise MemexError(
+            f"another session has held memex's install lock for over {wait}: "
+            f"{(row[0] if row else None) or 'gone now'}; nothing was changed.\n"
+            "hint: wait for that install to finish, or end the session: "
+            "select pg_terminate_backend(<pid>)"
+        ) from None
+    finally:
+        conn.execute("reset lock_timeout")
+
+
+def install(
+    dsn: str, say: Callable[[str], None] = print, lock_wait: str = INSTALL_LOCK_WAIT
+) -> InstallReport:
     with connect(dsn) as conn:
         # Locked before the checks too: they read what a concurrent installer may be creating.
-        conn.execute("select pg_advisory_lock(%s)", (INSTALL_LOCK_KEY,))
+        _take_install_lock(conn, lock_wait)
         try:
             findings = check_all(conn)
             failed = blocking(findings)

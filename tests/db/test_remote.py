@@ -107,6 +107,7 @@ class FaultProxy:
         self.requests = 0
         self.refuse_containing: str | None = None  # 413 for a request holding this text
         self.refused = 0
+        self.oversize = False  # answer 65 MB of JSON
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -125,6 +126,13 @@ class FaultProxy:
                     return
                 sent = json.loads(body)
                 sent.pop("dimensions", None)
+                if proxy.oversize:
+                    huge = b'{"data": [' + b"0," * (33 << 20) + b"0]}"
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(huge)))
+                    self.end_headers()
+                    self.wfile.write(huge)
+                    return
                 marker = proxy.refuse_containing
                 if marker and any(marker in text for text in sent["input"]):
                     proxy.refused += 1  # as a server refuses a text over its input limit
@@ -459,6 +467,13 @@ def test_a_poison_chunk_is_isolated_reported_retried_then_parked(
     assert chunk is not None and str(chunk[0]) in failed and "tenant a" in failed
     assert "HTTP 413" in failed and "retried after" in failed
     assert "1 failed" in next(n for n in notices if "done," in n)
+    status = subprocess.run(
+        [sys.executable, "-m", "memex.cli", "status", "--dsn", db],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "Failed chunks" in status and str(chunk[0]) in status and "[54000]" in status
+    remote = next(x.split() for x in status.splitlines() if x.strip().startswith("remote "))
+    assert remote[-1] == "1", "the space's failed count"
 
     # Waiting for its retry, it is skipped: the next run asks the server nothing.
     before = proxy.requests
@@ -543,3 +558,12 @@ def test_a_write_with_embed_on_write_succeeds_when_its_chunk_cannot_be_embedded(
         assert app.execute("select count(*) from memex.documents").fetchone() == (2,)
     assert _remote_vectors(conn) == {"a": 1}
     assert [f[1] for f in _failures(conn)] == [f"bad {POISON}"]
+
+
+def test_an_answer_over_64_mb_is_refused_not_read_whole(
+    conn: Conn, db: str, proxy: FaultProxy
+) -> None:
+    _remote_space(conn, proxy.url)
+    proxy.oversize = True
+    with pytest.raises(psycopg.errors.DataException, match="more than 64 MB"):
+        conn.execute("select memex.embed('hello', 'remote')")

@@ -322,3 +322,42 @@ def test_a_query_of_the_most_common_words_reads_a_bounded_number_of_postings(
     assert left_out and "of the query's 200 words left out" in left_out[0][0]
     # 2,000,000 postings at about 70 bytes each at the peak: well under 300 MB more
     assert peak - before < 300, (before, peak)
+
+
+def test_a_rebuild_waits_for_the_text_lock_a_bounded_time_and_names_its_holder(
+    db: str, conn: Conn
+) -> None:
+    """The text index's rebuild waited without end for its advisory key, which any session
+    may take."""
+    ids = make_tenants(conn, "a")
+    with psycopg.connect(db, autocommit=True) as squatter:
+        squatter.execute("set application_name = 'squatter'")
+        squatter.execute("set role memex_app")
+        squatter.execute("select pg_advisory_lock(memex._text_lock_key(%s, 'english'))",
+                         (ids["a"],))  # fmt: skip
+        with psycopg.connect(db, autocommit=True) as admin:
+            admin.execute("set role memex_admin")
+            admin.execute("select memex.set_tenant('a', false)")
+            admin.execute("select memex.upsert_document('d', 'some english text')")
+            admin.execute("reset memex.tenant_id")
+            admin.execute("set lock_timeout = '1s'")
+            with pytest.raises(psycopg.errors.LockNotAvailable) as refused:
+                admin.execute("call memex.optimize_text_index('a')")
+    assert "(application squatter, user " in str(refused.value)
+
+
+def test_a_session_holding_the_embedders_key_stops_no_embedding(db: str, conn: Conn) -> None:
+    """Every embedding backend takes the 'embedders' key in shared mode to count the others; a
+    session holding it exclusively stopped every embed_pending, worker and reembed."""
+    ids = make_tenants(conn, "a")
+    with psycopg.connect(db, autocommit=True) as squatter:
+        squatter.execute("set role memex_app")
+        squatter.execute("select pg_advisory_lock(memex._advisory_class('embedders'), 1)")
+        with psycopg.connect(db, autocommit=True) as writer:
+            writer.execute("select memex.set_tenant(%s, false)", (ids["a"],))
+            writer.execute("select memex.upsert_document('d', 'a text to embed')")
+        with psycopg.connect(db, autocommit=True) as admin:
+            admin.execute("set role memex_admin")
+            admin.execute("set statement_timeout = '60s'")
+            admin.execute("call memex.embed_pending()")
+            assert admin.execute("select memex.pending_count()").fetchone() == (0,)

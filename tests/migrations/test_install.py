@@ -239,3 +239,42 @@ def test_a_killed_installer_leaves_nothing_the_next_install_cannot_finish(
         assert schema_dump(dsn) == schema_dump(template_dsn)
     finally:
         drop_database(pg_cluster, name)
+
+
+def test_an_install_waits_for_the_install_lock_a_bounded_time_and_names_its_holder(
+    db: str,
+) -> None:
+    """An advisory lock needs no privilege: any session could take memex's install key and
+    every install waited for it forever."""
+    with psycopg.connect(db, autocommit=True) as squatter:
+        squatter.execute("set application_name = 'squatter'")
+        squatter.execute("set role memex_app")
+        squatter.execute("select pg_advisory_lock(7274617001)")
+        pid = squatter.execute("select pg_backend_pid()").fetchone()
+        with pytest.raises(MemexError) as refused:
+            install(db, say=lambda _m: None, lock_wait="1s")
+    message = str(refused.value)
+    assert f"pid {pid[0] if pid else 0} (application squatter, user" in message
+    assert "nothing was changed" in message
+    install(db, say=lambda _m: None, lock_wait="1s")  # the lock went with its session
+
+
+def test_doctor_warns_for_application_logins_without_timeouts(db: str) -> None:
+    role = f"api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(f"create role {role} login")
+        conn.execute(f"grant memex_app to {role}")
+        try:
+            result = run_cli("doctor", "--dsn", db)
+            assert result.returncode == 0, result.stdout
+            line = next(x for x in result.stdout.splitlines() if "application timeouts" in x)
+            assert line.startswith("[WARN]") and role in line and "statement_timeout" in line
+            for setting, value in (("statement_timeout", "30s"), ("lock_timeout", "10s"),
+                                   ("idle_in_transaction_session_timeout", "60s"),
+                                   ("temp_file_limit", "1GB")):  # fmt: skip
+                conn.execute(f"alter role {role} set {setting} = '{value}'")
+            result = run_cli("doctor", "--dsn", db)
+            assert f"{role} (" not in result.stdout
+        finally:
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
