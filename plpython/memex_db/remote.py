@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -92,6 +93,12 @@ class Endpoint:
     def embeddings_url(self) -> str:
         return self.url.rstrip("/") + "/embeddings"
 
+    @property
+    def shown_url(self) -> str:
+        """The embeddings URL as messages print it: without credentials or a query string (an
+        endpoint created before create_endpoint refused them may still hold one)."""
+        return redacted(self.embeddings_url)
+
     def cache_key(self) -> str:
         """Changes with any of the row's columns: an altered endpoint is loaded again."""
         row = json.dumps([self.url, self.model, sorted(self.options.items())])
@@ -104,6 +111,12 @@ class Endpoint:
         return hashlib.sha256(
             f"{self.url.rstrip('/')}\0{self.model}\0{wanted}".encode()
         ).hexdigest()
+
+
+def redacted(url: str) -> str:
+    """A URL without its user:password@ and its query string or fragment."""
+    url = re.sub(r"^(https?://)[^/@]*@", r"\1", url)
+    return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 def endpoint_name(model: str) -> str | None:
@@ -213,7 +226,7 @@ class RemoteEncoder:
         wanted = endpoint.option("dimensions")
         if wanted and self.dimensions != wanted:
             raise RemoteAnswerInvalid(
-                f"embedding endpoint {endpoint.embeddings_url} returned {self.dimensions}-"
+                f"embedding endpoint {endpoint.shown_url} returned {self.dimensions}-"
                 f"dimension vectors for model {endpoint.model!r}, but endpoint "
                 f"{endpoint.name!r} asks for {wanted}",
                 hint="the server ignores the dimensions parameter: drop the option, or serve a "
@@ -243,10 +256,11 @@ class RemoteEncoder:
         key = api_key(self.endpoint.name)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        url = self.endpoint.embeddings_url
+        url = self.endpoint.shown_url  # what messages print; the request goes to the real one
         self.limit.wait()
         try:
-            response = self.http.request("POST", url, body=json.dumps(body).encode(),
+            response = self.http.request("POST", self.endpoint.embeddings_url,
+                                         body=json.dumps(body).encode(),
                                          headers=headers, retries=self.retry,
                                          preload_content=False)  # fmt: skip
             data = response.read(MAX_ANSWER_BYTES + 1)

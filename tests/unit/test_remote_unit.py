@@ -69,3 +69,13 @@ def test_an_endpoint_row_changes_its_cache_key_and_signature() -> None:
     assert first.embeddings_url == "http://h:1/v1/embeddings"
     assert len({first.cache_key(), moved.cache_key(), resized.cache_key()}) == 3
     assert first.signature() == resized.signature() != moved.signature()
+
+
+def test_messages_show_an_endpoint_url_without_its_secrets() -> None:
+    """An endpoint created before create_endpoint refused credentials may still hold some."""
+    assert remote.redacted("https://u:pw@h.example/v1/embeddings?api_key=k#x") == (
+        "https://h.example/v1/embeddings"
+    )
+    assert remote.redacted("http://127.0.0.1:7997/v1/embeddings") == (
+        "http://127.0.0.1:7997/v1/embeddings"
+    )
