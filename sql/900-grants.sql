@@ -143,7 +143,13 @@ grant usage on sequence memex.text_doc_seq to memex_admin, memex_app;
 grant select on memex.text_index_status to memex_admin, memex_app;
 -- Vectors: written by embed_pending and workers (memex_admin) and by embed-on-write in the
 -- application's own statements, always under RLS; spaces: managed by memex_admin only.
-grant select, insert, update, delete on memex.embeddings, memex.embedding_failures to memex_admin, memex_app;
+grant select, insert, update, delete on memex.embeddings, memex.embedding_failures to memex_admin;
+grant select, insert, update, delete on memex.embedding_failures to memex_app;
+-- memex_app stores vectors but deletes none (they go with their chunks) and updates three
+-- columns: with no table-level UPDATE or DELETE it cannot LOCK the table every search reads
+-- (LOCK ... IN ACCESS EXCLUSIVE MODE needs one of them).
+grant select, insert on memex.embeddings to memex_app;
+grant update (embedding, content_hash, embedded_at) on memex.embeddings to memex_app;
 grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
 -- every embedding backend counts the others through it (memex_db.api._concurrent_embedders)
 grant select on memex.embedding_backends to memex_admin, memex_app;

@@ -167,3 +167,18 @@ def test_a_chunk_language_outside_the_builtin_configurations_is_refused(
     with pytest.raises(refused):
         conn.execute("update memex.chunks set language = %s", (language,))
     assert conn.execute("select count(*) from memex.chunks").fetchone() == before
+
+
+def test_the_application_cannot_lock_the_vectors_every_search_reads(
+    conn: Conn, two_tenants: dict[str, str]
+) -> None:
+    """LOCK TABLE ... IN ACCESS EXCLUSIVE MODE needs table-level UPDATE, DELETE or TRUNCATE:
+    memex_app held them on memex.embeddings, and one session could stop every tenant's
+    searches. It now stores vectors with INSERT and updates three columns."""
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute("lock table memex.embeddings in access exclusive mode")
+    # what the application still does to vectors works: an upsert through the API path
+    conn.execute(
+        "select memex._store_embeddings(1, array[c.id], array['\\x00'::bytea],"
+        " array[memex.embed('x')]) from memex.chunks as c limit 1"
+    )
