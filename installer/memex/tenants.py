@@ -3,7 +3,6 @@ nearest names when unknown, and `memex tenant list|create|delete`."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from memex.client import queries
 from memex.dsn import connect
 from memex.errors import MemexError
 
@@ -28,13 +28,10 @@ def check_tenant(
     except psycopg.errors.NoDataFound:
         pass
     with conn.transaction():
-        names = [str(r[0]) for r in conn.execute("select name from memex.tenants order by name")]
-    close = difflib.get_close_matches(tenant, names, n=3, cutoff=0.6)
-    message = f"unknown tenant {tenant!r}"
-    if close:  # a typo: offer the likely fix only, not the creation of the mistyped name
-        raise MemexError(f"{message}: did you mean {' or '.join(repr(c) for c in close)}?")
-    message += f": create it with `memex tenant create {tenant}` as memex_admin"
-    if create_flag:
+        names = [str(r[0]) for r in conn.execute(queries.TENANT_NAMES)]
+    error = queries.tenant_not_found(tenant, names)
+    message = error.message + (f": {error.hint}" if error.hint else "")
+    if error.hint and create_flag:
         message += f", or pass {create_flag}"
     raise MemexError(message)
 

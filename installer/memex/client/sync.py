@@ -1,0 +1,198 @@
+"""`memex.Client`: memex from Python, one tenant per client, over a connection pool.
+
+Every call is one transaction that sets the client's tenant inside it (`set_tenant(...,
+is_local => true)`), so a pooled connection never carries a tenant from one call to the next
+and the client is safe behind PgBouncer in transaction mode. The statements of a call go out
+in one pipeline: BEGIN, set_tenant and the query cost one round trip, COMMIT another.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from memex.client import queries
+from memex.client.errors import MemexClientError, translate
+from memex.client.results import MessagesStored, SearchResult, Stored
+
+log = logging.getLogger("memex")
+Conn = psycopg.Connection[Any]
+
+
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    """The database's NOTICEs (chunks not embedded yet, stop words only) on the memex logger."""
+    log.info("%s", diag.message_primary)
+
+
+def _configure(conn: Conn) -> None:
+    conn.add_notice_handler(_log_notice)
+
+
+def _reset(conn: Conn) -> None:
+    conn.execute(queries.RESET)
+    conn.commit()
+
+
+class Client:
+    """memex for one tenant: `Client(dsn=None, tenant="acme")`. `dsn` defaults to
+    $MEMEX_DSN, else the dev cluster. The tenant is checked at once: an unknown one raises
+    TenantNotFound naming the nearest the role can see. Use it as a context manager, or
+    `close()` it."""
+
+    def __init__(self, dsn: str | None = None, *, tenant: str, min_size: int = 1,
+                 max_size: int = 4, timeout: float = 30.0):  # fmt: skip
+        from memex.dsn import resolve_dsn
+
+        self.dsn = resolve_dsn(dsn)
+        self.tenant = tenant
+        # No server-side prepared statements: behind PgBouncer in transaction mode the next
+        # transaction may run on another server connection, which does not know them.
+        self.pool = ConnectionPool(self.dsn, min_size=min_size, max_size=max_size,
+                                   timeout=timeout, configure=_configure, reset=_reset,
+                                   kwargs={"prepare_threshold": None}, open=True,
+                                   name="memex")  # fmt: skip
+        try:
+            self._check_tenant()
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _check_tenant(self) -> None:
+        with self.pool.connection() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(queries.SET_TENANT, (self.tenant,))
+                return
+            except psycopg.errors.NoDataFound:
+                pass
+            except psycopg.Error as exc:
+                raise translate(exc) from None
+            with conn.transaction():
+                names = [str(r[0]) for r in conn.execute(queries.TENANT_NAMES)]
+        raise queries.tenant_not_found(self.tenant, names)
+
+    @contextmanager
+    def _call(self) -> Iterator[Conn]:
+        """A pooled connection in a transaction of the client's tenant; errors translated."""
+        try:
+            with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+                conn.execute(queries.SET_TENANT, (self.tenant,))
+                yield conn
+        except psycopg.Error as exc:
+            raise translate(exc) from None
+
+    def _one(self, statement: Any, params: Any) -> Any:
+        with self._call() as conn:
+            row = conn.execute(statement, params).fetchone()
+        return row
+
+    # -- search ----------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        k: int = 8,
+        mode: str = "hybrid",
+        filters: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> list[SearchResult]:
+        """memex.rag_search: the best k chunks for the query (options: docs/search.md)."""
+        statement, params = queries.search(query, k, mode, filters, options)
+        with self._call() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(statement, params).fetchall()
+        return [SearchResult.from_row(r) for r in rows]
+
+    def context(self, query: str, token_budget: int = 2000,
+                filters: dict[str, Any] | None = None, **options: Any) -> str:  # fmt: skip
+        """memex.compose_context: the best passages as one cited block within the budget."""
+        statement, params = queries.context(query, token_budget, filters, options)
+        row = self._one(statement, params)
+        return str(row[0]) if row and row[0] is not None else ""
+
+    # -- documents -------------------------------------------------------------------------
+    def upsert_document(self, uri: str, content: str, title: str | None = None,
+                        metadata: dict[str, Any] | None = None, folder: str | None = None
+                        ) -> Stored:  # fmt: skip
+        row = self._one(queries.UPSERT_DOCUMENT, (uri, content, title, Jsonb(metadata or {}),
+                                                  folder))  # fmt: skip
+        return Stored(str(row[0]), str(row[1]))
+
+    def delete_document(self, uri: str) -> bool:
+        row = self._one(queries.DELETE_DOCUMENT, (uri,))
+        return bool(row and row[0])
+
+    # -- conversations ---------------------------------------------------------------------
+    def upsert_conversation(self, slug: str, title: str | None = None,
+                            created_date: str | None = None,
+                            metadata: dict[str, Any] | None = None,
+                            system_prompt: str | None = None) -> Stored:  # fmt: skip
+        """Creates or updates a conversation; None keeps what is stored."""
+        row = self._one(queries.UPSERT_CONVERSATION, (
+            slug, title, created_date, None if metadata is None else Jsonb(metadata),
+            system_prompt))  # fmt: skip
+        return Stored(str(row[0]), str(row[1]))
+
+    def add_messages(self, slug: str, messages: Sequence[dict[str, Any]],
+                     title: str | None = None) -> MessagesStored:  # fmt: skip
+        """Appends messages ({role, content, ts?, name?, metadata?}; a `seq` updates that
+        message instead) to a conversation, created when new, in one transaction."""
+        with self._call() as conn:
+            conversation = conn.execute(queries.UPSERT_CONVERSATION,
+                                        (slug, title, None, None, None)).fetchone()  # fmt: skip
+            counts = conn.execute(queries.UPSERT_MESSAGES, (
+                slug, queries.messages_payload(list(messages)), False)).fetchone()  # fmt: skip
+        assert conversation is not None and counts is not None
+        return MessagesStored(str(conversation[0]), *(int(c) for c in counts))
+
+    def upsert_summaries(self, slug: str, artefact: dict[str, Any]) -> dict[str, int]:
+        """An artefact v2 document of summaries (docs/artefact-v2.md)."""
+        row = self._one(queries.UPSERT_SUMMARIES, (slug, Jsonb(artefact)))
+        return {"inserted": int(row[0]), "updated": int(row[1]), "unchanged": int(row[2])}
+
+    def delete_conversation(self, slug: str) -> bool:
+        row = self._one(queries.DELETE_CONVERSATION, (slug,))
+        return bool(row and row[0])
+
+    # -- files and embedding ---------------------------------------------------------------
+    def ingest(self, paths: Sequence[str | Path], **options: Any) -> Any:
+        """`memex ingest`'s engine over files and directories, into the client's tenant
+        (options: uri_prefix, language, root, excludes, follow_links, max_file_mb). Returns
+        its IngestReport."""
+        from memex.ingest import ingest
+
+        try:
+            return ingest(self.dsn, [str(p) for p in paths], self.tenant, **options)
+        except psycopg.Error as exc:
+            raise translate(exc) from None
+
+    def embed_pending(self, space: str | None = None, batch_size: int = 64,
+                      max_rows: int | None = None) -> None:  # fmt: skip
+        """CALL memex.embed_pending (memex_admin): embeds what is pending, every tenant the
+        role may list, committing each batch."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                conn.execute(queries.EMBED_PENDING, (space, batch_size, max_rows))
+            except psycopg.Error as exc:
+                raise translate(exc) from None
+            finally:
+                conn.autocommit = False
+
+
+__all__ = ["Client", "MemexClientError"]
