@@ -161,3 +161,80 @@ $$;
 
 comment on function memex.set_tenant(text, boolean) is
 'Acts for a tenant (name or id) for this transaction (is_local, the default) or session; unknown tenant: error P0002, nothing set.';
+
+-- API tokens: the MCP server over HTTP maps a bearer token to one tenant (docs/mcp.md).
+
+-- memex.tenant_for_token(token): the tenant a valid token (not revoked, not expired) names, or
+-- null. SECURITY DEFINER because the server resolves a token before any tenant is set, and
+-- api_tokens is memex_admin's alone; it reveals only the tenant of a token the caller holds
+-- (by its sha256: a token is 256 random bits). Owned by memex_owner, pinned search_path,
+-- EXECUTE revoked from PUBLIC.
+create or replace function memex.tenant_for_token(token text)
+returns uuid
+language sql
+stable
+parallel safe
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select t.tenant_id from memex.api_tokens as t
+     where t.token_hash = pg_catalog.sha256(pg_catalog.convert_to(tenant_for_token.token, 'UTF8'))
+       and t.revoked_at is null and (t.expires_at is null or t.expires_at > pg_catalog.now())
+$$;
+
+comment on function memex.tenant_for_token(text) is
+'The tenant a valid API token names (null: unknown, revoked or expired). For the MCP server over HTTP.';
+
+-- memex.create_api_token(tenant, expires_in, label): a new token for a tenant (name or id),
+-- returned once: only its sha256 is kept. For memex_admin.
+create or replace function memex.create_api_token(
+    tenant text, expires_in interval default null, label text default null
+    , out id uuid, out token text
+)
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    owner uuid;
+begin
+    select t.id into owner from memex.tenants as t
+     where t.name = create_api_token.tenant
+        or (create_api_token.tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
+            and t.id = create_api_token.tenant::uuid);
+    if owner is null then
+        raise exception 'unknown tenant: %', coalesce(create_api_token.tenant, 'null')
+            using errcode = 'P0002', hint = 'memex tenant list shows them';
+    end if;
+    if create_api_token.expires_in is not null and create_api_token.expires_in <= interval '0' then
+        raise exception 'expires_in must be positive, not %', create_api_token.expires_in using errcode = '22023';
+    end if;
+    -- two random UUIDs: 244 random bits, from the server's own generator (no pgcrypto needed)
+    token := 'mx_' || pg_catalog.replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+    insert into memex.api_tokens as a (tenant_id, token_hash, label, expires_at)
+    values (owner, pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8')), create_api_token.label
+            , pg_catalog.now() + create_api_token.expires_in)
+    returning a.id into id;
+end
+$$;
+
+comment on function memex.create_api_token(text, interval, text) is
+'Creates an API token for a tenant (for the MCP server over HTTP); the token is returned once, only its sha256 is kept.';
+
+-- memex.revoke_api_token(id): true when a live token was revoked. For memex_admin.
+create or replace function memex.revoke_api_token(id uuid)
+returns boolean
+language sql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    update memex.api_tokens as a set revoked_at = pg_catalog.now()
+     where a.id = revoke_api_token.id and a.revoked_at is null
+    returning true
+$$;
+
+comment on function memex.revoke_api_token(uuid) is 'Revokes an API token; true when a live one was revoked.';

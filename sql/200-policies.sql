@@ -57,3 +57,16 @@ drop policy if exists tenant_owner on memex.tenants;
 create policy tenant_owner on memex.tenants
 for select to memex_owner
 using (true);
+
+-- api_tokens: memex_admin creates, lists and revokes them; memex_owner reads them for
+-- memex.tenant_for_token (SECURITY DEFINER); memex_app has no privilege on the table at all.
+drop policy if exists token_admin on memex.api_tokens;
+create policy token_admin on memex.api_tokens
+for all to memex_admin
+using (true)
+with check (true);
+
+drop policy if exists token_owner on memex.api_tokens;
+create policy token_owner on memex.api_tokens
+for select to memex_owner
+using (true);

@@ -22,6 +22,10 @@ grant execute on function memex.current_tenant() to memex_admin, memex_app;
 grant execute on function memex._require_tenant() to memex_admin, memex_app;
 grant execute on function memex.set_tenant(text, boolean) to memex_admin, memex_app;
 grant execute on function memex.create_tenant(text, jsonb) to memex_admin;
+-- API tokens (the MCP server over HTTP): resolved by whoever serves, managed by memex_admin
+grant execute on function memex.tenant_for_token(text) to memex_admin, memex_app;
+grant execute on function memex.create_api_token(text, interval, text) to memex_admin;
+grant execute on function memex.revoke_api_token(uuid) to memex_admin;
 grant execute on procedure memex.delete_tenant(text, text, integer) to memex_admin;
 grant execute on procedure memex.rechunk(integer) to memex_admin;
 grant execute on function memex._rechunk_source(text, uuid) to memex_admin;
@@ -155,6 +159,7 @@ grant select on memex.spaces, memex.space_status to memex_admin, memex_app;
 grant select on memex.embedding_backends to memex_admin, memex_app;
 grant execute on function memex.tenant_status() to memex_admin, memex_app;
 grant select, insert, update on memex.reembeds to memex_admin;
+grant select, insert, update on memex.api_tokens to memex_admin;
 grant select on memex.reembed_progress to memex_admin;
 grant insert, update, delete on memex.spaces to memex_admin;
 -- Remote endpoints: applications read the URL and model (their queries are embedded there);

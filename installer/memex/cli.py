@@ -12,6 +12,7 @@ from typing import NoReturn
 import psycopg
 
 from memex import __version__, progress
+from memex.client.errors import MemexClientError
 from memex.dsn import resolve_dsn
 from memex.errors import MemexError, database_error_exit_code, describe_database_error
 
@@ -169,6 +170,35 @@ def cmd_context(args: argparse.Namespace) -> int:
 
     return context(resolve_dsn(args.dsn), args.query, _tenant(args), args.budget, k=args.k,
                    mode=args.mode, filters=_filters(args))  # fmt: skip
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from memex.mcp_server import serve_http, serve_stdio
+    except ModuleNotFoundError as exc:
+        raise MemexError(f"memex mcp needs the MCP SDK ({exc.name} is not installed): "
+                         "pip install 'memex[mcp]'") from None  # fmt: skip
+
+    dsn = resolve_dsn(args.dsn)
+    if args.http:
+        if args.tenant:
+            raise MemexError("--tenant is for stdio: over HTTP each bearer token names its tenant "
+                             "(memex token create --tenant T)")  # fmt: skip
+        serve_http(dsn, args.host, args.port)
+    else:
+        serve_stdio(dsn, _tenant(args))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from memex import tokens
+
+    dsn = resolve_dsn(args.dsn)
+    if args.action == "create":
+        return tokens.create(dsn, args.tenant, args.expires, args.label)
+    if args.action == "list":
+        return tokens.listing(dsn, args.json)
+    return tokens.revoke(dsn, args.id)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -340,6 +370,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dsn(context)
     context.set_defaults(handler=cmd_context)
 
+    mcp = sub.add_parser(
+        "mcp", help="serve memex to agents over the Model Context Protocol (stdio or HTTP)",
+        epilog="stdio: one tenant per process (--tenant or $MEMEX_TENANT). HTTP: each request's "
+        "bearer token names its tenant (memex token create). docs/mcp.md has client setups.",
+    )  # fmt: skip
+    mcp.add_argument(
+        "--tenant", help="stdio: the tenant this process serves (default $MEMEX_TENANT)"
+    )
+    mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to listen on (127.0.0.1)")
+    mcp.add_argument("--port", type=int, default=8808, help="HTTP: port (8808); path /mcp")
+    _add_dsn(mcp)
+    mcp.set_defaults(handler=cmd_mcp)
+
+    token = sub.add_parser("token", help="API tokens of the MCP server over HTTP (memex_admin)")
+    token_actions = token.add_subparsers(dest="action", required=True, parser_class=Parser)
+    create_token = token_actions.add_parser("create", help="a new token for a tenant, shown once")
+    create_token.add_argument("--tenant", required=True, help="the tenant the token acts for")
+    create_token.add_argument(
+        "--expires", metavar="INTERVAL", help="e.g. 30d, 12h or a PostgreSQL interval (never)"
+    )
+    create_token.add_argument("--label", help="what the token is for (shown by list)")
+    list_tokens = token_actions.add_parser("list", help="every token: tenant, label, state")
+    list_tokens.add_argument("--json", action="store_true", help="as JSON")
+    revoke_token = token_actions.add_parser("revoke", help="revoke a token by its id")
+    revoke_token.add_argument("id", help="the token's id (memex token list)")
+    for p in (create_token, list_tokens, revoke_token):
+        _add_dsn(p)
+    token.set_defaults(handler=cmd_token)
+
     evaluate = sub.add_parser("eval", help="retrieval quality of rag_search on a BEIR dataset")
     evaluate.add_argument("dir", help="corpus.jsonl, queries.jsonl, qrels/test.tsv")
     evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
@@ -425,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except psycopg.Error as exc:
         print(f"memex: {describe_database_error(exc)}", file=sys.stderr)
+        return database_error_exit_code(exc.sqlstate)
+    except MemexClientError as exc:  # memex mcp: the client's check of its tenant at start
+        print(f"memex: {exc}", file=sys.stderr)
         return database_error_exit_code(exc.sqlstate)
     except KeyboardInterrupt:
         print("memex: interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ from memex import AsyncClient, Client
 from memex.client import (
     InvalidInput,
     LimitExceeded,
+    NotFound,
     PermissionDenied,
     SearchResult,
     TenantNotFound,
@@ -153,3 +154,27 @@ def test_safe_behind_pgbouncer_in_transaction_mode(
         counts = su.execute("select t.name, count(*) from memex.documents d join memex.tenants t"
                             " on t.id = d.tenant_id group by 1 order by 1").fetchall()  # fmt: skip
     assert json.dumps(counts) == json.dumps([["acme", 20], ["globex", 20]])
+
+
+def test_conversations_are_listed_and_read_a_page_at_a_time(
+    db: str, tenants: dict[str, str]
+) -> None:
+    with Client(db + APP, tenant="acme") as memex, Client(db + APP, tenant="globex") as globex:
+        memex.add_messages("standup", [{"role": "user", "content": f"point {n}"}
+                                       for n in range(1, 6)], title="Standup")  # fmt: skip
+        memex.upsert_summaries("standup", {**ARTEFACT, "slug": "standup", "title": "Standup"})
+        (listed,) = memex.list_conversations()
+        assert (listed["slug"], listed["title"], listed["messages"]) == ("standup", "Standup", 5)
+        first = memex.get_conversation("standup", limit=2)
+        assert [m["content"] for m in first["messages"]] == ["point 1", "point 2"]
+        assert first["next_offset"] == 2 and list(first["summaries"]) == [1]
+        last = memex.get_conversation("standup", limit=2, offset=4, level=2)
+        assert [m["seq"] for m in last["messages"]] == [5] and last["next_offset"] is None
+        assert last["summaries"] == {}
+        assert globex.list_conversations() == []
+        with pytest.raises(NotFound, match="unknown conversation: standup"):
+            globex.get_conversation("standup")
+        with pytest.raises(InvalidInput, match="limit must be between 1 and 500"):
+            memex.list_conversations(limit=0)
+        with pytest.raises(InvalidInput, match="offset must be at least 0"):
+            memex.get_conversation("standup", offset=-1)

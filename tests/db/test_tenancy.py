@@ -127,13 +127,14 @@ def test_catalog_security_rules(conn: Conn) -> None:
     assert {r[0] for r in rows} >= set(TENANT_TABLES)
     assert all(r[1] and r[2] for r in rows), rows
     # ... each listed in memex._tenant_tables(), where its policy comes from, and holding it
+    # (api_tokens are credentials an admin manages across tenants: docs/tenancy.md)
     listed = conn.execute("select memex._tenant_tables()").fetchone()
-    assert listed is not None and set(listed[0]) == {r[0] for r in rows}
+    assert listed is not None and set(listed[0]) | {"api_tokens"} == {r[0] for r in rows}
     policies = conn.execute(
         "select c.relname from pg_policy p join pg_class c on c.oid = p.polrelid"
         " where p.polname = 'tenant_isolation' and c.relnamespace = 'memex'::regnamespace"
     ).fetchall()
-    assert {r[0] for r in policies} == {r[0] for r in rows}
+    assert {r[0] for r in policies} | {"api_tokens"} == {r[0] for r in rows}
     tenants = conn.execute("select relrowsecurity and relforcerowsecurity from pg_class"
                            " where oid = 'memex.tenants'::regclass").fetchone()  # fmt: skip
     assert tenants == (True,)
@@ -166,6 +167,7 @@ def test_catalog_security_rules(conn: Conn) -> None:
     ).fetchall()
     assert definers == [
         ("_build_space_index", False), ("_drop_space_index", False), ("set_tenant", True),
+        ("tenant_for_token", True),
     ]  # fmt: skip
     # The app role owns nothing, has no superpowers, cannot create plpython3u functions.
     owned = conn.execute(

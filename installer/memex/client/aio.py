@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from memex.client import queries
-from memex.client.errors import translate
+from memex.client.errors import NotFound, translate
 from memex.client.results import MessagesStored, SearchResult, Stored
 
 log = logging.getLogger("memex")
@@ -52,15 +52,24 @@ class AsyncClient:
                                         timeout=timeout, configure=_configure, reset=_reset,
                                         kwargs={"prepare_threshold": None}, open=False,
                                         name="memex")  # fmt: skip
+        self._owns_pool = True
 
     async def open(self) -> AsyncClient:
-        await self.pool.open()
+        if self._owns_pool:
+            await self.pool.open()
         try:
             await self._check_tenant()
         except BaseException:
-            await self.pool.close()
+            await self.close()
             raise
         return self
+
+    async def for_tenant(self, tenant: str) -> AsyncClient:
+        """A client of another tenant sharing this one's pool (the MCP server over HTTP serves
+        every token's tenant from one pool); closing it leaves the pool open."""
+        other = object.__new__(AsyncClient)
+        other.dsn, other.tenant, other.pool, other._owns_pool = self.dsn, tenant, self.pool, False
+        return await other.open()
 
     async def __aenter__(self) -> AsyncClient:
         return await self.open()
@@ -69,7 +78,8 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        await self.pool.close()
+        if self._owns_pool:
+            await self.pool.close()
 
     async def _check_tenant(self) -> None:
         async with self.pool.connection() as conn:
@@ -169,6 +179,34 @@ class AsyncClient:
     async def delete_conversation(self, slug: str) -> bool:
         row = await self._one(queries.DELETE_CONVERSATION, (slug,))
         return bool(row and row[0])
+
+    # -- reading conversations -------------------------------------------------------------
+    async def list_conversations(self, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        """The tenant's conversations, last written first: slug, title, date, messages."""
+        limit, offset = queries.page(limit, offset)
+        async with self._call() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return list(
+                await (await cur.execute(queries.LIST_CONVERSATIONS, (limit, offset))).fetchall()
+            )
+
+    async def get_conversation(self, slug: str, limit: int = 100, offset: int = 0,
+                         level: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """A conversation's messages (a page of them, in order) and its summaries by level
+        (all, or one level); NotFound when there is no such conversation."""
+        limit, offset = queries.page(limit, offset)
+        async with self._call() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            found = await (await cur.execute(queries.CONVERSATION, (slug,))).fetchone()
+            if found is None:
+                raise NotFound(f"unknown conversation: {slug}", sqlstate="P0002")
+            messages = await (
+                await cur.execute(queries.MESSAGES, (found["id"], limit, offset))
+            ).fetchall()
+            summaries = await (
+                await cur.execute(queries.SUMMARIES, (found["id"], level, level))
+            ).fetchall()
+        return queries.conversation(found, messages, summaries, limit, offset)
 
     # -- files and embedding ---------------------------------------------------------------
     async def ingest(self, paths: Sequence[str | Path], **options: Any) -> Any:

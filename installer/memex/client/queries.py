@@ -30,6 +30,35 @@ UPSERT_MESSAGES = (
 UPSERT_SUMMARIES = "select inserted, updated, unchanged from memex.upsert_summaries(%s, %s)"
 DELETE_CONVERSATION = "select memex.delete_conversation(%s)"
 EMBED_PENDING = "call memex.embed_pending(%s, %s, %s)"
+# Conversations, last written first: the tenant is named (RLS binds no superuser).
+LIST_CONVERSATIONS = """
+select c.slug, c.title, c.created_date::text as date, c.updated_at::text as updated_at,
+       (select count(*) from memex.messages as m
+         where m.tenant_id = c.tenant_id and m.conversation_id = c.id) as messages
+  from memex.conversations as c
+ where c.tenant_id = memex.current_tenant()
+ order by c.updated_at desc, c.slug
+ limit %s offset %s
+"""
+CONVERSATION = """
+select c.id, c.slug, c.title, c.created_date::text as date, c.metadata
+  from memex.conversations as c where c.tenant_id = memex.current_tenant() and c.slug = %s
+"""
+MESSAGES = """
+select m.seq, m.role::text as role, m.content, m.ts::text as ts, m.metadata ->> 'name' as name
+  from memex.messages as m
+ where m.tenant_id = memex.current_tenant() and m.conversation_id = %s
+ order by m.seq limit %s offset %s
+"""
+SUMMARIES = """
+select s.level, s.index, s.content, s.covers, s.topics
+  from memex.summaries as s
+ where s.tenant_id = memex.current_tenant() and s.conversation_id = %s
+   and (%s::integer is null or s.level = %s::integer)
+ order by s.level, s.index nulls last, s.created_at
+"""
+# Pages of conversations and messages are bounded: a caller pages with offset.
+MAX_PAGE = 500
 # A connection back in the pool keeps no tenant: set_tenant is transaction-local anyway, this
 # also clears a session-wide one a caller set by hand.
 RESET = "select pg_catalog.set_config('memex.tenant_id', '', false)"
@@ -102,3 +131,26 @@ def tenant_not_found(tenant: str, visible: list[str]) -> TenantNotFound:
         hint=f"create it with `memex tenant create {tenant}` as memex_admin",
         sqlstate="P0002",
     )
+
+
+def page(limit: int, offset: int) -> tuple[int, int]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
+    if offset < 0:
+        raise InvalidInput(f"offset must be at least 0, not {offset}")
+    return limit, offset
+
+
+def conversation(
+    found: dict[str, Any], messages: list[dict[str, Any]], summaries: list[dict[str, Any]],
+    limit: int, offset: int,
+) -> dict[str, Any]:  # fmt: skip
+    """get_conversation's answer: the conversation, a page of its messages, summaries by level."""
+    levels: dict[int, list[dict[str, Any]]] = {}
+    for summary in summaries:
+        levels.setdefault(int(summary.pop("level")), []).append(summary)
+    return {
+        "slug": found["slug"], "title": found["title"], "date": found["date"],
+        "metadata": found["metadata"], "messages": messages, "summaries": levels,
+        "next_offset": offset + limit if len(messages) == limit else None,
+    }  # fmt: skip

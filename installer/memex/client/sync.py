@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from memex.client import queries
-from memex.client.errors import MemexClientError, translate
+from memex.client.errors import MemexClientError, NotFound, translate
 from memex.client.results import MessagesStored, SearchResult, Stored
 
 log = logging.getLogger("memex")
@@ -168,6 +168,28 @@ class Client:
     def delete_conversation(self, slug: str) -> bool:
         row = self._one(queries.DELETE_CONVERSATION, (slug,))
         return bool(row and row[0])
+
+    # -- reading conversations -------------------------------------------------------------
+    def list_conversations(self, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        """The tenant's conversations, last written first: slug, title, date, messages."""
+        limit, offset = queries.page(limit, offset)
+        with self._call() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return list(cur.execute(queries.LIST_CONVERSATIONS, (limit, offset)).fetchall())
+
+    def get_conversation(self, slug: str, limit: int = 100, offset: int = 0,
+                         level: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """A conversation's messages (a page of them, in order) and its summaries by level
+        (all, or one level); NotFound when there is no such conversation."""
+        limit, offset = queries.page(limit, offset)
+        with self._call() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            found = cur.execute(queries.CONVERSATION, (slug,)).fetchone()
+            if found is None:
+                raise NotFound(f"unknown conversation: {slug}", sqlstate="P0002")
+            messages = cur.execute(queries.MESSAGES, (found["id"], limit, offset)).fetchall()
+            summaries = cur.execute(queries.SUMMARIES, (found["id"], level, level)).fetchall()
+        return queries.conversation(found, messages, summaries, limit, offset)
 
     # -- files and embedding ---------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], **options: Any) -> Any:
