@@ -180,13 +180,15 @@ def cmd_mcp(args: argparse.Namespace) -> int:
                          "pip install 'memex[mcp]'") from None  # fmt: skip
 
     dsn = resolve_dsn(args.dsn)
+    if args.embed_max_chars < 0:
+        raise MemexError(f"--embed-max-chars must be 0 or more, not {args.embed_max_chars}")
     if args.http:
         if args.tenant:
             raise MemexError("--tenant is for stdio: over HTTP each bearer token names its tenant "
                              "(memex token create --tenant T)")  # fmt: skip
-        serve_http(dsn, args.host, args.port)
+        serve_http(dsn, args.host, args.port, args.embed_max_chars)
     else:
-        serve_stdio(dsn, _tenant(args))
+        serve_stdio(dsn, _tenant(args), args.embed_max_chars)
     return 0
 
 
@@ -381,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to listen on (127.0.0.1)")
     mcp.add_argument("--port", type=int, default=8808, help="HTTP: port (8808); path /mcp")
+    mcp.add_argument(
+        "--embed-max-chars", type=int, default=16_000, metavar="N",
+        help="a write of at most N characters is embedded at once, a bigger one is left to "
+        "the worker (16000; 0: leave every write to the worker)",
+    )  # fmt: skip
     _add_dsn(mcp)
     mcp.set_defaults(handler=cmd_mcp)
 

@@ -35,6 +35,9 @@ INSTRUCTIONS = (
     "what should outlive this conversation; `add_messages` to log a conversation's turns."
 )
 Mode = Literal["hybrid", "vector", "text"]
+# A write up to this size is embedded at once (a few chunks: tens of milliseconds), so an
+# agent finds it by meaning in its next turn; a bigger one waits for the worker.
+SMALL_WRITE_CHARS = 16_000
 
 
 @dataclass
@@ -117,8 +120,20 @@ def _memory_uri(text: str) -> str:
     return "memory/" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build(tenants: Tenants, auth: tuple[AuthSettings, TokenTenants] | None = None) -> MemexMCP:
-    """The server and its tools; `auth` for HTTP (settings and the token verifier)."""
+def _searchable(embedded: bool) -> str:
+    if embedded:
+        return "now, by words and by meaning"
+    return "by words now; by meaning once embedded (memex worker or memex embed)"
+
+
+def build(
+    tenants: Tenants,
+    auth: tuple[AuthSettings, TokenTenants] | None = None,
+    embed_max_chars: int = SMALL_WRITE_CHARS,
+) -> MemexMCP:
+    """The server and its tools; `auth` for HTTP (settings and the token verifier). A write of
+    at most `embed_max_chars` characters embeds its chunks in its own transaction (embed on
+    write); a bigger one is left to the worker (docs/mcp.md)."""
     server = MemexMCP(
         name="memex", version=__version__, instructions=INSTRUCTIONS,
         auth=auth[0] if auth else None, token_verifier=auth[1] if auth else None,
@@ -182,8 +197,11 @@ def build(tenants: Tenants, auth: tuple[AuthSettings, TokenTenants] | None = Non
         if not text.strip():
             raise ToolError("text is empty: there is nothing to remember")
         uri = uri or _memory_uri(text)
-        stored = await calling((await client()).upsert_document(uri, text, title, metadata))
-        return {"uri": uri, "id": stored.id, "action": stored.action}
+        embed = len(text) <= embed_max_chars
+        memex = await client()
+        stored = await calling(memex.upsert_document(uri, text, title, metadata, embed=embed))
+        return {"uri": uri, "id": stored.id, "action": stored.action,
+                "searchable": _searchable(embed)}  # fmt: skip
 
     @server.tool()
     async def add_messages(
@@ -200,9 +218,13 @@ def build(tenants: Tenants, auth: tuple[AuthSettings, TokenTenants] | None = Non
         title: str | None = None,
     ) -> dict[str, Any]:
         """Append messages to a conversation, creating it when new."""
-        stored = await calling((await client()).add_messages(conversation, messages, title))
+        size = sum(len(str(message.get("content", ""))) for message in messages)
+        embed = size <= embed_max_chars
+        memex = await client()
+        stored = await calling(memex.add_messages(conversation, messages, title, embed=embed))
         return {"conversation": conversation, "inserted": stored.inserted,
-                "updated": stored.updated, "unchanged": stored.unchanged}  # fmt: skip
+                "updated": stored.updated, "unchanged": stored.unchanged,
+                "searchable": _searchable(embed)}  # fmt: skip
 
     @server.tool()
     async def forget(
@@ -290,17 +312,17 @@ async def _refuse_rls_bypass(base: AsyncClient) -> None:
         )
 
 
-def serve_stdio(dsn: str, tenant: str) -> None:
+def serve_stdio(dsn: str, tenant: str, embed_max_chars: int = SMALL_WRITE_CHARS) -> None:
     import anyio
 
     async def run() -> None:
         async with _tenants(dsn, tenant) as tenants:
-            await build(tenants).run_stdio_async()
+            await build(tenants, None, embed_max_chars).run_stdio_async()
 
     anyio.run(run)
 
 
-def serve_http(dsn: str, host: str, port: int) -> None:
+def serve_http(dsn: str, host: str, port: int, embed_max_chars: int = SMALL_WRITE_CHARS) -> None:
     import anyio
 
     async def run() -> None:
@@ -313,7 +335,7 @@ def serve_http(dsn: str, host: str, port: int) -> None:
                 # memex tokens are its own opaque ones, valid for this server only
                 validate_token_resource=False,
             )
-            server = build(tenants, (settings, TokenTenants(tenants)))
+            server = build(tenants, (settings, TokenTenants(tenants)), embed_max_chars)
             if not _loopback(host):
                 print(f"memex mcp: listening on {host} over plain HTTP: bearer tokens cross the "
                       "network in clear; put a TLS proxy in front", file=sys.stderr)  # fmt: skip

@@ -178,3 +178,14 @@ def test_conversations_are_listed_and_read_a_page_at_a_time(
             memex.list_conversations(limit=0)
         with pytest.raises(InvalidInput, match="offset must be at least 0"):
             memex.get_conversation("standup", offset=-1)
+
+
+def test_a_write_can_embed_its_own_chunks(db: str, tenants: dict[str, str]) -> None:
+    with Client(db + APP, tenant="acme", embed_on_write=True) as memex:
+        memex.upsert_document("kb/now.md", "The office plants are watered on Fridays.")
+        memex.upsert_document("kb/later.md", "The coffee machine is descaled monthly.",
+                              embed=False)  # fmt: skip
+        memex.add_messages("chat", [{"role": "user", "content": "Lunch is at noon."}])
+        found = {r.uri or r.conversation for r in memex.search("plants coffee lunch", k=5,
+                                                               mode="vector")}  # fmt: skip
+    assert found == {"kb/now.md", "chat"}

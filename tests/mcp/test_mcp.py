@@ -39,9 +39,9 @@ def tenants(db: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def stdio_session(dsn: str, tenant: str) -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(command=MEMEX, args=["mcp", "--tenant", tenant, "--dsn", dsn],
-                                   env={**os.environ})  # fmt: skip
+async def stdio_session(dsn: str, tenant: str, *options: str) -> AsyncIterator[ClientSession]:
+    arguments = ["mcp", "--tenant", tenant, "--dsn", dsn, *options]
+    params = StdioServerParameters(command=MEMEX, args=arguments, env={**os.environ})
     with anyio.fail_after(CALL_TIMEOUT):
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -104,6 +104,13 @@ def test_an_agent_lists_the_tools_and_uses_each_over_stdio(
             )
             assert hits[0]["uri"] == kept["uri"] and hits[0]["title"] == "VPN"
             assert hits[0]["citation"] and "score" in hits[0]
+            assert kept["searchable"] == "now, by words and by meaning"
+            meaning = _content(
+                await memex.call_tool(
+                    "search", {"query": "when does the vpn cert expire", "mode": "vector", "k": 1}
+                )
+            )
+            assert [hit["uri"] for hit in meaning] == [kept["uri"]], "embedded as it was written"
             block = _content(
                 await memex.call_tool(
                     "context", {"query": "where are the backups", "token_budget": 300}
@@ -131,6 +138,32 @@ def test_an_agent_lists_the_tools_and_uses_each_over_stdio(
 
     anyio.run(agent)
     assert _counts(db) == (0, 0, 0)
+
+
+def test_a_write_over_the_size_for_embedding_at_once_is_left_to_the_worker(
+    db: str, tenants: dict[str, str]
+) -> None:
+    async def agent() -> None:
+        async with stdio_session(db + APP, "acme", "--embed-max-chars", "10") as memex:
+            kept = _content(await memex.call_tool("remember", {"text": "The VPN cert renews."}))
+            assert kept["searchable"].startswith("by words now; by meaning once embedded")
+            assert (
+                _content(await memex.call_tool("search", {"query": "vpn cert", "mode": "vector"}))
+                == []
+            )
+            assert (
+                len(
+                    _content(await memex.call_tool("search", {"query": "vpn cert", "mode": "text"}))
+                )
+                == 1
+            )
+
+    anyio.run(agent)
+    with psycopg.connect(db) as su:
+        pending = su.execute("select count(*) from memex.chunks c where not exists"
+                             " (select 1 from memex.embeddings e where e.chunk_id = c.id)"
+                             ).fetchone()  # fmt: skip
+    assert pending == (1,)
 
 
 @pytest.mark.parametrize(

@@ -43,11 +43,13 @@ class AsyncClient:
     raises TenantNotFound naming the nearest the role can see."""
 
     def __init__(self, dsn: str | None = None, *, tenant: str, min_size: int = 1,
-                 max_size: int = 4, timeout: float = 30.0):  # fmt: skip
+                 max_size: int = 4, timeout: float = 30.0,
+                 embed_on_write: bool = False):  # fmt: skip
         from memex.dsn import resolve_dsn
 
         self.dsn = resolve_dsn(dsn)
         self.tenant = tenant
+        self.embed_on_write = embed_on_write
         self.pool = AsyncConnectionPool(self.dsn, min_size=min_size, max_size=max_size,
                                         timeout=timeout, configure=_configure, reset=_reset,
                                         kwargs={"prepare_threshold": None}, open=False,
@@ -98,19 +100,25 @@ class AsyncClient:
         raise queries.tenant_not_found(self.tenant, names)
 
     @asynccontextmanager
-    async def _call(self) -> AsyncIterator[Conn]:
-        """A pooled connection in a transaction of the client's tenant; errors translated."""
+    async def _call(self, embed: bool = False) -> AsyncIterator[Conn]:
+        """A pooled connection in a transaction of the client's tenant (embedding what it
+        writes when `embed`); errors translated."""
         try:
             async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                 await conn.execute(queries.SET_TENANT, (self.tenant,))
+                if embed:
+                    await conn.execute(queries.EMBED_ON_WRITE)
                 yield conn
         except psycopg.Error as exc:
             raise translate(exc) from None
 
-    async def _one(self, statement: Any, params: Any) -> Any:
-        async with self._call() as conn:
+    async def _one(self, statement: Any, params: Any, embed: bool = False) -> Any:
+        async with self._call(embed) as conn:
             row = await (await conn.execute(statement, params)).fetchone()
         return row
+
+    def _embeds(self, embed: bool | None) -> bool:
+        return self.embed_on_write if embed is None else embed
 
     # -- search ----------------------------------------------------------------------------
     async def search(
@@ -137,10 +145,12 @@ class AsyncClient:
 
     # -- documents -------------------------------------------------------------------------
     async def upsert_document(self, uri: str, content: str, title: str | None = None,
-                        metadata: dict[str, Any] | None = None, folder: str | None = None
-                        ) -> Stored:  # fmt: skip
+                        metadata: dict[str, Any] | None = None, folder: str | None = None,
+                        embed: bool | None = None) -> Stored:  # fmt: skip
+        """Creates or updates a document by uri; `embed` (default: the client's
+        embed_on_write) embeds its chunks in the same transaction."""
         row = await self._one(queries.UPSERT_DOCUMENT, (uri, content, title, Jsonb(metadata or {}),
-                                                  folder))  # fmt: skip
+                                                  folder), self._embeds(embed))  # fmt: skip
         return Stored(str(row[0]), str(row[1]))
 
     async def delete_document(self, uri: str) -> bool:
@@ -159,10 +169,12 @@ class AsyncClient:
         return Stored(str(row[0]), str(row[1]))
 
     async def add_messages(self, slug: str, messages: Sequence[dict[str, Any]],
-                     title: str | None = None) -> MessagesStored:  # fmt: skip
+                     title: str | None = None,
+                     embed: bool | None = None) -> MessagesStored:  # fmt: skip
         """Appends messages ({role, content, ts?, name?, metadata?}; a `seq` updates that
-        message instead) to a conversation, created when new, in one transaction."""
-        async with self._call() as conn:
+        message instead) to a conversation, created when new, in one transaction (`embed`:
+        as for upsert_document)."""
+        async with self._call(self._embeds(embed)) as conn:
             conversation = await (
                 await conn.execute(queries.UPSERT_CONVERSATION, (slug, title, None, None, None))
             ).fetchone()
@@ -171,9 +183,13 @@ class AsyncClient:
         assert conversation is not None and counts is not None
         return MessagesStored(str(conversation[0]), *(int(c) for c in counts))
 
-    async def upsert_summaries(self, slug: str, artefact: dict[str, Any]) -> dict[str, int]:
-        """An artefact v2 document of summaries (docs/artefact-v2.md)."""
-        row = await self._one(queries.UPSERT_SUMMARIES, (slug, Jsonb(artefact)))
+    async def upsert_summaries(self, slug: str, artefact: dict[str, Any],
+                               embed: bool | None = None) -> dict[str, int]:  # fmt: skip
+        """An artefact v2 document of summaries (docs/artefact-v2.md; `embed`: as for
+        upsert_document)."""
+        row = await self._one(
+            queries.UPSERT_SUMMARIES, (slug, Jsonb(artefact)), self._embeds(embed)
+        )
         return {"inserted": int(row[0]), "updated": int(row[1]), "unchanged": int(row[2])}
 
     async def delete_conversation(self, slug: str) -> bool:

@@ -30,6 +30,8 @@ UPSERT_MESSAGES = (
 UPSERT_SUMMARIES = "select inserted, updated, unchanged from memex.upsert_summaries(%s, %s)"
 DELETE_CONVERSATION = "select memex.delete_conversation(%s)"
 EMBED_PENDING = "call memex.embed_pending(%s, %s, %s)"
+# A write that embeds its own chunks, in its transaction (docs/embedding.md, embed on write).
+EMBED_ON_WRITE = "select pg_catalog.set_config('memex.embed_on_write', 'on', true)"
 # Conversations, last written first: the tenant is named (RLS binds no superuser).
 LIST_CONVERSATIONS = """
 select c.slug, c.title, c.created_date::text as date, c.updated_at::text as updated_at,

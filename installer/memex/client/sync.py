@@ -48,11 +48,13 @@ class Client:
     `close()` it."""
 
     def __init__(self, dsn: str | None = None, *, tenant: str, min_size: int = 1,
-                 max_size: int = 4, timeout: float = 30.0):  # fmt: skip
+                 max_size: int = 4, timeout: float = 30.0,
+                 embed_on_write: bool = False):  # fmt: skip
         from memex.dsn import resolve_dsn
 
         self.dsn = resolve_dsn(dsn)
         self.tenant = tenant
+        self.embed_on_write = embed_on_write
         # No server-side prepared statements: behind PgBouncer in transaction mode the next
         # transaction may run on another server connection, which does not know them.
         self.pool = ConnectionPool(self.dsn, min_size=min_size, max_size=max_size,
@@ -89,19 +91,25 @@ class Client:
         raise queries.tenant_not_found(self.tenant, names)
 
     @contextmanager
-    def _call(self) -> Iterator[Conn]:
-        """A pooled connection in a transaction of the client's tenant; errors translated."""
+    def _call(self, embed: bool = False) -> Iterator[Conn]:
+        """A pooled connection in a transaction of the client's tenant (embedding what it
+        writes when `embed`); errors translated."""
         try:
             with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
                 conn.execute(queries.SET_TENANT, (self.tenant,))
+                if embed:
+                    conn.execute(queries.EMBED_ON_WRITE)
                 yield conn
         except psycopg.Error as exc:
             raise translate(exc) from None
 
-    def _one(self, statement: Any, params: Any) -> Any:
-        with self._call() as conn:
+    def _one(self, statement: Any, params: Any, embed: bool = False) -> Any:
+        with self._call(embed) as conn:
             row = conn.execute(statement, params).fetchone()
         return row
+
+    def _embeds(self, embed: bool | None) -> bool:
+        return self.embed_on_write if embed is None else embed
 
     # -- search ----------------------------------------------------------------------------
     def search(
@@ -127,10 +135,12 @@ class Client:
 
     # -- documents -------------------------------------------------------------------------
     def upsert_document(self, uri: str, content: str, title: str | None = None,
-                        metadata: dict[str, Any] | None = None, folder: str | None = None
-                        ) -> Stored:  # fmt: skip
+                        metadata: dict[str, Any] | None = None, folder: str | None = None,
+                        embed: bool | None = None) -> Stored:  # fmt: skip
+        """Creates or updates a document by uri; `embed` (default: the client's
+        embed_on_write) embeds its chunks in the same transaction."""
         row = self._one(queries.UPSERT_DOCUMENT, (uri, content, title, Jsonb(metadata or {}),
-                                                  folder))  # fmt: skip
+                                                  folder), self._embeds(embed))  # fmt: skip
         return Stored(str(row[0]), str(row[1]))
 
     def delete_document(self, uri: str) -> bool:
@@ -149,10 +159,12 @@ class Client:
         return Stored(str(row[0]), str(row[1]))
 
     def add_messages(self, slug: str, messages: Sequence[dict[str, Any]],
-                     title: str | None = None) -> MessagesStored:  # fmt: skip
+                     title: str | None = None,
+                     embed: bool | None = None) -> MessagesStored:  # fmt: skip
         """Appends messages ({role, content, ts?, name?, metadata?}; a `seq` updates that
-        message instead) to a conversation, created when new, in one transaction."""
-        with self._call() as conn:
+        message instead) to a conversation, created when new, in one transaction (`embed`:
+        as for upsert_document)."""
+        with self._call(self._embeds(embed)) as conn:
             conversation = conn.execute(queries.UPSERT_CONVERSATION,
                                         (slug, title, None, None, None)).fetchone()  # fmt: skip
             counts = conn.execute(queries.UPSERT_MESSAGES, (
@@ -160,9 +172,11 @@ class Client:
         assert conversation is not None and counts is not None
         return MessagesStored(str(conversation[0]), *(int(c) for c in counts))
 
-    def upsert_summaries(self, slug: str, artefact: dict[str, Any]) -> dict[str, int]:
-        """An artefact v2 document of summaries (docs/artefact-v2.md)."""
-        row = self._one(queries.UPSERT_SUMMARIES, (slug, Jsonb(artefact)))
+    def upsert_summaries(self, slug: str, artefact: dict[str, Any],
+                               embed: bool | None = None) -> dict[str, int]:  # fmt: skip
+        """An artefact v2 document of summaries (docs/artefact-v2.md; `embed`: as for
+        upsert_document)."""
+        row = self._one(queries.UPSERT_SUMMARIES, (slug, Jsonb(artefact)), self._embeds(embed))
         return {"inserted": int(row[0]), "updated": int(row[1]), "unchanged": int(row[2])}
 
     def delete_conversation(self, slug: str) -> bool:
