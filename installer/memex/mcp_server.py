@@ -27,6 +27,7 @@ from pydantic import AnyHttpUrl, Field
 
 from memex import __version__
 from memex.client import AsyncClient, MemexClientError
+from memex.client.queries import SMALL_WRITE_CHARS
 from memex.errors import MemexError
 
 INSTRUCTIONS = (
@@ -35,9 +36,6 @@ INSTRUCTIONS = (
     "what should outlive this conversation; `add_messages` to log a conversation's turns."
 )
 Mode = Literal["hybrid", "vector", "text"]
-# A write up to this size is embedded at once (a few chunks: tens of milliseconds), so an
-# agent finds it by meaning in its next turn; a bigger one waits for the worker.
-SMALL_WRITE_CHARS = 16_000
 
 
 @dataclass

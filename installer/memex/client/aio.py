@@ -224,6 +224,16 @@ class AsyncClient:
             ).fetchall()
         return queries.conversation(found, messages, summaries, limit, offset)
 
+    # -- your own SQL ----------------------------------------------------------------------
+    async def query(self, statement: Any, params: Any = None) -> list[dict[str, Any]]:
+        """Runs a statement in a transaction of the client's tenant (RLS applies: the role's
+        rights, this tenant's rows) and returns its rows as dicts (none for a command)."""
+        async with self._call() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            async with conn.pipeline():  # leaving a nested pipeline syncs: the result is in
+                await cur.execute(statement, params)
+            return list(await cur.fetchall()) if cur.description else []
+
     # -- files and embedding ---------------------------------------------------------------
     async def ingest(self, paths: Sequence[str | Path], **options: Any) -> Any:
         """`memex ingest`'s engine over files and directories, into the client's tenant

@@ -30,6 +30,10 @@ UPSERT_MESSAGES = (
 UPSERT_SUMMARIES = "select inserted, updated, unchanged from memex.upsert_summaries(%s, %s)"
 DELETE_CONVERSATION = "select memex.delete_conversation(%s)"
 EMBED_PENDING = "call memex.embed_pending(%s, %s, %s)"
+# A write up to this many characters (a note, a few turns: a few chunks, tens of milliseconds)
+# is worth embedding at once, so an agent finds it by meaning in its next turn; a bigger one
+# is left to the worker. The MCP server and the LangGraph store use it.
+SMALL_WRITE_CHARS = 16_000
 # A write that embeds its own chunks, in its transaction (docs/embedding.md, embed on write).
 EMBED_ON_WRITE = "select pg_catalog.set_config('memex.embed_on_write', 'on', true)"
 # Conversations, last written first: the tenant is named (RLS binds no superuser).
