@@ -121,6 +121,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from memex.imports import run_import
+
+    dsn = resolve_dsn(args.dsn)
+    tenant = _tenant(args)
+    name = getattr(args, "collection", None) or getattr(args, "table", None)
+    report = run_import(args.kind, dsn, tenant, source_dsn=args.source_dsn, name=name,
+                        schema=args.schema)  # fmt: skip
+    print(report.summary())
+    for key, detail in report.failures:
+        print(f"memex: failed: {key}: {detail}", file=sys.stderr)
+    _embed_after_ingest(dsn, tenant, skip=args.no_embed)
+    return 1 if report.failures else 0
+
+
 def _embed_after_ingest(dsn: str, tenant: str, skip: bool) -> None:
     """What was ingested is searchable by text at once and by meaning once embedded: embed it
     now when this role may (memex_admin), else say what embeds it."""
@@ -371,6 +386,33 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--filters", default="{}", help="JSON, as for search")
     _add_dsn(context)
     context.set_defaults(handler=cmd_context)
+
+    imports = sub.add_parser(
+        "import", help="bring another store's data into a tenant (LangChain, LlamaIndex, legacy)",
+        epilog="Idempotent (a second run changes nothing). The source's vectors are kept when "
+        "its model is the space's (a sample re-embedded: cosine >= 0.999), else its texts are "
+        "embedded. docs/integrations.md.",
+    )  # fmt: skip
+    kinds = imports.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    for kind, text, flag, flag_help in (
+        ("langchain", "langchain-postgres PGVector: langchain_pg_collection/_embedding",
+         "--collection", "the collection's name"),
+        ("llamaindex", "a LlamaIndex PGVectorStore table (data_<name>)", "--table",
+         "the table (its name, or the table_name given to PGVectorStore)"),
+        ("legacy", "the design notes' conversations, messages, summaries, embeddings", None,
+         None),
+    ):  # fmt: skip
+        source = kinds.add_parser(kind, help=text, description=text)
+        if flag:
+            source.add_argument(flag, help=flag_help)
+        source.add_argument("--tenant", help="the tenant to import into (default $MEMEX_TENANT)")
+        source.add_argument("--source-dsn", help="the source's database (default: --dsn's)")
+        source.add_argument("--schema", default="public", help="the source's schema (public)")
+        source.add_argument("--no-embed", action="store_true",
+                            help="leave texts to embed to `memex embed` or a worker")  # fmt: skip
+        _add_quiet(source)
+        _add_dsn(source)
+    imports.set_defaults(handler=cmd_import)
 
     mcp = sub.add_parser(
         "mcp", help="serve memex to agents over the Model Context Protocol (stdio or HTTP)",
