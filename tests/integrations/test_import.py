@@ -131,7 +131,8 @@ def test_langchain_collections_keep_their_vectors_when_the_model_is_the_spaces(
     with psycopg.connect(db) as su:
         cosine = su.execute(
             "select min(1 - (e.embedding <=> s.embedding)) from memex.embeddings e"
-            " join memex.chunks c on c.id = e.chunk_id join memex.documents d on d.id = c.document_id"
+            " join memex.chunks c on c.id = e.chunk_id"
+            " join memex.documents d on d.id = c.document_id"
             " join langchain_pg_embedding s on d.uri = 'langchain/kb/' || s.id"
         ).fetchone()  # fmt: skip
     assert cosine is not None and cosine[0] > 0.99999, "the source's own vectors"
@@ -198,8 +199,10 @@ def legacy(pg_cluster: Cluster, db: str) -> Iterator[str]:
     vectors = _vectors(db, TEXTS)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(LEGACY)
-        conn.execute("insert into conversations (slug, title, created_date) values"
-                     " ('ops', 'Ops chat', '2025-06-03'), ('empty', 'Nothing said', null)")  # fmt: skip
+        conn.execute(
+            "insert into conversations (slug, title, created_date) values"
+            " ('ops', 'Ops chat', '2025-06-03'), ('empty', 'Nothing said', null)"
+        )
         for i, text in enumerate(TEXTS):
             role = "user" if i % 2 == 0 else "assistant"
             conn.execute("insert into messages (conversation_id, role, ts, content) values"
