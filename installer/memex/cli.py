@@ -535,8 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except psycopg.Error as exc:
         print(f"memex: {describe_database_error(exc)}", file=sys.stderr)
         return database_error_exit_code(exc.sqlstate)
-    except MemexClientError as exc:  # memex mcp: the client's check of its tenant at start
-        print(f"memex: {exc}", file=sys.stderr)
+    except MemexClientError as exc:  # commands built on memex.Client: as a database error
+        said = describe_database_error(exc.original) if exc.original else str(exc)
+        print(f"memex: {said}", file=sys.stderr)
         return database_error_exit_code(exc.sqlstate)
     except KeyboardInterrupt:
         print("memex: interrupted", file=sys.stderr)

@@ -6,21 +6,13 @@ import json
 import shutil
 import sys
 import textwrap
+from dataclasses import asdict
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from memex.dsn import connect
-from memex.tenants import check_tenant
+from memex.client import Client
 
-SEARCH_SQL = """
-select chunk_id::text, source_kind, source_id::text, content, score, similarity,
-       vector_rank, text_rank, metadata
-  from memex.rag_search(%(query)s, k => %(k)s, mode => %(mode)s, filters => %(filters)s,
-                        space => %(space)s, diversity => %(diversity)s)
-"""
 # Lines of a result's text shown without --full: enough to hold the answer of most chunks.
 SNIPPET_LINES = 4
 
@@ -34,14 +26,12 @@ def print_notice(diag: psycopg.errors.Diagnostic) -> None:
 
 
 def run_search(dsn: str, query: str, tenant: str, **options: Any) -> list[dict[str, Any]]:
-    with connect(dsn) as conn:
-        check_tenant(conn, tenant)
-        conn.add_notice_handler(print_notice)
-        with conn.transaction():
-            conn.execute("select memex.set_tenant(%s)", (tenant,))
-            cur = conn.cursor(row_factory=dict_row)
-            params = {"query": query, **options, "filters": Jsonb(options.get("filters") or {})}
-            return cur.execute(SEARCH_SQL, params).fetchall()
+    """rag_search through the client: its rows as dicts (every column of search_result)."""
+    k, mode, filters = options.pop("k", 8), options.pop("mode", "hybrid"), options.pop("filters")
+    named = {name: value for name, value in options.items() if value is not None}
+    with Client(dsn, tenant=tenant, max_size=1, on_notice=print_notice) as memex:
+        rows = memex.search(query, k, mode, filters, **named)
+    return [asdict(row) for row in rows]
 
 
 def describe_source(row: dict[str, Any]) -> str:
@@ -106,20 +96,8 @@ def search(
 
 def context(dsn: str, query: str, tenant: str, budget: int, **options: Any) -> int:
     """compose_context's block, as an application would put it in a prompt."""
-    with connect(dsn) as conn:
-        check_tenant(conn, tenant)
-        conn.add_notice_handler(print_notice)
-        with conn.transaction():
-            conn.execute("select memex.set_tenant(%s)", (tenant,))
-            row = conn.execute(
-                "select memex.compose_context(%(query)s, %(budget)s, k => %(k)s, mode => %(mode)s,"
-                " filters => %(filters)s)",
-                {
-                    "query": query,
-                    "budget": budget,
-                    **options,
-                    "filters": Jsonb(options.get("filters") or {}),
-                },
-            ).fetchone()
-    print(row[0] if row and row[0] else "(nothing found)")
+    filters = options.pop("filters")
+    with Client(dsn, tenant=tenant, max_size=1, on_notice=print_notice) as memex:
+        block = memex.context(query, budget, filters, **options)
+    print(block or "(nothing found)")
     return 0

@@ -5,7 +5,7 @@ has the rules: a transaction per call, the tenant set inside it, one pipeline).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,6 @@ def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
     log.info("%s", diag.message_primary)
 
 
-async def _configure(conn: Conn) -> None:
-    conn.add_notice_handler(_log_notice)
-
-
 async def _reset(conn: Conn) -> None:
     await conn.execute(queries.RESET)
     await conn.commit()
@@ -44,14 +40,20 @@ class AsyncClient:
 
     def __init__(self, dsn: str | None = None, *, tenant: str, min_size: int = 1,
                  max_size: int = 4, timeout: float = 30.0,
-                 embed_on_write: bool = False):  # fmt: skip
+                 embed_on_write: bool = False,
+                 on_notice: Callable[[psycopg.errors.Diagnostic], None] = _log_notice
+                 ):  # fmt: skip
         from memex.dsn import resolve_dsn
 
         self.dsn = resolve_dsn(dsn)
         self.tenant = tenant
         self.embed_on_write = embed_on_write
+
+        async def configure(conn: Conn) -> None:  # the database's NOTICEs: the log by default
+            conn.add_notice_handler(on_notice)
+
         self.pool = AsyncConnectionPool(self.dsn, min_size=min_size, max_size=max_size,
-                                        timeout=timeout, configure=_configure, reset=_reset,
+                                        timeout=timeout, configure=configure, reset=_reset,
                                         kwargs={"prepare_threshold": None}, open=False,
                                         name="memex")  # fmt: skip
         self._owns_pool = True

@@ -14,6 +14,7 @@ class MemexClientError(Exception):
         self.message = message
         self.hint = hint
         self.sqlstate = sqlstate
+        self.original: psycopg.Error | None = None  # the driver's error, with its diagnostics
 
 
 class TenantNotFound(MemexClientError):
@@ -52,5 +53,5 @@ def translate(exc: psycopg.Error) -> MemexClientError:
     diag = exc.diag
     message = (diag.message_primary or str(exc).strip()).removeprefix("plpy.Error: ")
     error = _class_for(exc.sqlstate)(message, diag.message_hint, exc.sqlstate)
-    error.__cause__ = exc
+    error.original = exc
     return error

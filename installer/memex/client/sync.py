@@ -9,7 +9,7 @@ in one pipeline: BEGIN, set_tenant and the query cost one round trip, COMMIT ano
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,6 @@ def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
     log.info("%s", diag.message_primary)
 
 
-def _configure(conn: Conn) -> None:
-    conn.add_notice_handler(_log_notice)
-
-
 def _reset(conn: Conn) -> None:
     conn.execute(queries.RESET)
     conn.commit()
@@ -49,16 +45,22 @@ class Client:
 
     def __init__(self, dsn: str | None = None, *, tenant: str, min_size: int = 1,
                  max_size: int = 4, timeout: float = 30.0,
-                 embed_on_write: bool = False):  # fmt: skip
+                 embed_on_write: bool = False,
+                 on_notice: Callable[[psycopg.errors.Diagnostic], None] = _log_notice
+                 ):  # fmt: skip
         from memex.dsn import resolve_dsn
 
         self.dsn = resolve_dsn(dsn)
         self.tenant = tenant
         self.embed_on_write = embed_on_write
+
+        def configure(conn: Conn) -> None:  # the database's NOTICEs: the log by default
+            conn.add_notice_handler(on_notice)
+
         # No server-side prepared statements: behind PgBouncer in transaction mode the next
         # transaction may run on another server connection, which does not know them.
         self.pool = ConnectionPool(self.dsn, min_size=min_size, max_size=max_size,
-                                   timeout=timeout, configure=_configure, reset=_reset,
+                                   timeout=timeout, configure=configure, reset=_reset,
                                    kwargs={"prepare_threshold": None}, open=True,
                                    name="memex")  # fmt: skip
         try:
