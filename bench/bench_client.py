@@ -21,23 +21,15 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import synthetic
 from memex import Client
 from memex.dsn import resolve_dsn
 from memex.install import install
+from scratch import percentile, scratch_database
 
 TENANT = "bench"
 SEARCH = "select * from memex.rag_search(%s, k => 8)"
-
-
-def scratch(dsn: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("drop database if exists memex_bench_client with (force)")
-        conn.execute("create database memex_bench_client")
-    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
-    return make_conninfo(**{**params, "dbname": "memex_bench_client"})
 
 
 def load(dsn: str, documents: int, corpus: synthetic.Corpus) -> None:
@@ -47,11 +39,6 @@ def load(dsn: str, documents: int, corpus: synthetic.Corpus) -> None:
         conn.execute("call memex.embed_pending()")
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--documents", type=int, default=2000)
@@ -59,7 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dsn")
     args = parser.parse_args()
-    dsn = scratch(resolve_dsn(args.dsn))
+    dsn = scratch_database(resolve_dsn(args.dsn), "memex_bench_client")
     install(dsn, say=lambda _m: None)
     corpus = synthetic.Corpus()
     load(dsn, args.documents, corpus)

@@ -28,11 +28,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from memex.dsn import resolve_dsn
 from memex.install import install
 from memex.paths import server_python
+from scratch import scratch_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/datasets/nfcorpus/corpus.jsonl"
 
@@ -58,15 +58,6 @@ class Baseline:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
-
-
-def scratch_dsn(dsn: str) -> str:
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = "memex_bench"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("drop database if exists memex_bench with (force)")
-        conn.execute("create database memex_bench")
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
 def embed_batch_rate(conn: psycopg.Connection[Any], texts: list[str]) -> float:
@@ -146,7 +137,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     baseline = Baseline()
     sets = baseline.ask(op="texts", corpus=str(CORPUS), short=args.short, passages=args.passages)
-    dsn = scratch_dsn(resolve_dsn(args.dsn))
+    dsn = scratch_database(resolve_dsn(args.dsn), "memex_bench")
     install(dsn, say=lambda _m: None)
     batch = args.batch_size
     print(

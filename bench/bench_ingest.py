@@ -27,10 +27,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from memex.dsn import resolve_dsn
 from memex.install import install
+from scratch import scratch_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/datasets/nfcorpus/corpus.jsonl"
 LANGCHAIN_PY = Path("/var/lib/memex/aux-venv/langchain/bin/python")
@@ -48,17 +49,8 @@ def abstracts(count: int) -> list[tuple[str, str]]:
     return docs
 
 
-def scratch(dsn: str, name: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
-        conn.execute(f"create database {name}")
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = name
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
-
-
 def run_memex(dsn: str, docs: list[tuple[str, str]]) -> dict[str, float]:
-    target = scratch(dsn, "memex_ingest")
+    target = scratch_database(dsn, "memex_ingest")
     install(target, say=lambda _m: None)
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("select memex.create_tenant('bench')")
@@ -80,7 +72,7 @@ def run_memex(dsn: str, docs: list[tuple[str, str]]) -> dict[str, float]:
 def run_langchain(dsn: str, docs: list[tuple[str, str]]) -> dict[str, float]:
     if not LANGCHAIN_PY.exists():
         raise SystemExit(f"{LANGCHAIN_PY} is missing: `make bench` builds the LangChain venv")
-    target = scratch(dsn, "memex_lc")
+    target = scratch_database(dsn, "memex_lc")
     params = {k: str(v) for k, v in conninfo_to_dict(target).items() if v is not None}
     url = "postgresql+psycopg:///?" + urlencode(params)
     result = subprocess.run(

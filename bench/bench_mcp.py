@@ -29,28 +29,15 @@ import anyio
 import psycopg
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import synthetic
 from memex import AsyncClient
 from memex.dsn import resolve_dsn
 from memex.install import install
+from scratch import percentile, scratch_database
 
 TENANT = "bench"
 MEMEX = str(Path(sys.executable).parent / "memex")
-
-
-def scratch(dsn: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("drop database if exists memex_bench_mcp with (force)")
-        conn.execute("create database memex_bench_mcp")
-    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
-    return make_conninfo(**{**params, "dbname": "memex_bench_mcp"})
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 @asynccontextmanager
@@ -120,7 +107,7 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=50)
     parser.add_argument("--dsn")
     args = parser.parse_args()
-    dsn = scratch(resolve_dsn(args.dsn))
+    dsn = scratch_database(resolve_dsn(args.dsn), "memex_bench_mcp")
     install(dsn, say=lambda _m: None)
     corpus = synthetic.Corpus()
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -21,23 +21,15 @@ import threading
 import time
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from memex.dsn import resolve_dsn
 from memex.install import install
 from memex.reembed import Target, reembed
+from scratch import scratch_database
 from synthetic import Corpus  # bench/ is on sys.path: it is the script's directory
 from synthetic import load as load_documents
 
 Conn = psycopg.Connection[tuple[object, ...]]
-
-
-def scratch(dsn: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("drop database if exists memex_bench_reembed with (force)")
-        conn.execute("create database memex_bench_reembed")
-    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
-    return make_conninfo(**{**params, "dbname": "memex_bench_reembed"})
 
 
 def load(conn: Conn, chunks: int, corpus: Corpus) -> str:
@@ -137,7 +129,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=5000)
     parser.add_argument("--dsn")
     args = parser.parse_args()
-    dsn = scratch(resolve_dsn(args.dsn))
+    dsn = scratch_database(resolve_dsn(args.dsn), "memex_bench_reembed")
     install(dsn, say=lambda _m: None)
     with psycopg.connect(dsn, autocommit=True) as conn:
         tenant = load(conn, args.chunks, Corpus())

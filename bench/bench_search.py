@@ -21,29 +21,16 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import synthetic
 import wikipedia
 from memex.dsn import resolve_dsn
 from memex.install import install
+from scratch import scratch_database
 
 K = 10
 RAW = ("select chunk_id from memex.embeddings where space_id = {sid} and tenant_id = %s "
        "order by embedding::vector(384) <=> %s::vector(384) limit %s")  # fmt: skip
-
-
-def scratch(dsn: str, reuse: bool) -> str:
-    """The benchmark's database: created afresh, or kept from a --keep run with --reuse."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        exists = conn.execute(
-            "select 1 from pg_database where datname = 'memex_bench_search'"
-        ).fetchone()
-        if not (reuse and exists):
-            conn.execute("drop database if exists memex_bench_search with (force)")
-            conn.execute("create database memex_bench_search")
-    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
-    return make_conninfo(**{**params, "dbname": "memex_bench_search"})
 
 
 def load(
@@ -113,7 +100,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="search what a --keep run left (same --corpus, --chunks)")  # fmt: skip
     args = parser.parse_args()
-    dsn = scratch(resolve_dsn(args.dsn), args.reuse)
+    dsn = scratch_database(resolve_dsn(args.dsn), "memex_bench_search", args.reuse)
     install(dsn, say=lambda _m: None)
     with psycopg.connect(dsn, autocommit=True) as conn:
         started = time.perf_counter()
