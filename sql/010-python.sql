@@ -1,5 +1,7 @@
 -- The PL/Python bridge. Every wrapper is a few lines: import memex_db once per backend (this
--- function), then call one memex_db function through memex_db.entry.call, passing plpy and GD.
+-- function), then call one memex_db function through memex_db.entry.call, passing plpy and GD;
+-- a body holding only a bridge marker (memex_db, module:function and its arguments, between @s:
+-- memex.migrate.BRIDGE) is rendered into that call at install.
 
 -- memex._python_init(): put the server venv and this version's memex_db lib dir on sys.path,
 -- once per backend, and check the package version. The root comes from the server process's
@@ -56,9 +58,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "python_check")
+@memex_db api:python_check()@
 $py$;
 
 comment on function memex.python_check() is
@@ -73,9 +73,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "status")
+@memex_db api:status()@
 $py$;
 
 comment on function memex._backend_status() is

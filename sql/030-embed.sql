@@ -13,9 +13,7 @@ as $py$
 if input is not None and len(input) > 100000:  # before any import or model: docs/embedding.md, limits
     plpy.error("memex.embed: the input has %d characters; the limit is 100000" % len(input), sqlstate="54000",
                hint="embed chunks (memex.chunk_text gives them), not whole documents")
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "embed", input, space)
+@memex_db api:embed(input, space)@
 $py$;
 
 comment on function memex.embed(text, text) is
@@ -35,9 +33,7 @@ if inputs is not None and (len(inputs) > 4096 or sum(len(t) for t in inputs if t
     plpy.error("memex.embed_batch: %d texts, %d characters; the limits are 4096 texts and 10,000,000 characters"
                % (len(inputs), sum(len(t) for t in inputs if t is not None)), sqlstate="54000",
                hint="call it in batches (CALL memex.embed_pending does)")
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "embed_batch", inputs, space)
+@memex_db api:embed_batch(inputs, space)@
 $py$;
 
 comment on function memex.embed_batch(text[], text) is
@@ -55,7 +51,7 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
 if "memex_db" in GD:
-    GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "release_memory")
+    GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "api:release_memory")
 $py$;
 
 comment on function memex._release_memory() is
@@ -69,9 +65,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "model_info", model)
+@memex_db api:model_info(model)@
 $py$;
 
 comment on function memex._model_info(text) is
@@ -87,9 +81,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "model_hash", model)
+@memex_db api:model_hash(model)@
 $py$;
 
 comment on function memex._model_hash(text) is

@@ -15,9 +15,7 @@ as $py$
 if input is not None and len(input) > 50000000:
     plpy.error("memex.chunk_text: the input has %d characters; the limit is 50,000,000" % len(input),
                sqlstate="54000")
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "chunk_text", input, max_tokens, overlap, space)
+@memex_db api:chunk_text(input, max_tokens, overlap, space)@
 $py$;
 
 comment on function memex.chunk_text(text, integer, integer, text) is
@@ -38,9 +36,7 @@ as $py$
 if input is not None and len(input) > 50000000:
     plpy.error("memex._chunk_source: the input has %d characters; the limit is 50,000,000" % len(input),
                sqlstate="54000")
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "chunk_source", input, domain)
+@memex_db api:chunk_source(input, domain)@
 $py$;
 
 comment on function memex._chunk_source(text, text) is
@@ -58,9 +54,7 @@ as $py$
 if input is not None and len(input) > 50000000:  # the ingest limit is 100 MB files: 50M characters of text
     plpy.error("memex.count_tokens: the input has %d characters; the limit is 50,000,000" % len(input),
                sqlstate="54000")
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "count_tokens", input, space)
+@memex_db api:count_tokens(input, space)@
 $py$;
 
 comment on function memex.count_tokens(text, text) is
@@ -77,9 +71,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_messages", messages, last_seq)
+@memex_db payloads:checked_messages(messages, last_seq)@
 $py$;
 
 comment on function memex._check_messages(jsonb, integer) is
@@ -95,9 +87,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_artefact", artefact, conversation_slug)
+@memex_db payloads:checked_artefact(artefact, conversation_slug)@
 $py$;
 
 comment on function memex._check_artefact(jsonb, text) is

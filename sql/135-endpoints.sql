@@ -12,9 +12,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "check_endpoint_options", options)
+@memex_db api:check_endpoint_options(options)@
 $py$;
 
 comment on function memex._check_endpoint_options(jsonb) is
@@ -107,9 +105,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "set_endpoint_key", endpoint, api_key)
+@memex_db api:set_endpoint_key(endpoint, api_key)@
 $py$;
 
 comment on function memex.set_endpoint_key(text, text) is

@@ -18,9 +18,7 @@ set search_path = pg_catalog, pg_temp
 -- does when a generic plan looks no cheaper) costs more than running them.
 set plan_cache_mode = force_generic_plan
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "text_candidates", query, filters, n, k1, b, also, also_docs)
+@memex_db text_search:candidates(query, filters, n, k1, b, also, also_docs)@
 $py$;
 
 comment on function memex._text_candidates(text, jsonb, integer, double precision, double precision, uuid[], bigint[]) is

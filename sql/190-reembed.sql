@@ -10,9 +10,7 @@ parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $py$
-if "memex_db" not in GD:
-    plpy.execute("select memex._python_init()")
-return GD["memex_db"].entry.call(plpy, GD, "@memex_version@", "measure_rate", model, texts)
+@memex_db api:measure_rate(model, texts)@
 $py$;
 
 comment on function memex._measure_rate(text, text[]) is

@@ -93,8 +93,26 @@ def apply_migrations(dsn: str) -> list[str]:
         backend.connection.close()
 
 
+# The PL/Python bridge, written once: a body `@memex_db module:function(arg, ...)@` becomes the
+# call of memex_db.<module>.<function>(plpy, GD, arg, ...) through memex_db.entry, which checks
+# the version the SQL was installed with (docs/architecture.md, "The PL/Python bridge").
+BRIDGE = re.compile(r"^@memex_db (?P<target>[a-z_]+:[a-z_]+)\((?P<args>[a-z0-9_, ]*)\)@$", re.M)
+BRIDGE_BODY = """if "memex_db" not in GD:
+    plpy.execute("select memex._python_init()")
+return GD["memex_db"].entry.call(plpy, GD, "{version}", "{target}"{args})"""
+
+
+def _bridge(found: re.Match[str]) -> str:
+    args = "".join(f", {arg.strip()}" for arg in found["args"].split(",") if arg.strip())
+    return BRIDGE_BODY.format(version=VERSION_TOKEN, target=found["target"], args=args)
+
+
 def render_sql(text: str, vector_schema: str) -> str:
     quoted = psycopg.sql.Identifier(vector_schema).as_string(None)
+    text = BRIDGE.sub(_bridge, text)
+    if "@memex_db" in text:  # a marker the pattern did not take would install as Python text
+        line = next(x for x in text.splitlines() if "@memex_db" in x)
+        raise MemexError(f"a PL/Python bridge marker is malformed: {line.strip()!r}")
     return text.replace(VERSION_TOKEN, __version__).replace(VECTOR_SCHEMA_TOKEN, quoted)
 
 

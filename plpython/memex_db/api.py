@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from memex_db import __version__, chunking, models, payloads, remote, settings, spaces
+from memex_db import __version__, chunking, models, remote, settings, spaces
 from memex_db.environment import give_memory_back, now, process_rss_mb
 from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD, Plpy, cached_plan
@@ -216,48 +216,6 @@ def count_tokens(plpy: Plpy, gd: GD, text: str | None, space: str | None) -> int
         return None
     tokenizer, _cap = chunking.load_tokenizer(gd, spaces.lookup(plpy, gd, space).model)
     return len(tokenizer.encode(text, add_special_tokens=False).ids)
-
-
-def text_candidates(
-    plpy: Plpy,
-    gd: GD,
-    query: str | None,
-    filters: str | None,
-    n: int | None,
-    k1: float | None,
-    b: float | None,
-    also: list[str] | None,
-    also_docs: list[int] | None,
-) -> list[tuple[str, float, int | None]]:
-    """BM25 candidates of rag_search's text leg (memex_db.text_search)."""
-    from memex_db import text_search  # imports numpy: only in backends that search text
-
-    return text_search.candidates(plpy, gd, query, filters, n, k1, b, also, also_docs)
-
-
-def _checked(check: Callable[[], Any], hint: str) -> str:
-    """A payload check's result as JSON, or `{"error", "hint"}` for the calling PL/pgSQL upsert
-    to raise: raised there, psql shows the message and its hint; raised here, PL/Python would
-    prefix `plpy.Error:` and add its traceback (docs/architecture.md, "Errors")."""
-    try:
-        return json.dumps(check())
-    except InvalidParameter as exc:
-        return json.dumps({"error": exc.message, "hint": exc.hint or hint})
-
-
-def check_messages(plpy: Plpy, gd: GD, messages: str, last_seq: int | None) -> str:
-    return _checked(
-        lambda: payloads.check_messages(messages, last_seq or 0),
-        "a message is {seq?, role, content, ts?, metadata?}; role is user, assistant, system or "
-        "tool (docs/data-model.md)",
-    )
-
-
-def check_artefact(plpy: Plpy, gd: GD, artefact: str, conversation_slug: str | None) -> str:
-    return _checked(
-        lambda: payloads.check_artefact(artefact, conversation_slug),
-        "the artefact v2 format is in docs/artefact-v2.md",
-    )
 
 
 def python_check(plpy: Plpy, gd: GD) -> list[tuple[str, bool, str]]:

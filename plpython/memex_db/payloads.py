@@ -5,6 +5,7 @@ A payload is checked whole before anything is written; the first problem raises 
 """
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -178,3 +179,27 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
                           "topics": tags, "meta": meta})  # fmt: skip
     return {"level": level, "title": title, "date": date[:10] if date else None,
             "slug": slug, "summaries": summaries}  # fmt: skip
+
+
+# -- called from SQL (memex._check_messages, memex._check_artefact) ------------------------
+MESSAGES_HINT = ("a message is {seq?, role, content, ts?, metadata?}; role is user, assistant, "
+                 "system or tool (docs/data-model.md)")  # fmt: skip
+ARTEFACT_HINT = "the artefact v2 format is in docs/artefact-v2.md"
+
+
+def _checked(check: Callable[[], Any], hint: str) -> str:
+    """A check's result as JSON, or `{"error", "hint"}` for the calling PL/pgSQL upsert to
+    raise: raised there, psql shows the message and its hint; raised here, PL/Python would
+    prefix `plpy.Error:` and add its traceback (docs/architecture.md, "Errors")."""
+    try:
+        return json.dumps(check())
+    except InvalidParameter as exc:
+        return json.dumps({"error": exc.message, "hint": exc.hint or hint})
+
+
+def checked_messages(plpy: Any, gd: Any, messages: str, last_seq: int | None) -> str:
+    return _checked(lambda: check_messages(messages, last_seq or 0), MESSAGES_HINT)
+
+
+def checked_artefact(plpy: Any, gd: Any, artefact: str, conversation_slug: str | None) -> str:
+    return _checked(lambda: check_artefact(artefact, conversation_slug), ARTEFACT_HINT)

@@ -6,11 +6,13 @@ import json
 import math
 import os
 import random
+from inspect import signature
 from pathlib import Path
 
 import pytest
 
-from memex_db import __version__, api, entry, models, probe, settings
+from memex.migrate import BRIDGE, render_sql, sql_files
+from memex_db import __version__, entry, models, probe, settings
 from memex_db.errors import InvalidParameter, MemexDbError
 from memex_db.onnx_runtime import (
     BATCH_OVERHEAD_TOKENS,
@@ -73,15 +75,15 @@ def test_bad_settings_are_named(name: str, value: str, message: str) -> None:
 
 def test_entry_turns_memex_errors_into_sqlstates() -> None:
     with pytest.raises(PlpyError) as info:  # memex_db.errors.InvalidParameter
-        entry.call(FakePlpy(), {}, __version__, "text_candidates", "q", None, 5, -1.0, None,
-                   None, None)  # fmt: skip
+        entry.call(FakePlpy(), {}, __version__, "text_search:candidates", "q", None, 5, -1.0,
+                   None, None, None)  # fmt: skip
     assert info.value.kwargs["sqlstate"] == "22023"
     assert "bm25_k1 must be between 0 and 10" in str(info.value)
 
 
 def test_entry_refuses_another_sql_version() -> None:
     with pytest.raises(PlpyError) as info:
-        entry.call(FakePlpy(), {}, "9.9.9", "status")
+        entry.call(FakePlpy(), {}, "9.9.9", "api:status")
     assert info.value.kwargs["sqlstate"] == "55000"
     assert "new database session" in info.value.kwargs["hint"]
 
@@ -249,11 +251,26 @@ def test_probe_names_a_missing_package_and_a_version_mismatch(tmp_path: Path) ->
     assert checks["memex_db"]["ok"] is False
 
 
-def test_sql_can_call_every_public_api_function_and_no_helper() -> None:
-    public = {n for n, v in vars(api).items() if callable(v) and not n.startswith("_")
-              and getattr(v, "__module__", "") == api.__name__}  # fmt: skip
-    assert set(entry.FUNCTIONS) == public and "text_candidates" in public
-    assert not any(name.startswith("_") for name in entry.FUNCTIONS)
+def test_every_bridge_body_in_sql_names_a_public_function_with_its_arguments() -> None:
+    bodies = [m for p in sql_files() for m in BRIDGE.finditer(p.read_text())]
+    assert len(bodies) >= 15
+    for body in bodies:
+        function = entry.resolve(body["target"])
+        args = [a for a in body["args"].split(",") if a.strip()]
+        params = list(signature(function).parameters)
+        assert params[:2] == ["plpy", "gd"] and len(params) == 2 + len(args), body[0]
+    for target in ("api:_loaded", "_x:y", "os:system", "api:nothing", "api", "api:embed:x"):
+        with pytest.raises(InvalidParameter, match="no memex_db function"):
+            entry.resolve(target)
+
+
+def test_the_bridge_renders_to_one_call_with_the_installed_version() -> None:
+    rendered = render_sql("as $py$\n@memex_db api:embed(input, space)@\n$py$;", "public")
+    assert rendered == (
+        'as $py$\nif "memex_db" not in GD:\n    plpy.execute("select memex._python_init()")\n'
+        f'return GD["memex_db"].entry.call(plpy, GD, "{__version__}", "api:embed", input, space)'
+        "\n$py$;"
+    )
 
 
 def test_vectors_cross_to_sql_as_fixed_point_decimals_exact_to_float32() -> None:
