@@ -113,7 +113,7 @@ begin
         end if;
         return metadata ->> 'domain';
     end if;
-    if uri ~* '\.(py|pyi|js|jsx|mjs|cjs|ts|tsx|go|rs|java|kt|kts|scala|c|h|cc|cpp|cxx|hpp|hh|cs|rb|php|swift|m|mm|sh|bash|zsh|ps1|sql|r|jl|lua|pl|pm|hs|ex|exs|erl|clj|dart|vue|svelte|css|scss|proto|tf|cmake|gradle|toml|ya?ml|ini|cfg|dockerfile|makefile)$' then
+    if uri ~* '@code_file_pattern@' then  -- memex/code_files.py, rendered at install
         return 'code';
     end if;
     return null;

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 from yoyo import get_backend, read_migrations
 
-from memex import __version__
+from memex import __version__, code_files
 from memex.dsn import yoyo_uri
 from memex.errors import MemexError
 from memex.paths import migrations_dir, sql_dir
@@ -31,6 +31,7 @@ SQL_NAME = re.compile(r"^(\d{3})-[a-z0-9]+(?:-[a-z0-9]+)*\.sql$")
 RELEASED_MANIFEST = "RELEASED"
 VECTOR_SCHEMA_TOKEN = "__vector_schema__"
 VERSION_TOKEN = "@memex_version@"
+CODE_FILE_TOKEN = "@code_file_pattern@"
 
 
 def migration_files() -> list[Path]:
@@ -109,7 +110,7 @@ def _bridge(found: re.Match[str]) -> str:
 
 def render_sql(text: str, vector_schema: str) -> str:
     quoted = psycopg.sql.Identifier(vector_schema).as_string(None)
-    text = BRIDGE.sub(_bridge, text)
+    text = BRIDGE.sub(_bridge, text).replace(CODE_FILE_TOKEN, code_files.uri_pattern())
     if "@memex_db" in text:  # a marker the pattern did not take would install as Python text
         line = next(x for x in text.splitlines() if "@memex_db" in x)
         raise MemexError(f"a PL/Python bridge marker is malformed: {line.strip()!r}")

@@ -156,3 +156,18 @@ def test_a_domain_without_an_active_space_falls_back_with_a_notice(conn: Conn, r
         _search(conn, domain="pictures")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="filter domain"):
         conn.execute("select * from memex.rag_search('x', filters => '{\"domain\": \"art\"}')")
+
+
+def test_ingest_and_the_database_share_one_list_of_code_files(conn: Conn) -> None:
+    from memex.code_files import CODE_FILES
+    from memex.ingest.sources import SUPPORTED_SUFFIXES
+
+    uris = [f"src/file{suffix.upper() if i % 2 else suffix}" for i, suffix in
+            enumerate(CODE_FILES)]  # fmt: skip
+    domains = conn.execute("select memex._document_domain(u, '{}') from unnest(%s::text[]) as u",
+                           (uris,)).fetchall()  # fmt: skip
+    assert {d[0] for d in domains} == {"code"}
+    assert set(CODE_FILES) <= SUPPORTED_SUFFIXES
+    for prose in ("notes/a.md", "a.txt", "page.html", "src/pyfile", "a.py.md"):
+        assert conn.execute("select memex._document_domain(%s, '{}')", (prose,)).fetchone() == (
+            None,)  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from memex.code_files import CODE_FILES
 from memex.ingest.html_text import html_to_text
 from memex.ingest.items import Document, FileRejected, FileSkipped, reject_nul
 
@@ -25,17 +26,8 @@ MIME_BY_SUFFIX = {
     ".pdf": "application/pdf",
 }
 # Source files are read as text; the database marks their chunks domain 'code' by the uri's
-# extension (memex._document_domain), so a code space embeds them.
-SOURCE_SUFFIXES = {
-    ".py": "text/x-python", ".pyi": "text/x-python", ".js": "text/javascript",
-    ".mjs": "text/javascript", ".ts": "text/x-typescript", ".tsx": "text/x-typescript",
-    ".jsx": "text/javascript", ".go": "text/x-go", ".rs": "text/x-rust", ".java": "text/x-java",
-    ".kt": "text/x-kotlin", ".c": "text/x-c", ".h": "text/x-c", ".cc": "text/x-c++",
-    ".cpp": "text/x-c++", ".hpp": "text/x-c++", ".cs": "text/x-csharp", ".rb": "text/x-ruby",
-    ".php": "text/x-php", ".swift": "text/x-swift", ".sh": "text/x-shellscript",
-    ".sql": "text/x-sql", ".lua": "text/x-lua", ".scala": "text/x-scala",
-}  # fmt: skip
-MIME_BY_SUFFIX.update(SOURCE_SUFFIXES)
+# extension from the same list (memex._document_domain), so a code space embeds them.
+MIME_BY_SUFFIX.update(CODE_FILES)
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<yaml>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _MARKDOWN_H1 = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$", re.MULTILINE)
