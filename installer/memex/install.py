@@ -19,6 +19,7 @@ from memex.dsn import connect
 from memex.errors import MemexError, PrerequisiteError
 from memex.migrate import apply_migrations, apply_sql_dir
 from memex.prereqs import Finding, blocking, check_all
+from memex_db import catalog
 
 ROLES = ("memex_owner", "memex_admin", "memex_app")
 INSTALL_LOCK_KEY = 7_274_617_001  # arbitrary, constant: pg_advisory_lock key for installs
@@ -127,9 +128,7 @@ def _bootstrap(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
 
 
 def vector_schema(conn: psycopg.Connection[tuple[object, ...]]) -> str:
-    row = conn.execute(
-        "select extnamespace::regnamespace::text from pg_extension where extname = 'vector'"
-    ).fetchone()
+    row = conn.execute(catalog.VECTOR_SCHEMA_SQL).fetchone()
     return str(row[0]) if row else "public"
 
 

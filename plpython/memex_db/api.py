@@ -52,15 +52,14 @@ _ENDPOINT = remote.ROW_SQL.format("$1")
 
 
 def _endpoint(plpy: Plpy, gd: GD, model: str) -> remote.Endpoint | None:
-    """The memex.endpoints row an `endpoint:NAME` model names (read every load: an altered
-    endpoint takes effect at the next statement); None for a local model."""
-    name = remote.endpoint_name(model)
-    if name is None:
-        return None
-    rows = plpy.execute(cached_plan(plpy, gd, "endpoint", _ENDPOINT, ["text"]), [name])
-    if not rows:
-        raise remote.no_endpoint(name)
-    return remote.Endpoint.from_row(rows[0])
+    """The endpoint a remote model names (read every load: an altered endpoint takes effect at
+    the next statement); None for a local model."""
+
+    def fetch_row(name: str) -> dict[str, Any] | None:
+        rows = plpy.execute(cached_plan(plpy, gd, "endpoint", _ENDPOINT, ["text"]), [name])
+        return dict(rows[0]) if rows else None
+
+    return remote.endpoint_for(model, fetch_row)
 
 
 def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[models.LoadedModel, int]:

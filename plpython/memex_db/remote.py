@@ -335,6 +335,19 @@ def required(model: str, endpoint: Endpoint | None) -> Endpoint:
     return endpoint
 
 
+def endpoint_for(model: str, fetch_row: Callable[[str], dict[str, Any] | None]) -> Endpoint | None:
+    """The memex.endpoints row an `endpoint:NAME` model names, read by `fetch_row(name)`
+    (ROW_SQL through plpy in a backend, through psycopg in memex worker); None for a local
+    model, 22023 for an unknown endpoint."""
+    name = endpoint_name(model)
+    if name is None:
+        return None
+    row = fetch_row(name)
+    if row is None:
+        raise no_endpoint(name)
+    return Endpoint.from_row(row)
+
+
 def no_endpoint(name: str) -> InvalidParameter:
     return InvalidParameter(f"unknown endpoint {name!r}",
                             hint="create it with memex.create_endpoint (memex_admin)")  # fmt: skip

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from memex_db import models, remote
+from memex_db import catalog, models, remote
 from memex_db.errors import EnvironmentBroken
 from memex_db.plpy_types import GD, Plpy, cached_plan
 
@@ -50,7 +50,7 @@ def lookup(plpy: Plpy, gd: GD, name: str | None) -> Space:
     lookup SQL and Python share (22023 for an unknown name, P0002 with no active space). Read
     every call (a prepared plan, microseconds): activate_space takes effect at the next
     statement."""
-    plan = cached_plan(plpy, gd, "space", "select s.* from memex._space($1) as s", ["text"])
+    plan = cached_plan(plpy, gd, "space", catalog.SPACE_SQL.format("$1"), ["text"])
     return Space.from_row(plpy.execute(plan, [name])[0])
 
 

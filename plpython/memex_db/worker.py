@@ -19,16 +19,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memex_db import models, remote, spaces
+from memex_db import catalog, models, remote, spaces
 from memex_db.errors import MemexDbError
 from memex_db.settings import DEFAULT_BATCH_ROWS, default_threads
 
 # SQLSTATE classes that can be one chunk's own fault: data exceptions, program limits.
 CHUNK_FAULTS = ("22", "54")
-SPACE_SQL = """
-select id, name, provider, model, dimensions, model_dimensions, domain, distance, options, status
-  from memex._space(%s)
-"""
 
 
 def vector_array_literal(vectors: list[list[float]]) -> str:
@@ -40,7 +36,7 @@ class Worker:
     def __init__(self, conn: Any, space: str | None, batch_size: int, threads: int,
                  runtime: str = "auto", say: Callable[[str], None] = print):  # fmt: skip
         cur = conn.cursor(row_factory=_dict_rows())
-        row = cur.execute(SPACE_SQL, (space,)).fetchone()
+        row = cur.execute(catalog.SPACE_SQL.format("%s"), (space,)).fetchone()
         self.conn = conn
         self.space = spaces.Space.from_row(row)
         self.batch_size = batch_size
@@ -48,9 +44,7 @@ class Worker:
         self.loaded = models.load({}, self.space.model, threads, 0, self.space.runtime or runtime,
                                   endpoint=self._endpoint(cur))  # fmt: skip
         self.embedded = 0
-        schema = conn.execute(
-            "select extnamespace::regnamespace::text from pg_extension where extname = 'vector'"
-        ).fetchone()[0]
+        schema = conn.execute(catalog.VECTOR_SCHEMA_SQL).fetchone()[0]
         from psycopg import sql
 
         # The vector[] literal is cast by name: pgvector may live in any schema.
@@ -59,15 +53,12 @@ class Worker:
         ).format(sql.Identifier(schema))
 
     def _endpoint(self, cur: Any) -> remote.Endpoint | None:
-        """The memex.endpoints row of a remote space (its key: MEMEX_ENDPOINT_KEY_<NAME> in
-        this process's environment, docs/embedding.md)."""
-        name = remote.endpoint_name(self.space.model)
-        if name is None:
-            return None
-        row = cur.execute(remote.ROW_SQL.format("%s"), (name,)).fetchone()
-        if row is None:
-            raise remote.no_endpoint(name)
-        return remote.Endpoint.from_row(row)
+        """The endpoint of a remote space (its key: MEMEX_ENDPOINT_KEY_<NAME> in this
+        process's environment, docs/embedding.md)."""
+        return remote.endpoint_for(
+            self.space.model,
+            lambda name: cur.execute(remote.ROW_SQL.format("%s"), (name,)).fetchone(),
+        )
 
     def drain(self) -> int:
         """One pass over every tenant, the tenants served in turn; returns the chunks that went

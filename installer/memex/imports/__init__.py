@@ -29,6 +29,7 @@ from memex.imports.sources import (
 from memex.ingest.store import store
 from memex.progress import progress
 from memex.tenants import check_tenant
+from memex_db import catalog
 
 SAMPLE = 8  # texts per source model re-embedded to decide whether its vectors are the space's
 SAME_MODEL = 0.999  # the least cosine between a source vector and the space's own, on each
@@ -127,10 +128,7 @@ def check_models(conn: psycopg.Connection[Any], source: Source) -> list[ModelChe
 
 
 def _vector_type(conn: psycopg.Connection[Any]) -> sql.Composable:
-    row = conn.execute(
-        "select n.nspname from pg_catalog.pg_extension as e"
-        " join pg_catalog.pg_namespace as n on n.oid = e.extnamespace where e.extname = 'vector'"
-    ).fetchone()
+    row = conn.execute(catalog.VECTOR_SCHEMA_SQL).fetchone()
     if row is None:
         raise MemexError("pgvector is not installed in the target database (memex install)")
     return sql.Identifier(str(row[0]), "vector")
