@@ -29,7 +29,7 @@ def _concurrent_embedders(plpy: Plpy, gd: GD) -> int:
 # memex._drain_step: embed_pending, reembed) up to HEAP_KEEP_FREE_MB_IN_LOAD: the claims of
 # short texts free 14-84 MB, which the next claim reuses instead of faulting it in again;
 # passages free 100-200 MB, trimmed every time (the 400 MB peak goal). Those CALLs trim all
-# of it at their end (release_memory). Measured in docs/embedding.md ("Memory").
+# of it at their end (release_memory). docs/embedding.md ("Memory").
 HEAP_KEEP_FREE_MB = 48
 HEAP_KEEP_FREE_MB_IN_LOAD = 96
 _IN_LOAD = "select current_setting('memex.in_load', true) = 'on' as in_load"
@@ -78,8 +78,7 @@ def _loaded(plpy: Plpy, gd: GD, space: spaces.Space, batch: bool) -> tuple[model
 
 
 # Under a memory budget, what a call holds beside its inference tensors: the texts, their
-# encodings, the vectors it returns, and what the runtime's threads keep (peaks of 606 and 645 MB
-# were measured under a 600 MB budget with 64 MB here, for 256 passages).
+# encodings, the vectors it returns, what the runtime's threads keep (docs/embedding.md).
 BATCH_RESERVE_MB = 128
 
 

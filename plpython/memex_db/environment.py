@@ -76,12 +76,10 @@ def keep_batches_mapped(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 64
     """Fixes glibc's malloc thresholds for a backend that embeds, once per process. By default
     glibc serves blocks above a threshold that moves with what was freed (128 KB at start)
     with a fresh mmap, and unmaps the top of the heap as soon as twice that threshold is free:
-    a backend running one batch after another faulted much of each batch's working memory in
-    again (2,000 short texts through CALL embed_pending: 150,000 page faults with the default
-    thresholds, 25,000 with these; docs/embedding.md, "Memory"). Blocks up to 32 MB (a batch's
-    tensors) now come from the heap and stay there for the next batch; give_memory_back
-    returns them, and glibc itself past 64 MB free at the top (128 MB measured the same
-    speed with a 20-30 MB higher peak on passages)."""
+    a backend running one batch after another faulted each batch's working memory in again
+    (docs/embedding.md, "Memory"). Blocks up to 32 MB (a batch's tensors) now come from the
+    heap and stay there for the next batch; give_memory_back returns them, and glibc itself
+    past 64 MB free at the top."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold_mb << 20)
@@ -90,7 +88,7 @@ def keep_batches_mapped(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 64
 
 def give_memory_back(keep_free_mb: int = 0) -> None:
     """Returns freed heap memory to the system: glibc keeps what a batch's tensors and texts
-    used mapped (measured: 337 MB resident after 2,000 short texts, 192 MB after a trim).
+    used mapped (docs/embedding.md, "Memory").
 
     keep_free_mb: trim only when the heap holds more free memory than this. A trim unmaps the
     free pages, so the next batch faults its working memory in again: after every claim of

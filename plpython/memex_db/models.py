@@ -236,9 +236,8 @@ def _onnx_variant(runtime: str) -> str | None:
     return {"auto": "onnx", "onnx": "onnx", "onnx-int8": "onnx-int8"}.get(runtime)
 
 
-# Working memory of an ONNX inference batch per padded token (memex.embed_batch_tokens):
-# 181 MB measured above the loaded model at 2048 tokens of 256-token passages (MiniLM, 384
-# hidden; bench_embedding's peak RSS), rounded up. Part of what a budget must hold.
+# Working memory of an ONNX inference batch per padded token (memex.embed_batch_tokens), for
+# MiniLM (384 hidden), rounded up from bench_embedding's peak RSS: what a budget must hold.
 INFERENCE_MB_PER_TOKEN = 0.09
 
 

@@ -76,8 +76,8 @@ def _quantize(source: str, target: str) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Per-channel with reduced range, MatMul weights only: per-tensor int8 measured min cosine
-    # 0.90 on AVX2 (u8s8 saturation), quantizing the fused Attention too 0.966; this 0.974.
+    # Per-channel with reduced range, MatMul weights only: the variant whose parity holds on
+    # AVX2 (u8s8 saturation hurts the others; docs/embedding.md, "Runtimes").
     quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
                      reduce_range=True, op_types_to_quantize=["MatMul"],
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fmt: skip

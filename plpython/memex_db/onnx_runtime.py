@@ -24,9 +24,8 @@ EXPORT_FORMAT = 2
 MIN_PARITY_COSINE = 0.9999
 MIN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.96}
 MEAN_PARITY = {"onnx": MIN_PARITY_COSINE, "onnx-int8": 0.985}
-# Padded tokens per inference batch: attention memory grows with rows x width^2, so a row count
-# alone lets 64 rows of 256 tokens take a backend past 800 MB. 2048 measured as fast as 4096 or
-# more (fuller caches), with the least peak memory (docs/embedding.md, "Memory").
+# Padded tokens per inference batch (attention memory grows with rows x width^2): the fastest
+# budget with the least peak memory (docs/embedding.md, "Memory").
 DEFAULT_TOKEN_BUDGET = 2048
 
 
@@ -128,10 +127,8 @@ def read_pipeline_config(model_dir: str) -> dict[str, Any]:
     }
 
 
-# What one more inference batch costs, in padded tokens: onnxruntime's run has a fixed cost
-# (about 2 ms here, every op dispatched to the thread pool) and then costs the same per padded
-# token from 1 row to 64 (measured 335-365 us a token at widths 16-64; docs/embedding.md,
-# "Batches"). So a batch is worth cutting wherever it saves more padding than this.
+# What one more inference batch costs, in padded tokens (a run's fixed cost over its cost per
+# token, docs/embedding.md "Batches"): a batch is worth cutting where it saves more padding.
 BATCH_OVERHEAD_TOKENS = 8
 
 
@@ -205,13 +202,12 @@ class OnnxEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Idle pool threads sleep instead of spinning: measured 350 -> 405 sentences/s for two
-        # backends embedding at once on 2 cores, and no cost for one (docs/embedding.md).
+        # Idle pool threads sleep instead of spinning: backends sharing the cores go faster
+        # (docs/embedding.md, "Threads").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No CPU arena: it keeps its peak for the session's life (1.2 GB measured after
-        # embed_pending on passages), and even shrunk after each run it peaked 50 MB higher
-        # than plain malloc, at the same speed. Callers trim the heap after a batch.
+        # No CPU arena: it keeps its peak for the session's life; callers trim the heap after
+        # a batch instead (docs/embedding.md, "Memory").
         options.enable_cpu_mem_arena = False
         self.session = None
         self.session = onnxruntime.InferenceSession(
