@@ -127,6 +127,17 @@ def _bootstrap(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     return created
 
 
+def _register_providers(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Every provider family of memex_db.providers may name a space (memex.spaces' foreign
+    key): a new provider module is all a new provider needs, no migration."""
+    from memex_db import providers
+
+    conn.execute(
+        "insert into memex.providers (name) select unnest(%s::text[]) on conflict do nothing",
+        (providers.families(),),
+    )
+
+
 def vector_schema(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     row = conn.execute(catalog.VECTOR_SCHEMA_SQL).fetchone()
     return str(row[0]) if row else "public"
@@ -220,6 +231,7 @@ def install(
             say("applying migrations")
             had_content = _has_chunks(conn)
             report.migrations_applied = apply_migrations(dsn)
+            _register_providers(conn)
             report.rechunk_advised = had_content and bool(
                 RECHUNKING_MIGRATIONS & set(report.migrations_applied)
             )

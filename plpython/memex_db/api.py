@@ -132,8 +132,10 @@ def model_info(plpy: Plpy, gd: GD, model: str) -> tuple[str, int]:
 
 
 def model_hash(plpy: Plpy, gd: GD, model: str) -> str:
-    """The model's content hash (models.model_hash): part of a space's signature for reembed."""
-    return models.model_hash(model, _endpoint(plpy, gd, model))
+    """The model's content hash (its provider's): part of a space's signature for reembed."""
+    from memex_db import providers
+
+    return providers.for_model(model).model_hash(model, _endpoint(plpy, gd, model))
 
 
 def measure_rate(plpy: Plpy, gd: GD, model: str, texts: list[str] | None) -> float | None:

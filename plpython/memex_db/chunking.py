@@ -10,7 +10,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from memex_db import models, remote, wordllama_model
 from memex_db.errors import InvalidParameter
 from memex_db.plpy_types import GD
 
@@ -33,24 +32,23 @@ def _model_max_tokens(model_dir: str) -> int:
         return 512
 
 
+def wordpiece(model_dir: str) -> tuple[Any, int]:
+    """(tokenizer, largest chunk in tokens) of a transformer model directory."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer, _model_max_tokens(model_dir) - SPECIAL_TOKENS
+
+
 def load_tokenizer(gd: GD, model: str) -> tuple[Any, int]:
-    """(tokenizer, largest chunk in tokens) for `model`, cached per backend."""
+    """(tokenizer, largest chunk in tokens) for `model` (its provider's), cached per backend."""
     cache: dict[str, tuple[Any, int]] = gd.setdefault("memex_tokenizers", {})
     if model not in cache:
-        from tokenizers import Tokenizer
+        from memex_db import providers
 
-        if model == wordllama_model.NAME:
-            cache[model] = (wordllama_model.load_tokenizer(), wordllama_model.MAX_TOKENS)
-            return cache[model]
-        # The hash test provider, and remote models (whose tokenizer is on another server),
-        # chunk with the bundled model's WordPiece: counts close to most BERT-family models'.
-        local = not model.startswith(models.HASH_PREFIX) and remote.endpoint_name(model) is None
-        name = model if local else models.DEFAULT_MODEL
-        model_dir = models.resolve_model_dir(name)
-        tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        cache[model] = (tokenizer, _model_max_tokens(model_dir) - SPECIAL_TOKENS)
+        cache[model] = providers.for_model(model).tokenizer(model)
     return cache[model]
 
 

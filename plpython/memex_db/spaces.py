@@ -82,11 +82,10 @@ def describe_model(
     endpoint: remote.Endpoint | None = None,
 ) -> tuple[str, int]:
     """(provider, native dimensions) of a model, loading it (once per backend) to be sure."""
+    from memex_db import providers
+
     loaded = models.load(gd, model, threads, budget_mb, runtime, endpoint=endpoint)
-    provider = loaded.encoder.provider
-    if provider not in ("hash", "wordllama", remote.PROVIDER):
-        provider = "sentence-transformers"  # the model's family; onnx is how it runs
-    return provider, loaded.encoder.dimensions
+    return providers.for_model(model).family, loaded.encoder.dimensions
 
 
 # Vectors cross from Python to SQL as text that pgvector parses. str() of a list of floats
