@@ -378,3 +378,133 @@ drop trigger if exists dimension_guard_update on memex.embeddings;
 create trigger dimension_guard_update after update on memex.embeddings
 referencing new table as new_vectors
 for each statement execute function memex._dimension_guard();
+
+-- Initial loads without the index: the HNSW graph built once at the end of a large load.
+
+-- memex._bulk_index_rows(): the setting memex.bulk_index_rows (default 1000; 0: never): a
+-- CALL embed_pending that loads at least this many chunks into a space with no vector yet
+-- builds its HNSW index once at the end instead of growing it row by row (docs/embedding.md).
+create or replace function memex._bulk_index_rows()
+returns integer
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    raw text := pg_catalog.btrim(coalesce(pg_catalog.current_setting('memex.bulk_index_rows', true), ''));
+begin
+    if raw = '' then
+        return 1000;
+    end if;
+    if raw !~ '^[0-9]{1,9}$' then
+        raise exception 'memex.bulk_index_rows must be a number of chunks (0: never), not %', pg_catalog.quote_literal(raw)
+            using errcode = '22023';
+    end if;
+    return raw::integer;
+end
+$$;
+
+comment on function memex._bulk_index_rows() is
+'Internal: memex.bulk_index_rows (default 1000, 0: never); 22023 when it is not a number of chunks.';
+
+-- memex._defer_index_for_load(space_id, loading, current_vectors): true when a load of `loading`
+-- chunks should go into the space without its HNSW index, which the load then builds once at
+-- its end (memex._finish_load_index): pgvector builds a graph in memory several times faster
+-- than it inserts the same vectors one by one (docs/embedding.md, "Initial loads"). Only for a
+-- load of at least memex.bulk_index_rows chunks into a space that holds no up-to-date vector yet
+-- (or one not searched, status building, that the load at least doubles): dropping the index
+-- of a space applications search would turn their searches into scans. Drops the index, waiting
+-- at most 1 s for its lock: if searches or writes hold the table longer, the load grows the
+-- index as usual.
+create or replace function memex._defer_index_for_load(
+    space_id integer, loading bigint, current_vectors bigint
+)
+returns boolean
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces;
+    min_rows integer := memex._bulk_index_rows();
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+begin
+    select s.* into strict sp from memex.spaces as s where s.id = _defer_index_for_load.space_id;
+    if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
+       or min_rows = 0 or loading < min_rows
+       or not (current_vectors = 0 or (sp.status <> 'active' and loading >= current_vectors)) then
+        return false;
+    end if;
+    -- One runner at a time drops or builds a space's index (two DROPs at once deadlock on the
+    -- table and the index; two builds would both create it). Held until the caller commits.
+    -- Not waited for: this transaction has read the table (the counts), which the holder's
+    -- DROP may be waiting on. The load then grows whatever index is there, and builds it at
+    -- its end if the other runner dropped it.
+    if not pg_catalog.pg_try_advisory_xact_lock(memex._advisory_class('space_index'), sp.id) then
+        return false;
+    end if;
+    if memex._space_index_valid(sp.id) is null then
+        return true;  -- already gone (another runner's load, or an interrupted one): built at the end
+    end if;
+    begin
+        perform pg_catalog.set_config('lock_timeout', '1s', true);
+        perform memex._drop_space_index(sp.id);
+    exception when lock_not_available then  -- the setting is undone with the subtransaction
+        raise notice 'memex.embed_pending: the index of space % is in use: growing it row by row', sp.name;
+        return false;
+    end;
+    perform pg_catalog.set_config('lock_timeout', saved_timeout, true);
+    return true;
+end
+$$;
+
+comment on function memex._defer_index_for_load(integer, bigint, bigint) is
+'Internal: drops a space''s HNSW index for a large initial load (built again at its end); true if the load goes without it.';
+
+-- memex._finish_load_index(space_id): builds the HNSW index of a space that should have one
+-- and has none (after a load without it, or one that was interrupted); returns the seconds it
+-- took, null when there was nothing to build. Writes of vectors wait for the build.
+create or replace function memex._finish_load_index(space_id integer)
+returns numeric
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sp memex.spaces;
+    started timestamptz := pg_catalog.clock_timestamp();
+    saved_timeout text;
+begin
+    select s.* into strict sp from memex.spaces as s where s.id = _finish_load_index.space_id;
+    if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
+       or memex._space_index_valid(sp.id) is not null then
+        return null;
+    end if;
+    -- another runner may be building it: wait for it, then look again (memex._defer_index_for_load)
+    saved_timeout := pg_catalog.current_setting('lock_timeout');
+    perform memex._bounded_lock_timeout();
+    begin
+        perform pg_catalog.pg_advisory_xact_lock(memex._advisory_class('space_index'), sp.id);
+    exception when lock_not_available then
+        raise notice 'memex.embed_pending: the index lock of space % is held by %: that session builds the index; this CALL leaves it'
+            , sp.name, coalesce(memex._advisory_holders(memex._advisory_class('space_index'), sp.id), 'a session now gone');
+        return null;
+    end;
+    perform pg_catalog.set_config('lock_timeout', saved_timeout, true);  -- the build waits as before
+    if memex._space_index_valid(sp.id) is not null then
+        return null;
+    end if;
+    raise notice 'memex.embed_pending: building the hnsw index of space % (writes of vectors wait for it)', sp.name;
+    perform memex._build_space_index(sp.id);
+    return pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric, 1);
+end
+$$;
+
+comment on function memex._finish_load_index(integer) is
+'Internal: builds a space''s missing HNSW index (after a load without it); the seconds it took, or null.';

@@ -245,9 +245,7 @@ as $$
 declare
     state memex.reembeds;
     step record;
-    tenant uuid;
-    after_tokens integer;
-    after uuid;
+    place memex.drain_position;
     run_started timestamptz := pg_catalog.clock_timestamp();
     run_done bigint := 0;
     run_rate double precision;
@@ -256,18 +254,14 @@ begin
     embedded := 0;
     select r.* into state from memex.reembeds as r where r.space_id = target_id;
     if not from_start then  -- resume where the last committed batch ended
-        tenant := state.cursor_tenant;
-        after_tokens := state.cursor_tokens;
-        after := state.cursor_chunk;
+        place := row(state.cursor_tenant, state.cursor_tokens, state.cursor_chunk, false);
     end if;
     loop
         -- no claim: the reembed reads without locking, writers never wait for the model
         select d.* into step
-          from memex._drain_step(target_id, batch_size, false, tenant, after_tokens, after, false) as d;
+          from memex._drain_step(target_id, batch_size, false, place) as d;
         exit when step.finished;
-        tenant := step.tenant;
-        after_tokens := step.after_tokens;
-        after := step.after;
+        place := step.place;
         -- a chunk that fails alone is recorded (memex.embedding_failures), the others go on
         perform memex._embed_or_isolate(target_id, step.ids, step.contents, step.hashes);
         run_done := run_done + pg_catalog.cardinality(step.ids);
@@ -276,9 +270,9 @@ begin
         update memex.reembeds as r
            set rows_done = r.rows_done + pg_catalog.cardinality(step.ids)
              , rows_total = greatest(r.rows_total, r.rows_done + pg_catalog.cardinality(step.ids))
-             , cursor_tenant = case when from_start then r.cursor_tenant else tenant end
-             , cursor_tokens = case when from_start then r.cursor_tokens else after_tokens end
-             , cursor_chunk = case when from_start then r.cursor_chunk else after end
+             , cursor_tenant = case when from_start then r.cursor_tenant else place.tenant end
+             , cursor_tokens = case when from_start then r.cursor_tokens else place.after_tokens end
+             , cursor_chunk = case when from_start then r.cursor_chunk else place.after end
              , rate = case when from_start then r.rate else run_rate end  -- the main pass's rate
              , updated_at = pg_catalog.clock_timestamp()
          where r.space_id = target_id

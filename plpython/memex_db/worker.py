@@ -82,7 +82,7 @@ class Worker:
     def _embed_or_isolate(
         self, ids: list[Any], contents: list[str], hashes: list[bytes], checked: bool = False
     ) -> int:
-        """The worker's side of memex._embed_or_isolate (sql/140-pending.sql), with the same
+        """The worker's side of memex._embed_or_isolate (sql/141-drain.sql), with the same
         rules: a batch that fails for what may be a chunk's fault (SQLSTATE class 22 or 54,
         while the model still embeds a harmless text) is split down to the chunk that fails
         alone, whose failure is recorded; anything else stops the worker as before."""

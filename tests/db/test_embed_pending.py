@@ -379,21 +379,21 @@ def test_claims_come_shortest_first_so_each_batch_holds_one_length(conn: Conn, d
             writer.execute("select memex.upsert_document(%s, %s)",
                            (f"d{i}.md", " ".join(["word"] * words)))  # fmt: skip
     steps: list[list[int]] = []
-    position: tuple[object, object, object] = (None, None, None)
+    place: str | None = None  # memex.drain_position, as text
     with admin(db) as run:
         while True:
             row = run.execute(
-                """select d.finished, d.tenant, d.after_tokens, d.after
+                """select d.finished, d.place::text
                         , array(select c.token_count from memex.chunks as c
                                  where c.id = any(d.ids) order by c.token_count)
-                     from memex._drain_step(1, 8, false, %s, %s, %s, false) as d""",
-                position,
+                     from memex._drain_step(1, 8, false, %s::memex.drain_position) as d""",
+                (place,),
             ).fetchone()
             assert row is not None
             if row[0]:
                 break
-            position = (row[1], row[2], row[3])
-            steps.append(list(row[4]))  # type: ignore[call-overload]
+            place = row[1]
+            steps.append(list(row[2]))  # type: ignore[call-overload]
     assert [len(s) for s in steps] == [8] * 5
     flat = [t for s in steps for t in s]
     assert flat == sorted(flat) and len(set(flat)) == 40, "every chunk once, shortest first"
