@@ -24,10 +24,34 @@ $$;
 comment on function memex._advisory_class(text) is
 'Internal: the first key of memex''s advisory locks for a purpose (embedders, reembed, text_index, space_index).';
 
--- memex._advisory_holders(key1, key2): who holds an advisory lock, for the message of a wait
--- that gave up: "pid 123 (application psql, user api)", or null. One bigint key (key2 null) or
--- two integer keys, as pg_advisory_lock takes them. Any session may take memex's keys (an
+-- memex._advisory_holder_pids(key1, key2): the backends holding an advisory lock, one bigint key
+-- (key2 null) or two integer keys, as pg_advisory_lock takes them. memex._advisory_holders: the
+-- same as the message of a wait that gave up: "pid 123 (application psql, user api)", or null
+-- (the caller left out). Any session may take memex's keys (an
 -- advisory lock needs no privilege): every memex wait on one is bounded and names the holder.
+create or replace function memex._advisory_holder_pids(key1 bigint, key2 integer default null)
+returns setof integer
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select l.pid
+      from pg_catalog.pg_locks as l
+     where l.locktype = 'advisory' and l.granted
+       and case when _advisory_holder_pids.key2 is null
+                then l.classid = ((_advisory_holder_pids.key1 >> 32) & 4294967295)::text::oid
+                     and l.objid = (_advisory_holder_pids.key1 & 4294967295)::text::oid and l.objsubid = 1
+                else l.classid = (_advisory_holder_pids.key1 & 4294967295)::text::oid
+                     and l.objid = (_advisory_holder_pids.key2::bigint & 4294967295)::text::oid and l.objsubid = 2
+           end
+     order by l.pid
+$$;
+
+comment on function memex._advisory_holder_pids(bigint, integer) is
+'Internal: the backends holding an advisory lock given as pg_advisory_lock takes it (one bigint, or two integers).';
+
 create or replace function memex._advisory_holders(key1 bigint, key2 integer default null)
 returns text
 language sql
@@ -36,18 +60,12 @@ parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select pg_catalog.string_agg(pg_catalog.format('pid %s (application %s, user %s)', l.pid
+    select pg_catalog.string_agg(pg_catalog.format('pid %s (application %s, user %s)', h.pid
                , coalesce(nullif(a.application_name, ''), '-'), coalesce(a.usename::text, '-'))
-               , ', ' order by l.pid)
-      from pg_catalog.pg_locks as l
-      left join pg_catalog.pg_stat_activity as a on l.pid = a.pid
-     where l.locktype = 'advisory' and l.granted and l.pid <> pg_catalog.pg_backend_pid()
-       and case when _advisory_holders.key2 is null
-                then l.classid = ((_advisory_holders.key1 >> 32) & 4294967295)::text::oid
-                     and l.objid = (_advisory_holders.key1 & 4294967295)::text::oid and l.objsubid = 1
-                else l.classid = (_advisory_holders.key1 & 4294967295)::text::oid
-                     and l.objid = (_advisory_holders.key2::bigint & 4294967295)::text::oid and l.objsubid = 2
-           end
+               , ', ' order by h.pid)
+      from memex._advisory_holder_pids(_advisory_holders.key1, _advisory_holders.key2) as h (pid)
+      left join pg_catalog.pg_stat_activity as a on h.pid = a.pid
+     where h.pid <> pg_catalog.pg_backend_pid()
 $$;
 
 comment on function memex._advisory_holders(bigint, integer) is

@@ -107,9 +107,8 @@ parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select l.pid from pg_catalog.pg_locks as l
-     where l.locktype = 'advisory' and l.granted and l.classid = memex._advisory_class('reembed')::oid
-       and l.objid = (memex._reembed_lock_key(space_name)::bigint & 4294967295)::text::oid and l.objsubid = 2
+    select h.pid
+      from memex._advisory_holder_pids(memex._advisory_class('reembed'), memex._reembed_lock_key(space_name)) as h (pid)
      limit 1
 $$;
 

@@ -181,7 +181,8 @@ $reassign$
 
 
 # How long an install waits for another one. Any session may take the key (an advisory lock
-# needs no privilege): a wait must end, naming the holder.
+# needs no privilege): a wait must end, naming the holder. Read here, not through
+# memex._advisory_holders: the first install runs before the memex schema exists.
 INSTALL_LOCK_WAIT = "300s"
 _LOCK_HOLDERS = """
 select string_agg('pid ' || l.pid || ' (application '
