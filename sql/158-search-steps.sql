@@ -1,5 +1,5 @@
--- Steps of a search (memex._search, sql/160): the check of a caller's reranker, and maximal
--- marginal relevance over candidates given as data.
+-- Steps of a search (memex._search, sql/160): the check of a caller's reranker, maximal
+-- marginal relevance over candidates given as data, and the check of every argument.
 
 -- memex._check_reranker(fn): the reranker's signature must be (text, jsonb) returns
 -- table(uuid, double precision): 42804 otherwise.
@@ -108,3 +108,79 @@ $$;
 
 comment on function memex._mmr(uuid[], double precision[], uuid[], integer, integer, double precision) is
 'Internal: maximal-marginal-relevance order of search candidates given as data (rag_search diversity).';
+
+-- memex._check_search_args(...): rag_search's arguments, each checked before any work (docs/
+-- search.md, "Limits and bad input"): 22023 (54000 for an over-long query, 42804 for a
+-- reranker of the wrong signature) naming the argument and the values it may take.
+create or replace function memex._check_search_args(
+    query text, has_embedding boolean, k integer, mode text, rrf_k integer, fusion text
+    , vector_weight double precision, text_weight double precision, diversity double precision
+    , max_per_document integer, rerank regprocedure, rerank_depth integer, bm25_k1 double precision
+    , bm25_b double precision
+)
+returns void
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if mode is null or mode not in ('hybrid', 'vector', 'text') then
+        raise exception 'unknown search mode %', coalesce(pg_catalog.quote_literal(mode), 'null')
+            using errcode = '22023', hint = 'hybrid, vector or text';
+    end if;
+    if not has_embedding and (query is null or pg_catalog.btrim(query) = '') then
+        raise exception 'the search query is empty' using errcode = '22023';
+    end if;
+    if pg_catalog.length(query) > 32768 then
+        raise exception 'the search query has % characters; the limit is 32768', pg_catalog.length(query)
+            using errcode = '54000', hint = 'search with the passage''s key sentences, or embed it and pass the vector';
+    end if;
+    if has_embedding and mode <> 'vector' then
+        raise exception 'a query embedding can only be searched in mode vector' using errcode = '22023';
+    end if;
+    if k is null or k < 1 or k > 1000 then
+        raise exception 'k must be between 1 and 1000, not %', coalesce(k::text, 'null')
+            using errcode = '22023', hint = 'rag_search retrieves; to export a tenant''s chunks, read memex.chunks';
+    end if;
+    if rrf_k is null or rrf_k < 1 then
+        raise exception 'rrf_k must be at least 1' using errcode = '22023';
+    end if;
+    if fusion is null or fusion not in ('convex', 'rrf') then
+        raise exception 'unknown fusion %', coalesce(pg_catalog.quote_literal(fusion), 'null')
+            using errcode = '22023', hint = 'convex (normalised scores, weighted) or rrf (reciprocal ranks)';
+    end if;
+    if vector_weight is null or text_weight is null or vector_weight < 0
+       or text_weight < 0 or vector_weight + text_weight = 0 then
+        raise exception 'vector_weight and text_weight must be >= 0 and not both 0' using errcode = '22023';
+    end if;
+    if diversity is not null and (diversity < 0 or diversity > 1) then
+        raise exception 'diversity must be between 0 and 1, not %', diversity using errcode = '22023';
+    end if;
+    if diversity is not null and k > 100 then
+        raise exception 'diversity works on k <= 100, not %', k using errcode = '22023';
+    end if;
+    if max_per_document is not null and max_per_document < 1 then
+        raise exception 'max_per_document must be at least 1, not %', max_per_document using errcode = '22023';
+    end if;
+    if rerank_depth is null or rerank_depth < 1 or rerank_depth > 1000 then
+        raise exception 'rerank_depth must be between 1 and 1000, not %', coalesce(rerank_depth::text, 'null')
+            using errcode = '22023';
+    end if;
+    if bm25_k1 is not null and (bm25_k1 < 0 or bm25_k1 > 10 or bm25_k1 = 'NaN') then
+        raise exception 'bm25_k1 must be between 0 and 10, not %', bm25_k1 using errcode = '22023';
+    end if;
+    if bm25_b is not null and (bm25_b < 0 or bm25_b > 1 or bm25_b = 'NaN') then
+        raise exception 'bm25_b must be between 0 and 1, not %', bm25_b using errcode = '22023';
+    end if;
+    if rerank is not null then
+        perform memex._check_reranker(rerank);
+    end if;
+end
+$$;
+
+comment on function memex._check_search_args(
+    text, boolean, integer, text, integer, text, double precision, double precision, double precision
+    , integer, regprocedure, integer, double precision, double precision
+) is 'Internal: checks rag_search''s arguments (22023 naming the argument; 54000 for an over-long query).';

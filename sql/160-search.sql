@@ -38,85 +38,41 @@ declare
     where_filters text;
     want integer := _search.k;
     pool integer;
-    depth_v integer;
-    depth_t integer;
+    vector_depth integer;
+    text_depth integer;
     per_document boolean := _search.max_per_document is not null or _search.diversity is not null;
-    qvec __vector_schema__.vector := _search.query_embedding;
-    v_ids uuid[];
-    v_dist double precision[];
-    v_docs bigint[];
-    m_ids uuid[];
-    m_dist double precision[];
+    query_vector __vector_schema__.vector := _search.query_embedding;
+    vector_ids uuid[];
+    vector_distances double precision[];
+    vector_docs bigint[];
+    text_only_ids uuid[];
+    text_only_distances double precision[];
     distance_op text;
-    t_ids uuid[];
-    t_scores double precision[];
-    t_ranks integer[];
-    c_ids uuid[];
-    c_scores double precision[];
-    c_sims double precision[];
-    c_vranks integer[];
-    c_tranks integer[];
-    c_docs uuid[];
-    candidates jsonb;
+    text_ids uuid[];
+    text_scores double precision[];
+    text_ranks integer[];
+    pool_ids uuid[];
+    pool_scores double precision[];
+    pool_similarities double precision[];
+    pool_vector_ranks integer[];
+    pool_text_ranks integer[];
+    pool_sources uuid[];
+    reranker_input jsonb;
     unembedded integer;
 begin
     -- Every argument is checked before any work (docs/search.md, "Limits and bad input").
-    if _search.mode is null or _search.mode not in ('hybrid', 'vector', 'text') then
-        raise exception 'unknown search mode %', coalesce(pg_catalog.quote_literal(_search.mode), 'null')
-            using errcode = '22023', hint = 'hybrid, vector or text';
-    end if;
-    if qvec is null and (_search.query is null or pg_catalog.btrim(_search.query) = '') then
-        raise exception 'the search query is empty' using errcode = '22023';
-    end if;
-    if pg_catalog.length(_search.query) > 32768 then
-        raise exception 'the search query has % characters; the limit is 32768', pg_catalog.length(_search.query)
-            using errcode = '54000', hint = 'search with the passage''s key sentences, or embed it and pass the vector';
-    end if;
-    if qvec is not null and _search.mode <> 'vector' then
-        raise exception 'a query embedding can only be searched in mode vector' using errcode = '22023';
-    end if;
-    if _search.k is null or _search.k < 1 or _search.k > 1000 then
-        raise exception 'k must be between 1 and 1000, not %', coalesce(_search.k::text, 'null')
-            using errcode = '22023', hint = 'rag_search retrieves; to export a tenant''s chunks, read memex.chunks';
-    end if;
-    if _search.rrf_k is null or _search.rrf_k < 1 then
-        raise exception 'rrf_k must be at least 1' using errcode = '22023';
-    end if;
-    if _search.fusion is null or _search.fusion not in ('convex', 'rrf') then
-        raise exception 'unknown fusion %', coalesce(pg_catalog.quote_literal(_search.fusion), 'null')
-            using errcode = '22023', hint = 'convex (normalised scores, weighted) or rrf (reciprocal ranks)';
-    end if;
-    if _search.vector_weight is null or _search.text_weight is null or _search.vector_weight < 0
-       or _search.text_weight < 0 or _search.vector_weight + _search.text_weight = 0 then
-        raise exception 'vector_weight and text_weight must be >= 0 and not both 0' using errcode = '22023';
-    end if;
-    if _search.diversity is not null and (_search.diversity < 0 or _search.diversity > 1) then
-        raise exception 'diversity must be between 0 and 1, not %', _search.diversity using errcode = '22023';
-    end if;
-    if _search.diversity is not null and _search.k > 100 then
-        raise exception 'diversity works on k <= 100, not %', _search.k using errcode = '22023';
-    end if;
-    if _search.max_per_document is not null and _search.max_per_document < 1 then
-        raise exception 'max_per_document must be at least 1, not %', _search.max_per_document using errcode = '22023';
-    end if;
-    if _search.rerank_depth is null or _search.rerank_depth < 1 or _search.rerank_depth > 1000 then
-        raise exception 'rerank_depth must be between 1 and 1000, not %', coalesce(_search.rerank_depth::text, 'null')
-            using errcode = '22023';
-    end if;
-    if _search.bm25_k1 is not null and (_search.bm25_k1 < 0 or _search.bm25_k1 > 10 or _search.bm25_k1 = 'NaN') then
-        raise exception 'bm25_k1 must be between 0 and 10, not %', _search.bm25_k1 using errcode = '22023';
-    end if;
-    if _search.bm25_b is not null and (_search.bm25_b < 0 or _search.bm25_b > 1 or _search.bm25_b = 'NaN') then
-        raise exception 'bm25_b must be between 0 and 1, not %', _search.bm25_b using errcode = '22023';
-    end if;
-    if _search.rerank is not null then
-        perform memex._check_reranker(_search.rerank);
-    end if;
+    perform memex._check_search_args(
+        query => _search.query, has_embedding => query_vector is not null, k => _search.k, mode => _search.mode
+        , rrf_k => _search.rrf_k, fusion => _search.fusion, vector_weight => _search.vector_weight
+        , text_weight => _search.text_weight, diversity => _search.diversity
+        , max_per_document => _search.max_per_document, rerank => _search.rerank
+        , rerank_depth => _search.rerank_depth, bm25_k1 => _search.bm25_k1, bm25_b => _search.bm25_b
+    );
     where_filters := memex._search_filters(_search.filters);
     sp := memex._space(_search.space);
-    if qvec is not null and __vector_schema__.vector_dims(qvec) <> sp.dimensions then
+    if query_vector is not null and __vector_schema__.vector_dims(query_vector) <> sp.dimensions then
         raise exception 'the query embedding has % dimensions, space % has %'
-            , __vector_schema__.vector_dims(qvec), sp.name, sp.dimensions
+            , __vector_schema__.vector_dims(query_vector), sp.name, sp.dimensions
             using errcode = '22000', hint = 'embed the query with memex.embed(text, space)';
     end if;
     if tenant is null then
@@ -133,11 +89,11 @@ begin
     pool := case when _search.rerank is not null then greatest(_search.rerank_depth, want)
                  when per_document then greatest(want * 4, 40)
                  else want end;
-    depth_v := greatest(pool * 2, 40);
-    depth_t := case when _search.mode = 'text' then pool else depth_v end;
+    vector_depth := greatest(pool * 2, 40);
+    text_depth := case when _search.mode = 'text' then pool else vector_depth end;
     -- Text mode never calls the model (similarity is null) unless min_similarity needs it.
-    if qvec is null and (_search.mode <> 'text' or _search.min_similarity is not null) then
-        qvec := memex.embed(_search.query, sp.name);
+    if query_vector is null and (_search.mode <> 'text' or _search.min_similarity is not null) then
+        query_vector := memex.embed(_search.query, sp.name);
     end if;
     distance_op := pg_catalog.format('operator(%s.%s)', vs
         , case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end);
@@ -156,11 +112,11 @@ begin
               ) as q
             $sql$
             , vs, sp.dimensions, distance_op, sp.id, where_filters)
-        into v_ids, v_dist, v_docs
-        using qvec, tenant, coalesce(_search.filters, '{}'), depth_v;
+        into vector_ids, vector_distances, vector_docs
+        using query_vector, tenant, coalesce(_search.filters, '{}'), vector_depth;
         if _search.mode = 'vector' then
-            v_ids := v_ids[1:depth_v / 2];  -- the re-sorted best half: the pool, or 40
-            v_dist := v_dist[1:depth_v / 2];
+            vector_ids := vector_ids[1:vector_depth / 2];  -- the re-sorted best half: the pool, or 40
+            vector_distances := vector_distances[1:vector_depth / 2];
         end if;
     end if;
     if _search.mode <> 'vector' then
@@ -169,79 +125,80 @@ begin
         select
             pg_catalog.array_agg(t.chunk_id order by t.o), pg_catalog.array_agg(t.score order by t.o)
             , pg_catalog.array_agg(t.rank order by t.o)
-          into t_ids, t_scores, t_ranks
+          into text_ids, text_scores, text_ranks
           from memex._text_candidates(
-              _search.query, coalesce(_search.filters, '{}'), depth_t, _search.bm25_k1, _search.bm25_b
-              , case when _search.mode = 'hybrid' and _search.fusion = 'convex' then v_ids end
-              , case when _search.mode = 'hybrid' and _search.fusion = 'convex' then v_docs end
+              tenant => tenant, query => _search.query, filters => coalesce(_search.filters, '{}')
+              , where_filters => where_filters, n => text_depth, k1 => _search.bm25_k1, b => _search.bm25_b
+              , vector_ids => case when _search.mode = 'hybrid' and _search.fusion = 'convex' then vector_ids end
+              , vector_docs => case when _search.mode = 'hybrid' and _search.fusion = 'convex' then vector_docs end
           ) with ordinality as t (chunk_id, score, rank, o);
         -- The distances of text candidates the vector leg did not bring (no index needed: a
         -- static statement, planned once per session).
-        if qvec is not null and t_ids is not null then
+        if query_vector is not null and text_ids is not null then
             select
                 pg_catalog.array_agg(e.chunk_id)
                 , pg_catalog.array_agg(case sp.distance
-                    when 'cosine' then e.embedding operator(__vector_schema__.<=>) qvec
-                    when 'l2' then e.embedding operator(__vector_schema__.<->) qvec
-                    else e.embedding operator(__vector_schema__.<#>) qvec end)
-              into m_ids, m_dist
+                    when 'cosine' then e.embedding operator(__vector_schema__.<=>) query_vector
+                    when 'l2' then e.embedding operator(__vector_schema__.<->) query_vector
+                    else e.embedding operator(__vector_schema__.<#>) query_vector end)
+              into text_only_ids, text_only_distances
               from memex.embeddings as e
-             where e.space_id = sp.id and e.tenant_id = tenant and e.chunk_id = any(t_ids)
-               and e.chunk_id <> all(coalesce(v_ids, '{}'));
+             where e.space_id = sp.id and e.tenant_id = tenant and e.chunk_id = any(text_ids)
+               and e.chunk_id <> all(coalesce(vector_ids, '{}'));
         end if;
     end if;
 
     -- Fusion over the union of both legs' candidates, then min_similarity, the per-document
     -- cap, and the cut to the pool.
-    with v as (
+    with vector_leg as (
         select x.chunk_id, x.d, x.r::integer as rank
-          from unnest(v_ids, v_dist) with ordinality as x (chunk_id, d, r)
+          from unnest(vector_ids, vector_distances) with ordinality as x (chunk_id, d, r)
     ),
-    t as (
-        select x.chunk_id, x.score, x.rank from unnest(t_ids, t_scores, t_ranks) as x (chunk_id, score, rank)
+    text_leg as (
+        select x.chunk_id, x.score, x.rank from unnest(text_ids, text_scores, text_ranks) as x (chunk_id, score, rank)
     ),
-    m as (
-        select x.chunk_id, x.d from unnest(m_ids, m_dist) as x (chunk_id, d)
+    text_only as (
+        select x.chunk_id, x.d from unnest(text_only_ids, text_only_distances) as x (chunk_id, d)
     ),
-    u as (
+    both_legs as (
         select
             coalesce(v.chunk_id, t.chunk_id) as chunk_id, v.rank as vrank, t.rank as trank
             , coalesce(t.score, 0) as bm25
-            , case when sp.distance = 'cosine' then 1 - coalesce(v.d, m.d) else -coalesce(v.d, m.d) end as sim
-          from v full join t on t.chunk_id = v.chunk_id
-          left join m on v.chunk_id is null and m.chunk_id = t.chunk_id
+            , case when sp.distance = 'cosine' then 1 - coalesce(v.d, o.d) else -coalesce(v.d, o.d) end as sim
+          from vector_leg as v full join text_leg as t on t.chunk_id = v.chunk_id
+          left join text_only as o on v.chunk_id is null and o.chunk_id = t.chunk_id
     ),
-    n as (
+    with_ranges as (
         select
-            u.*, min(u.sim) over () as sim_lo, max(u.sim) over () as sim_hi
-            , max(u.bm25) over () as bm25_hi
-          from u
+            l.*, min(l.sim) over () as sim_lo, max(l.sim) over () as sim_hi
+            , max(l.bm25) over () as bm25_hi
+          from both_legs as l
     ),
-    f as (
+    fused as (
         select
-            n.chunk_id, n.sim, n.vrank, n.trank
+            r.chunk_id, r.sim, r.vrank, r.trank
             , case _search.mode
-                when 'vector' then n.sim
-                when 'text' then n.bm25
+                when 'vector' then r.sim
+                when 'text' then r.bm25
                 else case _search.fusion
-                    when 'rrf' then coalesce(_search.vector_weight / (_search.rrf_k + n.vrank), 0)
-                        + coalesce(_search.text_weight / (_search.rrf_k + n.trank), 0)
+                    when 'rrf' then coalesce(_search.vector_weight / (_search.rrf_k + r.vrank), 0)
+                        + coalesce(_search.text_weight / (_search.rrf_k + r.trank), 0)
                     -- convex: the cosine similarity as it is (its range is known), BM25 over
                     -- the best BM25 of the candidates; other distances min-max over them
-                    else _search.vector_weight * coalesce(case when sp.distance = 'cosine' then n.sim
-                                                               when n.sim_hi > n.sim_lo then (n.sim - n.sim_lo) / (n.sim_hi - n.sim_lo)
+                    else _search.vector_weight * coalesce(case when sp.distance = 'cosine' then r.sim
+                                                               when r.sim_hi > r.sim_lo then (r.sim - r.sim_lo) / (r.sim_hi - r.sim_lo)
                                                                else 1 end, 0)
-                        + _search.text_weight * coalesce(n.bm25 / nullif(n.bm25_hi, 0), 0)
+                        + _search.text_weight * coalesce(r.bm25 / nullif(r.bm25_hi, 0), 0)
                 end
             end as score
             , case when per_document then (select coalesce(c.document_id, c.conversation_id, c.id) from memex.chunks as c
-                                            where c.tenant_id = tenant and c.id = n.chunk_id) end as doc
-          from n
-         where _search.min_similarity is null or n.sim >= _search.min_similarity
+                                            where c.tenant_id = tenant and c.id = r.chunk_id) end as doc
+          from with_ranges as r
+         where _search.min_similarity is null or r.sim >= _search.min_similarity
     ),
     capped as (
         select f.*, pg_catalog.row_number() over (partition by f.doc order by f.score desc, f.chunk_id) as nth
-          from f
+          from fused as f
     ),
     kept as (
         select c.* from capped as c
@@ -256,17 +213,17 @@ begin
         , pg_catalog.array_agg(x.vrank order by x.score desc, x.chunk_id)
         , pg_catalog.array_agg(x.trank order by x.score desc, x.chunk_id)
         , pg_catalog.array_agg(x.doc order by x.score desc, x.chunk_id)
-      into c_ids, c_scores, c_sims, c_vranks, c_tranks, c_docs
+      into pool_ids, pool_scores, pool_similarities, pool_vector_ranks, pool_text_ranks, pool_sources
       from kept as x;
 
-    if c_ids is not null and _search.rerank is not null then
+    if pool_ids is not null and _search.rerank is not null then
         -- The caller's reranker sees the pool (chunk id, content, score, similarity, source) and
         -- returns its own scores; candidates it does not return are dropped.
         select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'chunk_id', x.chunk_id, 'content', c.content, 'score', x.score, 'similarity', x.sim
                    , 'source_kind', c.source_kind, 'source_id', c.source_id) order by x.o)
-          into candidates
-          from unnest(c_ids, c_scores, c_sims) with ordinality as x (chunk_id, score, sim, o)
+          into reranker_input
+          from unnest(pool_ids, pool_scores, pool_similarities) with ordinality as x (chunk_id, score, sim, o)
           join memex.chunks as c on c.tenant_id = tenant and c.id = x.chunk_id;
         execute pg_catalog.format($sql$
             select
@@ -280,29 +237,29 @@ begin
               join (select distinct on (y.chunk_id) y.chunk_id, y.score from %s($1, $2) as y (chunk_id, score)
                      order by y.chunk_id, y.score desc) as r on r.chunk_id = x.chunk_id
             $sql$, _search.rerank::regproc)
-        into c_ids, c_scores, c_sims, c_vranks, c_tranks, c_docs
-        using _search.query, candidates, c_ids, c_sims, c_vranks, c_tranks, c_docs;
+        into pool_ids, pool_scores, pool_similarities, pool_vector_ranks, pool_text_ranks, pool_sources
+        using _search.query, reranker_input, pool_ids, pool_similarities, pool_vector_ranks, pool_text_ranks, pool_sources;
     end if;
 
-    if c_ids is not null and _search.diversity is not null then
+    if pool_ids is not null and _search.diversity is not null then
         select
-            pg_catalog.array_agg(c_ids[m.pos] order by m.o), pg_catalog.array_agg(c_scores[m.pos] order by m.o)
-            , pg_catalog.array_agg(c_sims[m.pos] order by m.o), pg_catalog.array_agg(c_vranks[m.pos] order by m.o)
-            , pg_catalog.array_agg(c_tranks[m.pos] order by m.o)
-          into c_ids, c_scores, c_sims, c_vranks, c_tranks
-          from memex._mmr(c_ids, c_scores, c_docs, sp.id, want, _search.diversity) with ordinality as m (pos, o);
+            pg_catalog.array_agg(pool_ids[m.pos] order by m.o), pg_catalog.array_agg(pool_scores[m.pos] order by m.o)
+            , pg_catalog.array_agg(pool_similarities[m.pos] order by m.o), pg_catalog.array_agg(pool_vector_ranks[m.pos] order by m.o)
+            , pg_catalog.array_agg(pool_text_ranks[m.pos] order by m.o)
+          into pool_ids, pool_scores, pool_similarities, pool_vector_ranks, pool_text_ranks
+          from memex._mmr(pool_ids, pool_scores, pool_sources, sp.id, want, _search.diversity) with ordinality as m (pos, o);
     end if;
 
     -- Chunks without a vector yet (pending embedding) are found by the text leg only: say so,
     -- for the final rows (hybrid), or when a vector search comes back short (docs/search.md).
-    if _search.mode = 'hybrid' and c_ids is not null then
-        unembedded := (select pg_catalog.count(*) from unnest(c_sims[1:want]) as x (sim) where x.sim is null);
+    if _search.mode = 'hybrid' and pool_ids is not null then
+        unembedded := (select pg_catalog.count(*) from unnest(pool_similarities[1:want]) as x (sim) where x.sim is null);
         if unembedded > 0 then
             raise notice 'memex.rag_search: % of % results without a vector in space % yet (pending embedding): ranked by their text alone'
-                , unembedded, least(pg_catalog.cardinality(c_ids), want), sp.name
+                , unembedded, least(pg_catalog.cardinality(pool_ids), want), sp.name
                 using hint = 'embed pending chunks: CALL memex.embed_pending() (memex embed), a running memex worker, or SET memex.embed_on_write = on for new writes';
         end if;
-    elsif _search.mode = 'vector' and coalesce(pg_catalog.cardinality(c_ids), 0) < want
+    elsif _search.mode = 'vector' and coalesce(pg_catalog.cardinality(pool_ids), 0) < want
           and exists (select from memex._pending_chunks(sp.id, n => 1)) then
         raise notice 'memex.rag_search: this tenant has chunks with no vector in space % yet: a vector search cannot find them', sp.name
             using hint = 'embed pending chunks: CALL memex.embed_pending() (memex embed), a running memex worker, or SET memex.embed_on_write = on for new writes';
@@ -318,7 +275,7 @@ begin
                 , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text, 'ts', m.ts
                 , 'date', v.created_date
                 , 'source_metadata', coalesce(d.metadata, v.metadata)))
-          from unnest(c_ids, c_scores, c_sims, c_vranks, c_tranks)
+          from unnest(pool_ids, pool_scores, pool_similarities, pool_vector_ranks, pool_text_ranks)
                with ordinality as x (chunk_id, score, sim, vrank, trank, o)
           join memex.chunks as c on c.tenant_id = tenant and c.id = x.chunk_id
           left join memex.documents as d on d.tenant_id = c.tenant_id and d.id = c.document_id
@@ -386,33 +343,45 @@ begin
     end if;
     if code_space is null or wanted = 'code' then
         return query select * from memex._search(
-            query, null, k, mode, f, coalesce(rag_search.space, code_space), min_similarity, rrf_k, vector_weight
-            , text_weight, diversity, fusion, max_per_document, rerank, rerank_depth, bm25_k1, bm25_b
+            query => rag_search.query, query_embedding => null, k => rag_search.k, mode => rag_search.mode
+            , filters => f, space => coalesce(rag_search.space, code_space), min_similarity => rag_search.min_similarity
+            , rrf_k => rag_search.rrf_k, vector_weight => rag_search.vector_weight
+            , text_weight => rag_search.text_weight, diversity => rag_search.diversity, fusion => rag_search.fusion
+            , max_per_document => rag_search.max_per_document, rerank => rag_search.rerank
+            , rerank_depth => rag_search.rerank_depth, bm25_k1 => rag_search.bm25_k1, bm25_b => rag_search.bm25_b
         );
         return;
     end if;
     -- All domains with a code space active: both searches, fused by their ranks.
     return query
-        with t as (
+        with text_space_hits as (
             select r.*, r.o::integer as rank from memex._search(
-                query, null, k, mode, f, null, min_similarity, rrf_k, vector_weight, text_weight, diversity
-                , fusion, max_per_document, rerank, rerank_depth, bm25_k1, bm25_b
+                query => rag_search.query, query_embedding => null, k => rag_search.k, mode => rag_search.mode
+                , filters => f, space => null, min_similarity => rag_search.min_similarity
+                , rrf_k => rag_search.rrf_k, vector_weight => rag_search.vector_weight
+                , text_weight => rag_search.text_weight, diversity => rag_search.diversity, fusion => rag_search.fusion
+                , max_per_document => rag_search.max_per_document, rerank => rag_search.rerank
+                , rerank_depth => rag_search.rerank_depth, bm25_k1 => rag_search.bm25_k1, bm25_b => rag_search.bm25_b
             ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o)
         ),
-        c as (
+        code_space_hits as (
             select r.*, r.o::integer as rank from memex._search(
-                query, null, k, mode, coalesce(f, '{}') || '{"domain": "code"}', code_space, min_similarity, rrf_k
-                , vector_weight, text_weight, diversity, fusion, max_per_document, rerank, rerank_depth
-                , bm25_k1, bm25_b
+                query => rag_search.query, query_embedding => null, k => rag_search.k, mode => rag_search.mode
+                , filters => coalesce(f, '{}') || '{"domain": "code"}', space => code_space
+                , min_similarity => rag_search.min_similarity
+                , rrf_k => rag_search.rrf_k, vector_weight => rag_search.vector_weight
+                , text_weight => rag_search.text_weight, diversity => rag_search.diversity, fusion => rag_search.fusion
+                , max_per_document => rag_search.max_per_document, rerank => rag_search.rerank
+                , rerank_depth => rag_search.rerank_depth, bm25_k1 => rag_search.bm25_k1, bm25_b => rag_search.bm25_b
             ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o)
         ),
         fused as (
             select
                 coalesce(t.chunk_id, c.chunk_id) as chunk_id
-                , coalesce(1.0 / (rrf_k + t.rank), 0) + coalesce(1.0 / (rrf_k + c.rank), 0) as fused_score
+                , coalesce(1.0 / (rag_search.rrf_k + t.rank), 0) + coalesce(1.0 / (rag_search.rrf_k + c.rank), 0) as fused_score
                 , least(t.rank, c.rank) as best_rank
                 , t.rank as text_space_rank, c.rank as code_space_rank
-            from t full join c on c.chunk_id = t.chunk_id
+            from text_space_hits as t full join code_space_hits as c on c.chunk_id = t.chunk_id
         )
         select
             x.chunk_id, coalesce(t.source_kind, c.source_kind), coalesce(t.source_id, c.source_id)
@@ -422,10 +391,10 @@ begin
             , coalesce(t.metadata, c.metadata) || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                 'text_space_rank', x.text_space_rank, 'code_space_rank', x.code_space_rank))
           from fused as x
-          left join t on t.chunk_id = x.chunk_id
-          left join c on c.chunk_id = x.chunk_id
+          left join text_space_hits as t on t.chunk_id = x.chunk_id
+          left join code_space_hits as c on c.chunk_id = x.chunk_id
          order by x.fused_score desc, x.best_rank, x.chunk_id
-         limit k;
+         limit rag_search.k;
 end
 $$;
 
@@ -450,8 +419,10 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
     select * from memex._search(
-        null, query_embedding, k, mode, filters, space, min_similarity, rrf_k, vector_weight, text_weight
-        , diversity, fusion, max_per_document, null, 50, null, null
+        query => null, query_embedding => query_embedding, k => k, mode => mode, filters => filters
+        , space => space, min_similarity => min_similarity, rrf_k => rrf_k, vector_weight => vector_weight
+        , text_weight => text_weight, diversity => diversity, fusion => fusion
+        , max_per_document => max_per_document, rerank => null, rerank_depth => 50, bm25_k1 => null, bm25_b => null
     )
 $$;
 

@@ -34,21 +34,21 @@ MAX_TERMS = 1024
 # was unbounded: 20M postings took 1.35 GB. About 70 bytes a posting at the peak.
 MAX_POSTINGS = 2_000_000
 
-# One statement for what a search needs before the index: the tenant, its text-search
-# languages (a skip scan of memex.chunks_tenant_language) and, for each, the query's lexemes
-# with their counts, its phrases and exclusions as tsqueries. One row with null language when
-# the tenant has no chunk (or no tenant is set).
+# One statement for what a search needs before the index: the tenant's text-search languages
+# (a skip scan of memex.chunks_tenant_language) and, for each, the query's lexemes with their
+# counts, its phrases and exclusions as tsqueries. One row with null language when the tenant
+# has no chunk.
 _PROLOGUE = """
 with recursive l (lang) as (
     (select c.language from memex.chunks as c
-      where c.tenant_id = memex.current_tenant() order by c.language limit 1)
+      where c.tenant_id = $4 order by c.language limit 1)
     union all
     select (select c.language from memex.chunks as c
-             where c.tenant_id = memex.current_tenant() and c.language operator(pg_catalog.>) l.lang
+             where c.tenant_id = $4 and c.language operator(pg_catalog.>) l.lang
              order by c.language limit 1)
       from l where l.lang is not null
 )
-select memex.current_tenant()::text as tenant, l.lang::text as lang
+select l.lang::text as lang
     , (select coalesce(pg_catalog.json_object_agg(
                 u.lexeme, coalesce(pg_catalog.array_length(u.positions, 1), 1)), '{}')
          from pg_catalog.unnest(pg_catalog.to_tsvector(l.lang::regconfig, $1)) as u)::text as terms
@@ -148,20 +148,6 @@ def _must(phrases: Sequence[str], excluded: Sequence[str]) -> str | None:
     return " & ".join(parts) if parts else None
 
 
-def _filters_sql(plpy: Plpy, gd: GD, filters: str | None) -> str:
-    """The WHERE fragment of a filters object (memex._search_filters, immutable: kept per
-    backend, so the usual no-filter search does not ask for it)."""
-    known: dict[str, str] = gd.setdefault("memex_text_filters", {})
-    key = filters or "{}"
-    if key not in known:
-        plan = cached_plan(plpy, gd, "text_filters", "select memex._search_filters($1) as f",
-                           ["jsonb"])  # fmt: skip
-        if len(known) > 256:
-            known.clear()
-        known[key] = str(plpy.execute(plan, [key])[0]["f"])
-    return known[key]
-
-
 def _check_plan(plpy: Plpy, gd: GD, where: str, must: bool) -> Any:
     sql = _CHECK.format(must=_MUST if must else "", filters=where)
     return cached_plan(plpy, gd, f"text_check:{must}:{where}", sql,
@@ -171,29 +157,29 @@ def _check_plan(plpy: Plpy, gd: GD, where: str, must: bool) -> Any:
 def candidates(
     plpy: Plpy,
     gd: GD,
+    tenant: str | None,
     query: str | None,
     filters: str | None,
+    where_filters: str | None,
     n: int | None,
     k1: float | None,
     b: float | None,
-    also: list[str] | None,
-    also_docs: list[int] | None,
+    vector_ids: list[str] | None,
+    vector_docs: list[int] | None,
 ) -> list[tuple[str, float, int | None]]:
-    """(chunk id, BM25 score, rank) of the best n chunks for the query, then, with a null rank,
-    the score of each chunk in `also` (text versions `also_docs`) that is not among them (0 when
-    it holds no query term)."""
+    """(chunk id, BM25 score, rank) of the tenant's best n chunks for the query, then, with a
+    null rank, the score of each of the vector leg's candidates `vector_ids` (text versions
+    `vector_docs`) that is not among them (0 when it holds no query term). `where_filters` is
+    memex._search_filters(filters), compiled once by the caller."""
     params = bm25.Params.checked(k1, b)
-    if not query or not n or n < 1:
+    if not query or not n or n < 1 or tenant is None:
         return []
     parsed = bm25.parse_query(query)
-    where = _filters_sql(plpy, gd, filters)
+    where = where_filters or ""
     languages = plpy.execute(
-        cached_plan(plpy, gd, "text_prologue", _PROLOGUE, ["text", "text[]", "text[]"]),
-        [parsed.words, list(parsed.phrases), list(parsed.excluded)],
+        cached_plan(plpy, gd, "text_prologue", _PROLOGUE, ["text", "text[]", "text[]", "uuid"]),
+        [parsed.words, list(parsed.phrases), list(parsed.excluded), tenant],
     )
-    tenant = languages[0]["tenant"]
-    if tenant is None:
-        return []
     hits: list[tuple[float, int, str]] = []
     scored: list[tuple[Any, Any]] = []
     searched = False
@@ -224,8 +210,8 @@ def candidates(
     result: list[tuple[str, float, int | None]] = [
         (chunk, score, rank) for rank, (score, _doc, chunk) in enumerate(hits[:n], 1)
     ]
-    if also and also_docs:
-        result.extend(_also_scores(also, also_docs, {r[0] for r in result}, scored))
+    if vector_ids and vector_docs:
+        result.extend(_vector_candidate_scores(vector_ids, vector_docs, {r[0] for r in result}, scored))
     return result
 
 
@@ -286,13 +272,13 @@ class _Search:
         return found[: self.n]
 
 
-def _also_scores(
-    also: list[str], also_docs: list[int], known: set[str], scored: list[tuple[Any, Any]]
+def _vector_candidate_scores(
+    vector_ids: list[str], vector_docs: list[int], known: set[str], scored: list[tuple[Any, Any]]
 ) -> list[tuple[str, float, int | None]]:
     """The scores of the given chunks by their text versions (a version is in one language's
     scores at most; 0.0 when it holds no query term)."""
     pairs = [
-        (c, d) for c, d in zip(also, also_docs, strict=False) if c is not None and d is not None
+        (c, d) for c, d in zip(vector_ids, vector_docs, strict=False) if c is not None and d is not None
     ]
     pairs = [(c, d) for c, d in pairs if c not in known]
     if not pairs:

@@ -51,7 +51,7 @@ def load(conn: Conn, texts: list[str], prefix: str = "d") -> None:
 def memex_scores(conn: Conn, query: str, **params: float) -> dict[str, float]:
     rows = conn.execute(
         "select chunk_id::text, score "
-        "from memex._text_candidates(%s, '{}', 1000, %s, %s, null, null)",
+        "from memex._text_candidates(memex.current_tenant(), %s, '{}', '', 1000, %s, %s, null, null)",
         (query, params.get("k1"), params.get("b")),
     ).fetchall()
     return {str(c): float(s) for c, s in rows}  # type: ignore[arg-type]
@@ -196,7 +196,8 @@ def test_merges_keep_a_lexemes_blocks_few_and_results_live(app: Conn) -> None:
     assert blocks is not None and int(blocks[0]) <= 12  # type: ignore[call-overload]
     found = app.execute(
         "select c.content "
-        "from memex._text_candidates('quorum 7', '{}', 100, null, null, null, null) as t "
+        "from memex._text_candidates(memex.current_tenant(), 'quorum 7', '{}', '', 100, null, null"
+        ", null, null) as t "
         "join memex.chunks as c on c.id = t.chunk_id"
     ).fetchall()
     assert len(found) == 50, "one hit per document: the 150 overwritten versions are dead"
@@ -210,7 +211,8 @@ def test_phrases_and_exclusions_constrain_text_mode(app: Conn) -> None:
     def texts(query: str) -> list[str]:
         rows = app.execute(
             "select c.content "
-            "from memex._text_candidates(%s, '{}', 10, null, null, null, null) as t "
+            "from memex._text_candidates(memex.current_tenant(), %s, '{}', '', 10, null, null"
+            ", null, null) as t "
             "join memex.chunks as c on c.id = t.chunk_id order by t.rank",
             (query,),
         ).fetchall()

@@ -75,8 +75,8 @@ def test_bad_settings_are_named(name: str, value: str, message: str) -> None:
 
 def test_entry_turns_memex_errors_into_sqlstates() -> None:
     with pytest.raises(PlpyError) as info:  # memex_db.errors.InvalidParameter
-        entry.call(FakePlpy(), {}, __version__, "text_search:candidates", "q", None, 5, -1.0,
-                   None, None, None)  # fmt: skip
+        entry.call(FakePlpy(), {}, __version__, "text_search:candidates", None, "q", None, "", 5,
+                   -1.0, None, None, None)  # fmt: skip
     assert info.value.kwargs["sqlstate"] == "22023"
     assert "bm25_k1 must be between 0 and 10" in str(info.value)
 
