@@ -211,7 +211,8 @@ def candidates(
         (chunk, score, rank) for rank, (score, _doc, chunk) in enumerate(hits[:n], 1)
     ]
     if vector_ids and vector_docs:
-        result.extend(_vector_candidate_scores(vector_ids, vector_docs, {r[0] for r in result}, scored))
+        known = {r[0] for r in result}
+        result.extend(_vector_candidate_scores(vector_ids, vector_docs, known, scored))
     return result
 
 
@@ -278,7 +279,9 @@ def _vector_candidate_scores(
     """The scores of the given chunks by their text versions (a version is in one language's
     scores at most; 0.0 when it holds no query term)."""
     pairs = [
-        (c, d) for c, d in zip(vector_ids, vector_docs, strict=False) if c is not None and d is not None
+        (c, d)
+        for c, d in zip(vector_ids, vector_docs, strict=False)
+        if c is not None and d is not None
     ]
     pairs = [(c, d) for c, d in pairs if c not in known]
     if not pairs:

@@ -51,7 +51,8 @@ def load(conn: Conn, texts: list[str], prefix: str = "d") -> None:
 def memex_scores(conn: Conn, query: str, **params: float) -> dict[str, float]:
     rows = conn.execute(
         "select chunk_id::text, score "
-        "from memex._text_candidates(memex.current_tenant(), %s, '{}', '', 1000, %s, %s, null, null)",
+        "from memex._text_candidates(memex.current_tenant(), %s, '{}', '', 1000, %s, %s"
+        ", null, null)",
         (query, params.get("k1"), params.get("b")),
     ).fetchall()
     return {str(c): float(s) for c, s in rows}  # type: ignore[arg-type]
