@@ -24,6 +24,7 @@ import psycopg
 from ir_measures import RR, R, nDCG
 from psycopg import sql
 
+from memex.client.queries import SEARCH_OPTION_TYPES
 from memex.dsn import connect
 from memex.errors import MemexError
 from memex.progress import progress
@@ -33,11 +34,7 @@ TOP10 = "select chunk_id from memex.rag_search(%s, k => 10, mode => 'vector')"
 DEPTH = 100
 MEASURES = {"ndcg@10": nDCG @ 10, "recall@10": R @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10}
 # rag_search arguments a --compare setting may give, with their types.
-SETTINGS: dict[str, type] = {
-    "mode": str, "fusion": str, "vector_weight": float, "text_weight": float, "rrf_k": int,
-    "bm25_k1": float, "bm25_b": float, "max_per_document": int, "diversity": float,
-    "min_similarity": float, "space": str, "rerank": str, "rerank_depth": int,
-}  # fmt: skip
+SETTINGS: dict[str, type] = {"mode": str, **SEARCH_OPTION_TYPES}
 
 
 @dataclass

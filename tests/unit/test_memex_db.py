@@ -289,3 +289,17 @@ def test_vectors_cross_to_sql_as_fixed_point_decimals_exact_to_float32() -> None
     assert spaces.vector_literals([[3e9, 1.0]]) == ["[3000000000.0, 1.0]"]  # no int64 overflow
     with pytest.raises(EnvironmentBroken, match="NaN or infinity"):
         spaces.vector_literals([[float("nan"), 1.0]])
+
+
+def test_every_provider_module_registers_one_family_and_models_find_theirs() -> None:
+    """A provider is one module of memex_db.providers: the registry finds it, and its family is
+    what memex.providers (the spaces' foreign key) holds after an install."""
+    from memex_db import providers
+
+    assert providers.families() == ["hash", "openai", "sentence-transformers", "wordllama"]
+    assert providers.for_model("hash:16").family == "hash"
+    assert providers.for_model("wordllama").family == "wordllama"
+    assert providers.for_model("endpoint:infinity").family == "openai"
+    assert providers.for_model("all-MiniLM-L6-v2").family == "sentence-transformers"
+    priorities = [p.matches("all-MiniLM-L6-v2") for p in providers.registry()]
+    assert priorities[-1] and not any(priorities[:-1]), "the catch-all is asked last"

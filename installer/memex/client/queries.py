@@ -13,11 +13,14 @@ from memex.client.errors import InvalidInput, TenantNotFound
 
 SET_TENANT = "select memex.set_tenant(%s)"
 TENANT_NAMES = "select name from memex.tenants order by name"
-# The options rag_search takes besides query, k, mode and filters (docs/search.md).
-SEARCH_OPTIONS = frozenset({
-    "space", "min_similarity", "rrf_k", "vector_weight", "text_weight", "diversity", "fusion",
-    "max_per_document", "rerank", "rerank_depth", "bm25_k1", "bm25_b", "domain",
-})  # fmt: skip
+# The options rag_search takes besides query, k, mode and filters, with the Python type of
+# each (docs/search.md): the client, memex eval's --compare and the integrations read them here.
+SEARCH_OPTION_TYPES: dict[str, type] = {
+    "space": str, "min_similarity": float, "rrf_k": int, "vector_weight": float,
+    "text_weight": float, "diversity": float, "fusion": str, "max_per_document": int,
+    "rerank": str, "rerank_depth": int, "bm25_k1": float, "bm25_b": float, "domain": str,
+}  # fmt: skip
+SEARCH_OPTIONS = frozenset(SEARCH_OPTION_TYPES)
 CONTEXT_OPTIONS = frozenset({"k", "mode", "space"})
 UPSERT_DOCUMENT = "select id::text, action from memex.upsert_document_outcome(%s, %s, %s, %s, %s)"
 DELETE_DOCUMENT = "select memex.delete_document(%s)"
