@@ -19,6 +19,7 @@ from memex.dsn import connect
 from memex.errors import MemexError, PrerequisiteError
 from memex.migrate import apply_migrations, apply_sql_dir
 from memex.prereqs import Finding, blocking, check_all
+from memex.stop_points import stop_point
 from memex_db import catalog
 
 ROLES = ("memex_owner", "memex_admin", "memex_app")
@@ -229,6 +230,7 @@ def install(
             report.warnings = [f for f in findings if not f.ok and f.warning_only]
             before = _fingerprint(conn)
             report.created = _bootstrap(conn)
+            stop_point("bootstrap")
             say("applying migrations")
             had_content = _has_chunks(conn)
             report.migrations_applied = apply_migrations(dsn)
@@ -243,6 +245,7 @@ def install(
             )  # fmt: skip
             report.sql_files, report.sql_skipped = len(applied.applied), len(applied.skipped)
             conn.execute(_REASSIGN)
+            stop_point("reassigned")
             _record_version(conn)
             after = _fingerprint(conn)
             report.definitions_changed = after != before

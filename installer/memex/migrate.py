@@ -25,6 +25,7 @@ from memex import __version__, code_files
 from memex.dsn import yoyo_uri
 from memex.errors import MemexError
 from memex.paths import migrations_dir, sql_dir
+from memex.stop_points import stop_point
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9]+(?:_[a-z0-9]+)*(\.rollback)?\.sql$")
 SQL_NAME = re.compile(r"^(\d{3})-[a-z0-9]+(?:-[a-z0-9]+)*\.sql$")
@@ -79,16 +80,19 @@ def apply_migrations(dsn: str) -> list[str]:
     try:
         backend.break_lock()
         with backend.lock(timeout=600):
+            stop_point("migrations locked")
             pending = backend.to_apply(read_migrations(str(migrations_dir())))
             backend.ensure_internal_schema_updated()
             for migration in pending:
                 with backend.transaction():
                     migration.process_steps(backend, "apply")
+                    stop_point(f"migration {migration.id}")
                     # A migration may set search_path for its transaction; yoyo's own tables
                     # are found through the schema yoyo set on the connection.
                     backend.init_connection(backend.connection)
                     backend.mark_one(migration, log=False)
                 backend.log_migration(migration, "apply")
+                stop_point(f"migration {migration.id} recorded")
             return [m.id for m in pending]
     finally:
         backend.connection.close()
@@ -179,6 +183,7 @@ def apply_sql_dir(
                 (name, digest),
             )
         conn.execute("delete from memex.sql_state where file <> all(%s)", (list(digests),))
+    stop_point("sql recorded")
     return SqlApplied(applied=todo, skipped=[n for n in rendered if n not in todo])
 
 
@@ -195,6 +200,7 @@ def _apply_with_lock_timeout(
                 for name, text in files:
                     try:
                         conn.execute(text.encode())
+                        stop_point(f"sql {name}")
                     except psycopg.errors.LockNotAvailable:
                         raise
                     except psycopg.Error as exc:

@@ -6,7 +6,6 @@ one client's transaction into another's would show as a row of the wrong tenant.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -26,7 +25,8 @@ from tests.db.helpers import make_tenants, stop_process
 
 CLIENTS = 20
 TENANTS = 10
-SECONDS = float(os.environ.get("MEMEX_POOLER_SECONDS", "60"))
+# Transactions per client, on a fixed schedule (_client): the counts are known in advance.
+ROUNDS = int(os.environ.get("MEMEX_POOLER_ROUNDS", "300"))
 SEARCH = "select metadata ->> 'uri' from memex.rag_search('rotate keys', k => 5, mode => 'text')"
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -93,35 +93,33 @@ def pooler(db: str) -> Iterator[tuple[str, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _client(dsn: str, names: list[str], stop: float, seed: int, found: Counter[str],
+def _client(dsn: str, names: list[str], client: int, found: Counter[str],
             errors: list[str]) -> None:  # fmt: skip
-    """Transactions on random tenants until `stop`: set_tenant (transaction-local), read the
-    tenant's documents and text search, sometimes write one; one transaction in ten sets no
-    tenant and must see nothing. Prepared statements off: PgBouncer 1.18 in transaction mode
-    cannot carry them (docs/tenancy.md)."""
-    rnd = random.Random(seed)
+    """ROUNDS transactions on a fixed schedule: every tenth sets no tenant and must see nothing;
+    the others set a tenant (transaction-local; the client's tenants in turn, each client from
+    its own), read its documents and text search, and every fifth writes one. Prepared
+    statements off: PgBouncer 1.18 in transaction mode cannot carry them (docs/tenancy.md)."""
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
-        n = 0
-        while time.monotonic() < stop:
-            n += 1
+        for n in range(ROUNDS):
             try:
                 with conn.transaction():
-                    if rnd.random() < 0.1:
+                    if n % 10 == 0:
                         rows = conn.execute("select uri from memex.documents").fetchall()
                         rows += conn.execute(SEARCH).fetchall()
                         found["no tenant"] += 1
                         found["cross-tenant rows"] += len(rows)
                         continue
-                    tenant = rnd.choice(names)
+                    tenant = names[(client + n) % len(names)]
                     conn.execute("select memex.set_tenant(%s)", (tenant,))
                     rows = conn.execute("select uri from memex.documents").fetchall()
                     rows += conn.execute(SEARCH).fetchall()
-                    if rnd.random() < 0.2:
-                        uri = f"{tenant}/note-{seed}-{n}.md"
+                    if n % 5 == 1:
+                        uri = f"{tenant}/note-{client}-{n}.md"
                         conn.execute("select memex.upsert_document(%s, %s)",
                                      (uri, f"{tenant} rotates keys, note {n}."))  # fmt: skip
                         rows += conn.execute("select uri from memex.documents where uri = %s",
                                              (uri,)).fetchall()  # fmt: skip
+                        found["writes"] += 1
                     found["transactions"] += 1
                     found["rows"] += len(rows)
                     strangers = [u for (u,) in rows if not str(u).startswith(f"{tenant}/")]
@@ -143,18 +141,21 @@ def test_twenty_clients_ten_tenants_through_pgbouncer_transaction_mode(
                          (f"{name}/kb-{j}.md", f"{name}: rotate the keys, step {j}."))  # fmt: skip
     found: Counter[str] = Counter()
     errors: list[str] = []
-    stop = time.monotonic() + SECONDS
-    threads = [threading.Thread(target=_client, args=(dsn, names, stop, i, found, errors))
+    threads = [threading.Thread(target=_client, args=(dsn, names, i, found, errors))
                for i in range(CLIENTS)]  # fmt: skip
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=SECONDS + 120)
+        thread.join(timeout=600)
     assert not [t for t in threads if t.is_alive()]
     print(f"through pgbouncer: {dict(found)}")  # shown with -s
     assert errors == []
     assert found["cross-tenant rows"] == 0
-    assert found["transactions"] > CLIENTS and found["no tenant"] > 0 and found["rows"] > 0
+    no_tenant = sum(1 for n in range(ROUNDS) if n % 10 == 0)
+    writes = sum(1 for n in range(ROUNDS) if n % 10 != 0 and n % 5 == 1)
+    assert found["no tenant"] == CLIENTS * no_tenant
+    assert found["transactions"] == CLIENTS * (ROUNDS - no_tenant)
+    assert found["writes"] == CLIENTS * writes and found["rows"] > 0
     with psycopg.connect(dsn, prepare_threshold=None) as probe:
         # Far more clients than server connections: the pool really was shared.
         assert probe.execute("select count(*) from pg_stat_activity where usename = current_user"

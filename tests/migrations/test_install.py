@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from memex.devcluster import Cluster, pg_bindir
 from memex.errors import MemexError
 from memex.install import install
 from memex.migrate import migration_files
+from memex.stop_points import STOP_ENV
 from tests.conftest import EXTENSION_DIR, HIDDEN_SUFFIX, create_database, drop_database
 
 MEMEX = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "memex")
@@ -218,21 +220,30 @@ def test_changed_definitions_are_re_applied_under_lock_timeout(
         assert conn.execute(count).fetchone() == before
 
 
-@pytest.mark.parametrize("delay", [0.4, 1.0, 1.8, 2.8, 4.0])
+# Each step of a fresh install where a kill leaves something half done: roles and schema
+# without migrations, yoyo's committed lock row, a migration's transaction open, a migration
+# committed with the next ones missing, sql/ half applied in its transaction, sql/ committed
+# without the ownership and version records.
+STOP_POINTS = [
+    "bootstrap", "migrations locked", "migration 0002_content", "migration 0002_content recorded",
+    "sql 141-drain.sql", "sql recorded", "reassigned",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("point", STOP_POINTS)
 def test_a_killed_installer_leaves_nothing_the_next_install_cannot_finish(
-    pg_cluster: Cluster, template_dsn: str, delay: float
+    pg_cluster: Cluster, template_dsn: str, point: str
 ) -> None:
-    """SIGKILL `memex install` at a point of a fresh install (bootstrap, migrations under
-    yoyo's lock, sql/), then install again: it must finish within 30 s (a stale yoyo lock
-    would block it for 10 minutes) and leave the same schema as an untroubled install."""
+    """SIGKILL `memex install` at a step of a fresh install (memex.stop_points), then install
+    again: it must finish within 30 s (a stale yoyo lock would block it for 10 minutes) and
+    leave the same schema as an untroubled install."""
     name = f"k_{uuid.uuid4().hex[:10]}"
     dsn = create_database(pg_cluster, name)
     try:
-        victim = subprocess.Popen([MEMEX, "install", "--dsn", dsn],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(delay)
-        victim.kill()
-        victim.wait(timeout=10)
+        victim = subprocess.run([MEMEX, "install", "--dsn", dsn], capture_output=True, text=True,
+                                env={**os.environ, STOP_ENV: point}, timeout=120)  # fmt: skip
+        assert victim.returncode == -signal.SIGKILL, victim.stderr
+        assert f"killed at stop point {point!r}" in victim.stderr, "it died where it was told to"
         again = subprocess.run([MEMEX, "install", "--dsn", dsn], capture_output=True, text=True,
                                timeout=30)  # fmt: skip
         assert again.returncode == 0, again.stderr
