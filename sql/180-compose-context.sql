@@ -78,7 +78,8 @@ declare
     out_text text := '';
 begin
     if token_budget is null or token_budget < 1 then
-        raise exception 'token_budget must be at least 1, not %', token_budget using errcode = '22023';
+        raise exception 'token_budget must be at least 1, not %', coalesce(token_budget::text, 'null')
+            using errcode = '22023';
     end if;
     for block in
         with hits as (

@@ -1,5 +1,7 @@
-"""Shared fixtures: a throwaway PostgreSQL cluster (started as `postgres`, reused between runs),
-a template database built once per session by the real installer, and a clone of it per test."""
+"""Shared fixtures: memex's test cluster (`memex dev`'s, started as `postgres`, reused between
+runs), served to pytest-postgresql as an existing server (its noproc fixture), whose template
+database the real installer loads once per session; each test gets a clone of it (the
+library's DatabaseJanitor creates and drops the databases)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+from pytest_postgresql import factories
+from pytest_postgresql.executors import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from memex.devcluster import Cluster, cluster, pg_bindir
 from memex.install import install
 
-TEMPLATE = "memex_template"
+TEST_CLUSTER = cluster("test")
+BASE = "memex"
+TEMPLATE = f"{BASE}_tmpl"  # pytest-postgresql's name for the template of BASE
 
 
 def _extension_dir() -> Path:
@@ -40,61 +46,70 @@ def _restore_hidden_extensions() -> None:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Cluster:
     _restore_hidden_extensions()
-    test_cluster = cluster("test")
-    test_cluster.start()
-    return test_cluster
+    TEST_CLUSTER.start()
+    return TEST_CLUSTER
+
+
+def _install_memex(*, dbname: str, **_connection: object) -> None:
+    """pytest-postgresql's loader for the template: the real installer, once per session."""
+    install(TEST_CLUSTER.dsn(dbname), say=lambda _m: None)
+
+
+memex_noproc = factories.postgresql_noproc(
+    host=str(TEST_CLUSTER.socket_dir), port=TEST_CLUSTER.port, user="postgres", dbname=BASE,
+    load=[_install_memex],
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def memex_server(pg_cluster: Cluster, request: pytest.FixtureRequest) -> NoopExecutor:
+    """The test cluster as pytest-postgresql's existing server, its template installed."""
+    server: NoopExecutor = request.getfixturevalue("memex_noproc")
+    return server
 
 
 def admin_dsn(pg: Cluster, database: str = "postgres") -> str:
     return pg.dsn(database)
 
 
+def _janitor(pg: Cluster, name: str, template: str | None = None) -> DatabaseJanitor:
+    return DatabaseJanitor(
+        user="postgres", host=str(pg.socket_dir), port=pg.port, dbname=name,
+        template_dbname=template,
+    )  # fmt: skip
+
+
 def create_database(pg: Cluster, name: str, template: str | None = None) -> str:
-    with psycopg.connect(admin_dsn(pg), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
-        if template:
-            conn.execute(
-                sql.SQL("create database {} template {}").format(
-                    sql.Identifier(name), sql.Identifier(template)
-                )
-            )
-        else:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    """A new database (a clone of `template` when given), replacing one of that name."""
+    janitor = _janitor(pg, name, template)
+    janitor.drop()
+    janitor.init()
     return pg.dsn(name)
 
 
 def drop_database(pg: Cluster, name: str) -> None:
-    with psycopg.connect(admin_dsn(pg), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
+    _janitor(pg, name).drop()
 
 
 @pytest.fixture(scope="session")
-def template_dsn(pg_cluster: Cluster) -> str:
-    dsn = create_database(pg_cluster, TEMPLATE)
-    install(dsn, say=lambda _m: None)
-    return dsn
+def template_dsn(pg_cluster: Cluster, memex_server: NoopExecutor) -> str:
+    return pg_cluster.dsn(memex_server.template_dbname)
 
 
 @pytest.fixture
 def db(pg_cluster: Cluster, template_dsn: str) -> Iterator[str]:
     """DSN of a fresh clone of the installed template database, dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = create_database(pg_cluster, name, template=TEMPLATE)
-    yield dsn
-    drop_database(pg_cluster, name)
+    with _janitor(pg_cluster, name, TEMPLATE):
+        yield pg_cluster.dsn(name)
 
 
 @pytest.fixture
 def empty_db(pg_cluster: Cluster) -> Iterator[str]:
     """DSN of a new database without memex."""
     name = f"e_{uuid.uuid4().hex[:12]}"
-    dsn = create_database(pg_cluster, name)
-    yield dsn
-    drop_database(pg_cluster, name)
+    with _janitor(pg_cluster, name):
+        yield pg_cluster.dsn(name)
 
 
 @pytest.fixture
