@@ -14,6 +14,29 @@ as $$ select nullif(pg_catalog.current_setting('memex.tenant_id', true), '')::uu
 comment on function memex.current_tenant() is
 'The tenant this transaction acts for (setting memex.tenant_id); null when unset or empty.';
 
+-- memex._tenant_named(tenant): the id of the tenant a caller names by id or by name (an id
+-- first: a name that looks like another tenant's id does not take its place), or null. The
+-- one lookup behind set_tenant, delete_tenant and create_api_token; it sees the tenants its
+-- caller may read.
+create or replace function memex._tenant_named(tenant text)
+returns uuid
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select t.id from memex.tenants as t
+     where t.name = _tenant_named.tenant
+        or t.id = case when _tenant_named.tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
+                       then _tenant_named.tenant::uuid end
+     order by t.name = _tenant_named.tenant
+     limit 1
+$$;
+
+comment on function memex._tenant_named(text) is
+'Internal: the id of the tenant named by id or name (the id first), or null.';
+
 -- memex._require_tenant(): the current tenant, or a 42501 error when none is set.
 create or replace function memex._require_tenant()
 returns uuid
@@ -86,9 +109,7 @@ declare
 begin
     set local search_path = pg_catalog, pg_temp;
     perform memex._check_batch_size(batch_size);
-    select x.* into victim from memex.tenants as x
-     where x.name = tenant
-        or (tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' and x.id = tenant::uuid);
+    select x.* into victim from memex.tenants as x where x.id = memex._tenant_named(tenant);
     if victim.id is null then
         raise exception 'unknown tenant: %', coalesce(tenant, 'null')
             using errcode = 'P0002', hint = 'the name or id of a tenant, as memex_admin sees memex.tenants';
@@ -144,12 +165,7 @@ begin
     if tenant is null or pg_catalog.btrim(tenant) = '' then
         raise exception 'tenant must be a tenant name or id' using errcode = '22023';
     end if;
-    if tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
-        select t.id into found from memex.tenants as t where t.id = tenant::uuid;
-    end if;
-    if found is null then
-        select t.id into found from memex.tenants as t where t.name = tenant;
-    end if;
+    found := memex._tenant_named(tenant);
     if found is null then
         raise exception 'unknown tenant: %', tenant
             using errcode = 'P0002', hint = 'an administrator creates tenants with memex.create_tenant(name)';
@@ -200,10 +216,7 @@ as $$
 declare
     owner uuid;
 begin
-    select t.id into owner from memex.tenants as t
-     where t.name = create_api_token.tenant
-        or (create_api_token.tenant ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
-            and t.id = create_api_token.tenant::uuid);
+    owner := memex._tenant_named(create_api_token.tenant);
     if owner is null then
         raise exception 'unknown tenant: %', coalesce(create_api_token.tenant, 'null')
             using errcode = 'P0002', hint = 'memex tenant list shows them';

@@ -28,7 +28,7 @@ declare
         '_finish_load_index', '_loopback_url', '_measure_rate', '_model_hash', '_model_info',
         '_rechunk_source', '_reembed_holder', '_reembed_lock_key', '_reembed_no_op',
         '_reembed_pass', '_reembed_target', '_release_memory', '_space_index_sql',
-        '_space_index_valid', '_tenant_tables', '_text_rebuild'
+        '_space_index_valid', '_tenant_named', '_tenant_tables', '_text_rebuild'
     ];
     -- choosing a tenant, resolving an API token: each checks its caller itself
     definer_for_app constant text[] := array['set_tenant', 'tenant_for_token'];
