@@ -221,8 +221,24 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from memex.eval_conversations import (
+        evaluate_conversations,
+        format_conversation_report,
+        is_locomo,
+    )
     from memex.evaluate import evaluate, format_report, plot
 
+    conversations = is_locomo(Path(args.dir))
+    if conversations is not None:
+        report = evaluate_conversations(resolve_dsn(args.dsn), conversations, keep=args.keep,
+                                        compare=args.compare,
+                                        with_summaries=args.with_summaries)  # fmt: skip
+        print(format_conversation_report(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return 0
+    if args.with_summaries:
+        raise MemexError("--with-summaries is for conversations (a LoCoMo JSON file)")
     report = evaluate(resolve_dsn(args.dsn), Path(args.dir), keep=args.keep, split=args.split,
                       compare=args.compare, drop_self=not args.keep_identical_ids)  # fmt: skip
     print(format_report(report))
@@ -449,8 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dsn(p)
     token.set_defaults(handler=cmd_token)
 
-    evaluate = sub.add_parser("eval", help="retrieval quality of rag_search on a BEIR dataset")
-    evaluate.add_argument("dir", help="corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    evaluate = sub.add_parser(
+        "eval", help="retrieval quality of rag_search on a BEIR dataset or LoCoMo conversations"
+    )
+    evaluate.add_argument("dir", help="corpus.jsonl, queries.jsonl, qrels/test.tsv (BEIR); "
+                          "or a LoCoMo JSON file, or a directory holding one")  # fmt: skip
+    evaluate.add_argument("--with-summaries", action="store_true",
+                          help="conversations: load each session's summary as an L1 summary "
+                          "covering its turns")  # fmt: skip
     evaluate.add_argument("--split", default="test", help="qrels/<split>.tsv (default test)")
     evaluate.add_argument("--compare", nargs="+", metavar="SETTING",
                           help="settings to compare, e.g. text hybrid,fusion=rrf "
