@@ -1,6 +1,99 @@
 -- Conversations, their messages and their summaries (artefact v2): upserts and deletes, with the
 -- same rules as documents (sql/120): SECURITY INVOKER, idempotent, parent row locked first.
 
+-- memex._cut(body, chars): body, or its first `chars` characters cut back to a word and "...".
+create or replace function memex._cut(body text, chars integer)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case when pg_catalog.length(body) <= chars then body
+                else pg_catalog.regexp_replace(pg_catalog.left(body, chars), '\s+\S*$', '') || ' ...' end
+$$;
+
+comment on function memex._cut(text, integer) is 'Internal: a text cut to a length at a word, with "..." when cut.';
+
+-- memex._message_context(previous_role, previous): what a message's chunks are embedded with
+-- besides their own text: the turn before it, cut to 300 characters at a word ("Yes, finished
+-- it last week" means nothing without "Did you finish the book?"). Null for a conversation's
+-- first message. Chosen on LoCoMo's development conversations (docs/search.md, "Messages in
+-- context": the turn after it as well measured no better).
+create or replace function memex._message_context(previous_role text, previous text)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select 'In reply to ' || previous_role || ': ' || memex._cut(previous, 300)
+$$;
+
+comment on function memex._message_context(text, text) is
+'Internal: the context a message is embedded with (the turn before it, cut to 300 characters), or null.';
+
+-- memex._embedding_text(content, context): what the model embeds for a chunk: its content,
+-- then its context (after it: a model that truncates cuts the context, never the content).
+create or replace function memex._embedding_text(content text, context text)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select case when context is null then content else content || E'\n\n' || context end
+$$;
+
+comment on function memex._embedding_text(text, text) is
+'Internal: the text embedded for a chunk (its content, then its context when it has one).';
+
+-- memex._message_contexts(conversation): gives every message chunk of a conversation its
+-- context and the hash of what is embedded; a chunk whose context changed (its neighbour was
+-- added, changed or removed) becomes pending. The one place contexts are computed: upserts of
+-- messages and rechunk call it.
+create or replace function memex._message_contexts(conversation uuid)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+begin
+    with contexts as (
+        select m.id
+             , memex._message_context(
+                   (pg_catalog.lag(m.role) over turns)::text, pg_catalog.lag(m.content) over turns
+               ) as context
+          from memex.messages as m
+         where m.tenant_id = tenant and m.conversation_id = _message_contexts.conversation
+        window turns as (order by m.seq)
+    ),
+    wanted as (
+        select k.id, x.context
+             , pg_catalog.sha256(pg_catalog.convert_to(memex._embedding_text(k.content, x.context), 'UTF8')) as hash
+          from memex.chunks as k
+          join contexts as x on k.message_id = x.id
+         where k.tenant_id = tenant and k.conversation_id = _message_contexts.conversation
+    )
+    update memex.chunks as k
+       set context = w.context, content_hash = w.hash
+      from wanted as w
+     where k.tenant_id = tenant and k.id = w.id and k.content_hash <> w.hash;
+end
+$$;
+
+comment on function memex._message_contexts(uuid) is
+'Internal: sets the context (and embedded-text hash) of a conversation''s message chunks; changed ones become pending.';
+
 -- memex.upsert_conversation_outcome(slug, title, created_date, metadata, system_prompt): by
 -- (tenant, slug); the conversation's id and what happened: inserted, updated or unchanged. A
 -- null argument keeps the stored value, so a later call with fewer arguments erases nothing.
@@ -245,6 +338,7 @@ begin
         end if;
     end loop;
     if inserted + updated + removed > 0 then
+        perform memex._message_contexts(conversation);
         update memex.conversations as c
            set total_chars = c.total_chars + delta_chars, total_lines = c.total_lines + delta_lines
                , updated_at = pg_catalog.now()

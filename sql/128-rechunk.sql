@@ -114,6 +114,9 @@ begin
     end if;
     if body is not null then
         perform memex._replace_chunks(kind, _rechunk_source.id, conversation, body, lang);
+        if kind = 'message' then
+            perform memex._message_contexts(conversation);
+        end if;
     end if;
 end
 $$;

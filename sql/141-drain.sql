@@ -71,7 +71,8 @@ begin
                 );
             end if;
             if pg_catalog.cardinality(candidates) > 0 then
-                select pg_catalog.array_agg(c.id order by c.id), pg_catalog.array_agg(c.content order by c.id)
+                select pg_catalog.array_agg(c.id order by c.id)
+                     , pg_catalog.array_agg(memex._embedding_text(c.content, c.context) order by c.id)
                      , pg_catalog.array_agg(c.content_hash order by c.id)
                   into ids, contents, hashes
                   from memex.chunks as c

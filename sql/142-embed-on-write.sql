@@ -23,7 +23,7 @@ begin
     sp := memex._space(null);
     select
         pg_catalog.array_agg(n.id order by n.id)
-        , pg_catalog.array_agg(n.content order by n.id)
+        , pg_catalog.array_agg(memex._embedding_text(n.content, n.context) order by n.id)
         , pg_catalog.array_agg(n.content_hash order by n.id)
     into ids, contents, hashes
     from changed_chunks as n

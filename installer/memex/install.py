@@ -256,8 +256,9 @@ def install(
 
 
 # Migrations of releases whose chunking rules changed (0006: titles as headings; 0011: code and
-# text domains): applied to a database that holds chunks, the upgrade advises memex.rechunk().
-RECHUNKING_MIGRATIONS = {"0006_text_index", "0011_chunk_domains"}
+# text domains; 0024: messages embedded in context): applied to a database that holds chunks,
+# the upgrade advises memex.rechunk().
+RECHUNKING_MIGRATIONS = {"0006_text_index", "0011_chunk_domains", "0024_chunk_context"}
 
 
 def _has_chunks(conn: psycopg.Connection[tuple[object, ...]]) -> bool:

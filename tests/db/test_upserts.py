@@ -417,3 +417,79 @@ def test_titles_are_bounded(app: Conn) -> None:
                     (json.dumps(artefact),))  # fmt: skip
     assert counts(app) == before
     app.execute("select memex.upsert_document('ok.md', 'hello', repeat('a', 1000))")
+
+
+def _contexts(app: Conn) -> list[tuple[object, ...]]:
+    return app.execute(
+        "select m.seq, k.content, k.context, k.content_hash"
+        "     = sha256(convert_to(memex._embedding_text(k.content, k.context), 'UTF8'))"
+        "  from memex.chunks as k join memex.messages as m on m.id = k.message_id"
+        " order by m.seq, k.ord"
+    ).fetchall()
+
+
+def test_messages_are_embedded_with_the_turn_before_them_and_their_content_stays(
+    app: Conn,
+) -> None:
+    """A short reply means little alone: each message chunk carries the turn before it as its
+    context (what is embedded after the content; the content, searched and cited, stays as
+    written), and a neighbour's change makes the chunk pending again."""
+    app.execute("select memex.upsert_conversation('c')")
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"role": "user", "content": "Did you finish the book?"},
+        {"role": "assistant", "content": "Yes! Last week."},
+    ]),))  # fmt: skip
+    assert _contexts(app) == [
+        (1, "Did you finish the book?", None, True),
+        (2, "Yes! Last week.", "In reply to user: Did you finish the book?", True),
+    ]
+    before = app.execute("select content_hash from memex.chunks where context is not null"
+                         ).fetchone()  # fmt: skip
+    # an unchanged payload changes nothing; a changed neighbour changes the reply's context
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"seq": 1, "role": "user", "content": "Did you finish the book?"}]),))  # fmt: skip
+    assert app.execute("select content_hash from memex.chunks where context is not null"
+                       ).fetchone() == before  # fmt: skip
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"seq": 1, "role": "user", "content": "Did you finish the " + "long " * 80 + "novel?"}
+    ]),))  # fmt: skip
+    rows = _contexts(app)
+    context = str(rows[1][2])
+    assert rows[1][1] == "Yes! Last week." and rows[1][3] is True
+    assert context.startswith("In reply to user: Did you finish the long") and context.endswith(
+        " ..."
+    )
+    assert len(context) <= len("In reply to user: ") + 300 + 4
+    assert app.execute("select content_hash from memex.chunks where context is not null"
+                       ).fetchone() != before, "the reply is pending again"  # fmt: skip
+    # replace removes the first turn: the reply is now the first message, with no context
+    app.execute("select memex.upsert_messages('c', %s, replace => true)", (json.dumps([
+        {"seq": 2, "role": "assistant", "content": "Yes! Last week."}]),))  # fmt: skip
+    assert _contexts(app) == [(2, "Yes! Last week.", None, True)]
+    # search returns the message as written, not its context
+    found = app.execute(
+        "select content from memex.rag_search('last week', mode => 'text')"
+    ).fetchall()
+    assert found == [("Yes! Last week.",)]
+
+
+def test_what_is_embedded_for_a_reply_is_its_text_then_the_turn_before(app: Conn) -> None:
+    app.execute("set memex.embed_on_write = on")
+    app.execute("select memex.upsert_conversation('c')")
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"role": "user", "content": "Did you finish the book?"},
+        {"role": "assistant", "content": "Yes! Last week."},
+    ]),))  # fmt: skip
+    distances = app.execute(
+        "select m.seq, e.embedding <=> memex.embed(memex._embedding_text(k.content, k.context))"
+        "  from memex.embeddings as e join memex.chunks as k on k.id = e.chunk_id"
+        "  join memex.messages as m on m.id = k.message_id"
+        " where e.content_hash = k.content_hash order by m.seq"
+    ).fetchall()
+    assert [seq for seq, _d in distances] == [1, 2], "both stored, and up to date"
+    assert all(float(d) < 1e-6 for _s, d in distances)  # type: ignore[arg-type]
+    alone = app.execute(
+        "select e.embedding <=> memex.embed('Yes! Last week.') from memex.embeddings as e"
+        " join memex.chunks as k on k.id = e.chunk_id where k.context is not null"
+    ).fetchone()
+    assert alone is not None and float(alone[0]) > 0.05, "not the reply's text alone"  # type: ignore[arg-type]
