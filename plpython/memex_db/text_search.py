@@ -255,10 +255,14 @@ class _Search:
         position, batch = 0, self.n + FIRST_MARGIN
         order = bm25.ranked(docids, scores, batch)
         while len(found) < self.n:
+            # The next batch reaches past the ranked prefix: rank them all (rarely: most were
+            # filtered out or dead). Checked before slicing: a prefix longer than asked (ties
+            # at its cut, as a reloaded text's dead versions make) must not let a batch skip
+            # the versions between its end and the next batch's start.
+            if position + batch > len(order) and len(order) < len(docids):
+                order = bm25.ranked(docids, scores, len(docids))
             if position >= len(order):
-                if len(order) >= len(docids):
-                    break
-                order = bm25.ranked(docids, scores, len(docids))  # rarely: most filtered out
+                break
             wanted = [int(docids[i]) for i in order[position : position + batch]]
             rows = self.plpy.execute(
                 check, [self.tenant, wanted, self.filters, self.language, must]
