@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from memex.dsn import resolve_dsn
-from memex.eval_conversations import read_corpus
+from memex.eval_conversations import read_corpus, upsert_sessions
 from memex.install import install
 from scratch import scratch_database
 
@@ -33,18 +32,10 @@ language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$
 """
 
 
-def load(
-    conn: psycopg.Connection[tuple[object, ...]], tenant: str, sessions: list[dict[str, Any]]
-) -> float:
+def load(conn: psycopg.Connection[Any], tenant: str, sessions: list[dict[str, Any]]) -> float:
     conn.execute("select memex.create_tenant(%s)", (tenant,))
     started = time.perf_counter()
-    with conn.transaction():
-        conn.execute("select memex.set_tenant(%s)", (tenant,))
-        for s in sessions:
-            conn.execute("select memex.upsert_conversation(%s, %s, %s)",
-                         (s["slug"], s["title"], s["date"]))  # fmt: skip
-            conn.execute("select memex.upsert_messages(%s, %s, replace => true)",
-                         (s["slug"], Jsonb(s["messages"])))  # fmt: skip
+    upsert_sessions(conn, tenant, sessions)
     return time.perf_counter() - started
 
 

@@ -144,24 +144,35 @@ def _dia_id(raw: Any) -> str:
     return f"D{int(found[1])}:{int(found[2])}" if found else f"unresolved:{raw}"
 
 
+def upsert_sessions(
+    conn: psycopg.Connection[Any],
+    tenant: str,
+    sessions: list[dict[str, Any]],
+    with_summaries: bool = False,
+) -> None:
+    """A tenant's sessions, in one transaction: each a conversation with its messages (the
+    whole conversation: replace), and with its summary as an L1 summary when asked."""
+    with conn.transaction():
+        conn.execute("select memex.set_tenant(%s)", (tenant,))
+        for s in sessions:
+            conn.execute("select memex.upsert_conversation(%s, %s, %s)",
+                         (s["slug"], s["title"], s["date"]))  # fmt: skip
+            conn.execute("select memex.upsert_messages(%s, %s, replace => true)",
+                         (s["slug"], Jsonb(s["messages"])))  # fmt: skip
+            if with_summaries and s["summary"]:
+                covers = [m["seq"] for m in s["messages"]]
+                artefact = {"version": 2, "level": 1, "summaries": [
+                    {"index": 0, "summary": s["summary"], "covers": covers}]}  # fmt: skip
+                conn.execute("select * from memex.upsert_summaries(%s, %s)",
+                             (s["slug"], Jsonb(artefact)))  # fmt: skip
+
+
 def _load(conn: psycopg.Connection[Any], corpus: Corpus, with_summaries: bool) -> None:
     """Each tenant's sessions (upserts: a kept tenant reloads nothing), then what is pending
     embedded."""
     for tenant, sessions in progress(corpus.sessions.items(), desc="loading", unit="conv"):
         conn.execute("select memex.create_tenant(%s)", (tenant,))
-        with conn.transaction():
-            conn.execute("select memex.set_tenant(%s)", (tenant,))
-            for s in sessions:
-                conn.execute("select memex.upsert_conversation(%s, %s, %s)",
-                             (s["slug"], s["title"], s["date"]))  # fmt: skip
-                conn.execute("select memex.upsert_messages(%s, %s, replace => true)",
-                             (s["slug"], Jsonb(s["messages"])))  # fmt: skip
-                if with_summaries and s["summary"]:
-                    covers = [m["seq"] for m in s["messages"]]
-                    artefact = {"version": 2, "level": 1, "summaries": [
-                        {"index": 0, "summary": s["summary"], "covers": covers}]}  # fmt: skip
-                    conn.execute("select * from memex.upsert_summaries(%s, %s)",
-                                 (s["slug"], Jsonb(artefact)))  # fmt: skip
+        upsert_sessions(conn, tenant, sessions, with_summaries)
         # a scratch tenant loaded and deleted by earlier runs holds their dead postings: the
         # index rewritten from the chunks makes every run start from the same index
         conn.execute("call memex.optimize_text_index(%s)", (tenant,))
