@@ -27,7 +27,8 @@ from scratch import scratch_database
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared/datasets/locomo-dev/locomo-dev.json"
 NO_CONTEXTS = """
-create or replace function memex._message_contexts(conversation uuid) returns void
+create or replace function memex._message_contexts(conversation uuid, message uuid default null)
+returns void
 language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$
 """
 

@@ -51,11 +51,12 @@ $$;
 comment on function memex._embedding_text(text, text) is
 'Internal: the text embedded for a chunk (its content, then its context when it has one).';
 
--- memex._message_contexts(conversation): gives every message chunk of a conversation its
--- context and the hash of what is embedded; a chunk whose context changed (its neighbour was
--- added, changed or removed) becomes pending. The one place contexts are computed: upserts of
--- messages and rechunk call it.
-create or replace function memex._message_contexts(conversation uuid)
+-- memex._message_contexts(conversation, message): gives every message chunk of a conversation
+-- (or of one message of it: rechunk, which re-cuts one message at a time) its context and the
+-- hash of what is embedded; a chunk whose context changed (its neighbour was added, changed or
+-- removed) becomes pending. The one place contexts are computed: upserts of messages and
+-- rechunk call it.
+create or replace function memex._message_contexts(conversation uuid, message uuid default null)
 returns void
 language plpgsql
 volatile
@@ -83,6 +84,7 @@ begin
           from memex.chunks as k
           join contexts as x on k.message_id = x.id
          where k.tenant_id = tenant and k.conversation_id = _message_contexts.conversation
+           and (_message_contexts.message is null or k.message_id = _message_contexts.message)
     )
     update memex.chunks as k
        set context = w.context, content_hash = w.hash
@@ -91,8 +93,8 @@ begin
 end
 $$;
 
-comment on function memex._message_contexts(uuid) is
-'Internal: sets the context (and embedded-text hash) of a conversation''s message chunks; changed ones become pending.';
+comment on function memex._message_contexts(uuid, uuid) is
+'Internal: sets the context (and embedded-text hash) of a conversation''s message chunks (or one message''s); changed ones become pending.';
 
 -- memex.upsert_conversation_outcome(slug, title, created_date, metadata, system_prompt): by
 -- (tenant, slug); the conversation's id and what happened: inserted, updated or unchanged. A

@@ -115,7 +115,7 @@ begin
     if body is not null then
         perform memex._replace_chunks(kind, _rechunk_source.id, conversation, body, lang);
         if kind = 'message' then
-            perform memex._message_contexts(conversation);
+            perform memex._message_contexts(conversation, _rechunk_source.id);
         end if;
     end if;
 end

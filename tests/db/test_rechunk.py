@@ -61,3 +61,30 @@ def test_rechunk_refuses_bad_input_and_the_app_role(conn: Conn, db: str) -> None
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("call memex.rechunk()")
     assert _chunks(db) == before
+
+
+def test_rechunk_gives_messages_stored_before_contexts_their_context(conn: Conn, db: str) -> None:
+    """Messages stored by a release without contexts (migration 0024) get them from rechunk,
+    one message at a time, and become pending; the content is untouched."""
+    make_tenants(conn, "acme")
+    conn.execute("select memex.set_tenant('acme', false)")
+    conn.execute("select memex.upsert_conversation('c')")
+    conn.execute("select memex.upsert_messages('c', %s::jsonb)", (
+        '[{"role": "user", "content": "Did you finish the book?"},'
+        ' {"role": "assistant", "content": "Yes! Last week."},'
+        ' {"role": "user", "content": "Which one?"}]',))  # fmt: skip
+    with psycopg.connect(db, autocommit=True) as su:  # as an older release left them
+        su.execute("update memex.chunks set context = null,"
+                   " content_hash = sha256(convert_to(content, 'UTF8'))")  # fmt: skip
+    with psycopg.connect(db, autocommit=True) as admin:
+        as_role(admin, "memex_admin")
+        admin.execute("call memex.rechunk()")
+    rows = conn.execute(
+        "select m.seq, k.content, k.context from memex.chunks as k"
+        " join memex.messages as m on m.id = k.message_id order by m.seq"
+    ).fetchall()
+    assert rows == [
+        (1, "Did you finish the book?", None),
+        (2, "Yes! Last week.", "In reply to user: Did you finish the book?"),
+        (3, "Which one?", "In reply to assistant: Yes! Last week."),
+    ]
