@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from memex.dsn import connect
 from memex.errors import MemexError
-from memex.evaluate import parse_setting
+from memex.evaluate import label, latency_summary, parse_setting
 from memex.progress import progress
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -224,9 +224,7 @@ def _summary(run: SettingRun, questions: list[Question]) -> dict[str, Any]:
             row[f"context@{budget}"] = sum(shares[q.qid] for q in members) / len(members)
         row["questions"] = len(members)
         report[group] = row
-    lat = sorted(run.latency_ms)
-    report["all"]["p50_ms"] = lat[len(lat) // 2]
-    report["all"]["p95_ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.95))]
+    report["all"] |= latency_summary(run.latency_ms)
     return report
 
 
@@ -249,7 +247,7 @@ def evaluate_conversations(
         try:
             _load(conn, corpus, with_summaries)
             for setting in settings:
-                report["settings"][_label(setting)] = _summary(
+                report["settings"][label(setting)] = _summary(
                     _run(conn, corpus.questions, setting), corpus.questions
                 )
         finally:
@@ -268,7 +266,7 @@ def _run(conn: psycopg.Connection[Any], questions: list[Question], setting: dict
     statement = _search_sql(setting)
     context = ("select memex.compose_context(%s, %s, k => %s, mode => %s, filters => %s, "
                "space => %s)")  # fmt: skip
-    for q in progress(questions, desc=_label(setting), unit="question"):
+    for q in progress(questions, desc=label(setting), unit="question"):
         with conn.transaction():
             conn.execute("select memex.set_tenant(%s)", (q.tenant,))
             started = time.perf_counter()
@@ -290,10 +288,6 @@ def _run(conn: psycopg.Connection[Any], questions: list[Question], setting: dict
     return run
 
 
-def _label(setting: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" if k != "mode" else str(v) for k, v in setting.items())
-
-
 def format_conversation_report(report: dict[str, Any]) -> str:
     lines = [f"dataset {report['dataset']}: {report['conversations']} conversations, "
              f"{report['sessions']} sessions, {report['turns']} turns, {report['questions']} "
@@ -301,8 +295,8 @@ def format_conversation_report(report: dict[str, Any]) -> str:
              f"that names no turn)" + (", with session summaries" if report["with_summaries"]
                                        else "")]  # fmt: skip
     budgets = " ".join(f"{'ctx@' + str(b):>8}" for b in BUDGETS)
-    for label, groups in report["settings"].items():
-        lines.append(f"\nsetting {label}: p50 {groups['all']['p50_ms']:.1f} ms, "
+    for name, groups in report["settings"].items():
+        lines.append(f"\nsetting {name}: p50 {groups['all']['p50_ms']:.1f} ms, "
                      f"p95 {groups['all']['p95_ms']:.1f} ms")  # fmt: skip
         lines.append(f"{'questions':18} {'n':>4} {'nDCG@10':>8} {'R@5':>6} {'R@10':>6} "
                      f"{'R@25':>6} {budgets}")  # fmt: skip

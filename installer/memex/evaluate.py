@@ -53,11 +53,14 @@ class Run:
 
     def summary(self, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
         scores = ir_measures.calc_aggregate(list(MEASURES.values()), qrels, self.ranking)
-        lat = sorted(self.latency_ms)
         report = {name: float(scores[measure]) for name, measure in MEASURES.items()}
-        report["p50_ms"] = lat[len(lat) // 2]
-        report["p95_ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.95))]
-        return report
+        return report | latency_summary(self.latency_ms)
+
+
+def latency_summary(latency_ms: list[float]) -> dict[str, float]:
+    """p50 and p95 of client latencies (the BEIR and the conversation evals)."""
+    lat = sorted(latency_ms)
+    return {"p50_ms": lat[len(lat) // 2], "p95_ms": lat[min(len(lat) - 1, int(len(lat) * 0.95))]}
 
 
 def parse_setting(spec: str) -> dict[str, Any]:
@@ -174,7 +177,8 @@ def _search_sql(setting: dict[str, Any]) -> sql.Composed:
     )
 
 
-def _label(setting: dict[str, Any]) -> str:
+def label(setting: dict[str, Any]) -> str:
+    """A setting as --compare writes it: `hybrid,fusion=rrf`."""
     return ",".join(f"{k}={v}" if k != "mode" else str(v) for k, v in setting.items())
 
 
@@ -198,7 +202,7 @@ def evaluate(
             for setting in settings:
                 run = Run()
                 statement = _search_sql(setting)
-                for qid in progress(data.qrels, desc=_label(setting), unit="query"):
+                for qid in progress(data.qrels, desc=label(setting), unit="query"):
                     with conn.transaction():
                         conn.execute("select memex.set_tenant(%s)", (tenant,))
                         started = time.perf_counter()
@@ -209,7 +213,7 @@ def evaluate(
                         ).fetchall()
                         run.latency_ms.append((time.perf_counter() - started) * 1000)
                     run.ranking[qid] = _documents(rows, qid, drop_self)
-                report["modes"][_label(setting)] = run.summary(data.qrels)
+                report["modes"][label(setting)] = run.summary(data.qrels)
             report["hnsw_recall@10"] = _hnsw_recall(conn, tenant, data)
         finally:
             if not keep:  # also when a query failed: no scratch rows left behind
