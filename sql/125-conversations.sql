@@ -17,7 +17,8 @@ $$;
 comment on function memex._cut(text, integer) is 'Internal: a text cut to a length at a word, with "..." when cut.';
 
 -- memex._message_context(previous_role, previous): what a message's chunks are embedded with
--- besides their own text: the turn before it, cut to 300 characters at a word ("Yes, finished
+-- besides their own text: the turn before it with its speaker (its name, else its role), cut to
+-- 300 characters at a word ("Yes, finished
 -- it last week" means nothing without "Did you finish the book?"). Null for a conversation's
 -- first message. Chosen on LoCoMo's development conversations (docs/search.md, "Messages in
 -- context": the turn after it as well measured no better).
@@ -72,7 +73,8 @@ begin
     with contexts as (
         select m.id
              , memex._message_context(
-                   (pg_catalog.lag(m.role) over turns)::text, pg_catalog.lag(m.content) over turns
+                   coalesce(pg_catalog.lag(m.name) over turns, (pg_catalog.lag(m.role) over turns)::text)
+                   , pg_catalog.lag(m.content) over turns
                ) as context
           from memex.messages as m
          where m.tenant_id = tenant and m.conversation_id = _message_contexts.conversation
@@ -306,24 +308,25 @@ begin
     select memex._ts_config(c.metadata) into lang
       from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
     for m in
-        select x.seq, x.role, x.ts, x.content, x.metadata
+        select x.seq, x.role, x.name, x.ts, x.content, x.metadata
           from pg_catalog.jsonb_to_recordset(checked)
-            as x (seq integer, role memex.message_role, ts timestamptz, content text, metadata jsonb)
+            as x (seq integer, role memex.message_role, name text, ts timestamptz, content text, metadata jsonb)
          order by x.seq
     loop
         digest := pg_catalog.sha256(pg_catalog.convert_to(m.content, 'UTF8'));
-        select g.id, g.role, g.ts, g.metadata, g.content_hash, s.chars, s.lines into old
+        select g.id, g.role, g.name, g.ts, g.metadata, g.content_hash, s.chars, s.lines into old
           from memex.messages as g
           cross join lateral memex._text_size(g.content) as s
          where g.tenant_id = tenant and g.conversation_id = conversation and g.seq = m.seq;
         if not found then
-            insert into memex.messages as g (tenant_id, conversation_id, seq, role, ts, content, metadata, content_hash)
-            values (tenant, conversation, m.seq, m.role, m.ts, m.content, m.metadata, digest)
+            insert into memex.messages as g (tenant_id, conversation_id, seq, role, name, ts, content, metadata, content_hash)
+            values (tenant, conversation, m.seq, m.role, m.name, m.ts, m.content, m.metadata, digest)
             returning g.id into message;
             inserted := inserted + 1;
-        elsif (old.role, old.ts, old.metadata, old.content_hash) is distinct from (m.role, m.ts, m.metadata, digest) then
+        elsif (old.role, old.name, old.ts, old.metadata, old.content_hash)
+              is distinct from (m.role, m.name, m.ts, m.metadata, digest) then
             update memex.messages as g
-               set role = m.role, ts = m.ts, content = m.content, metadata = m.metadata, content_hash = digest
+               set role = m.role, name = m.name, ts = m.ts, content = m.content, metadata = m.metadata, content_hash = digest
              where g.tenant_id = tenant and g.id = old.id;
             message := old.id;
             updated := updated + 1;
@@ -369,7 +372,7 @@ as $$
 $$;
 
 comment on function memex.upsert_messages(text, jsonb, boolean) is
-'Upserts messages [{seq?, role, ts?, content, metadata?}] of a conversation by (conversation, seq); a message without seq is appended after the last one; replace => true makes the payload the whole conversation. Returns how many messages were inserted, changed or removed.';
+'Upserts messages [{seq?, role, name?, ts?, content, metadata?}] of a conversation by (conversation, seq); a message without seq is appended after the last one; replace => true makes the payload the whole conversation. Returns how many messages were inserted, changed or removed.';
 
 -- memex.upsert_summaries(conversation_slug, artefact): an artefact v2 document.
 create or replace function memex.upsert_summaries(conversation_slug text, artefact jsonb)

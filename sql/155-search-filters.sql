@@ -1,5 +1,29 @@
 -- rag_search filters: validated whole, turned into SQL over chunks whose values stay parameters.
 
+-- memex._memory_time(tenant, message, conversation, document, created): when a chunk's memory
+-- happened: its message's time, else its conversation's date, else its document's creation, else
+-- the chunk's own (the after / before filters and recency read it).
+create or replace function memex._memory_time(
+    tenant uuid, message uuid, conversation uuid, document uuid, created timestamptz
+)
+returns timestamptz
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce(
+        (select m.ts from memex.messages as m where m.tenant_id = tenant and m.id = message)
+        , (select v.created_date::timestamptz from memex.conversations as v
+            where v.tenant_id = tenant and v.id = conversation)
+        , (select d.created_at from memex.documents as d where d.tenant_id = tenant and d.id = document)
+        , created)
+$$;
+
+comment on function memex._memory_time(uuid, uuid, uuid, uuid, timestamptz) is
+'Internal: when a chunk''s memory happened (message time, conversation date, document creation, chunk creation).';
+
 -- memex._search_filters(filters): the WHERE fragment (over chunks `c`) for a filters object,
 -- reading every value from parameter $3 (the filters themselves). Unknown keys and wrong types
 -- are errors naming them.
@@ -17,11 +41,12 @@ declare
     clauses text[] := '{}';
     known constant text[] := array[
         'source_kind', 'conversation', 'levels', 'document_uri_prefix', 'folder', 'topics_any'
-        , 'created_after', 'created_before', 'metadata', 'domain'
+        , 'created_after', 'created_before', 'after', 'before', 'metadata', 'domain'
     ];
     want constant jsonb := '{"source_kind": "array", "conversation": "string", "levels": "array",
         "document_uri_prefix": "string", "folder": "string", "topics_any": "array",
-        "created_after": "string", "created_before": "string", "metadata": "object",
+        "created_after": "string", "created_before": "string", "after": "string", "before": "string",
+        "metadata": "object",
         "domain": "string"}';
 begin
     if pg_catalog.jsonb_typeof(f) <> 'object' then
@@ -95,6 +120,21 @@ begin
             (select d.created_at from memex.documents as d where d.tenant_id = c.tenant_id and d.id = c.document_id),
             c.created_at) between coalesce(($3 ->> ''created_after'')::timestamptz, ''-infinity'')
             and coalesce(($3 ->> ''created_before'')::timestamptz, ''infinity'')';
+    end if;
+    if f ? 'after' or f ? 'before' then
+        begin
+            perform (f ->> 'after')::timestamptz, (f ->> 'before')::timestamptz;
+        exception when others then
+            raise exception 'filters after / before must be ISO dates or timestamps, not %'
+                , coalesce(f ->> 'after', '') || case when f ? 'after' and f ? 'before' then ' / ' else '' end
+                  || coalesce(f ->> 'before', '')
+                using errcode = '22023', hint = 'e.g. "2023-05-08" or "2023-05-08T13:56:00Z"';
+        end;
+        -- after is inclusive, before exclusive
+        clauses := clauses || text 'memex._memory_time(c.tenant_id, c.message_id, c.conversation_id, c.document_id, c.created_at)
+            >= coalesce(($3 ->> ''after'')::timestamptz, ''-infinity'')
+            and memex._memory_time(c.tenant_id, c.message_id, c.conversation_id, c.document_id, c.created_at)
+            < coalesce(($3 ->> ''before'')::timestamptz, ''infinity'')';
     end if;
     if f ? 'metadata' then
         clauses := clauses || text '(exists (select from memex.documents as d where d.tenant_id = c.tenant_id

@@ -116,7 +116,7 @@ create or replace function memex._check_search_args(
     query text, has_embedding boolean, k integer, mode text, rrf_k integer, fusion text
     , vector_weight double precision, text_weight double precision, diversity double precision
     , max_per_document integer, rerank regprocedure, rerank_depth integer, bm25_k1 double precision
-    , bm25_b double precision
+    , bm25_b double precision, conversation_weight double precision, recency interval
 )
 returns void
 language plpgsql
@@ -174,6 +174,15 @@ begin
     if bm25_b is not null and (bm25_b < 0 or bm25_b > 1 or bm25_b = 'NaN') then
         raise exception 'bm25_b must be between 0 and 1, not %', bm25_b using errcode = '22023';
     end if;
+    if conversation_weight is null or conversation_weight < 0 or conversation_weight > 10
+       or conversation_weight = 'NaN' then
+        raise exception 'conversation_weight must be between 0 and 10, not %', coalesce(conversation_weight::text, 'null')
+            using errcode = '22023', hint = '0 ranks messages alone, 1 (the default) as measured in docs/search.md';
+    end if;
+    if recency is not null and (recency <= interval '0' or recency > interval '100 years') then
+        raise exception 'recency (a half-life) must be more than 0 and at most 100 years, not %', recency
+            using errcode = '22023', hint = 'e.g. recency => ''30 days'': a memory 30 days old counts half';
+    end if;
     if rerank is not null then
         perform memex._check_reranker(rerank);
     end if;
@@ -182,5 +191,44 @@ $$;
 
 comment on function memex._check_search_args(
     text, boolean, integer, text, integer, text, double precision, double precision, double precision
-    , integer, regprocedure, integer, double precision, double precision
+    , integer, regprocedure, integer, double precision, double precision, double precision, interval
 ) is 'Internal: checks rag_search''s arguments (22023 naming the argument; 54000 for an over-long query).';
+
+-- memex._mentions(query, name): whether a query names a speaker (the whole name, as words, any
+-- case): "When did Caroline go ..." names Caroline, not Carol.
+create or replace function memex._mentions(query text, name text)
+returns boolean
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select query is not null and name is not null and query ~* (
+        '\m' || pg_catalog.regexp_replace(name, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g') || '\M')
+$$;
+
+comment on function memex._mentions(text, text) is
+'Internal: whether a search query names a speaker (the whole name, as words, case-insensitive).';
+
+-- memex._decayed(score, at, half_life): a score decayed by its memory's age (recency): halved
+-- every half_life, lowered the same way when negative (a vector score by inner product); as it
+-- is when either is null or the memory is dated in the future.
+create or replace function memex._decayed(score double precision, at timestamptz, half_life interval)
+returns double precision
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    -- the exponent is capped: 0.5^1000 is already nothing, and power() would underflow past it
+    select case when half_life is null or at is null or at >= pg_catalog.now() then score
+                else score * pg_catalog.power(0.5::double precision
+                    , case when score >= 0 then 1 else -1 end
+                      * least(extract(epoch from pg_catalog.now() - at) / extract(epoch from half_life), 1000))
+           end
+$$;
+
+comment on function memex._decayed(double precision, timestamptz, interval) is
+'Internal: a search score decayed by the age of its memory (halved every half-life).';

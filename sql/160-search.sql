@@ -21,6 +21,7 @@ create or replace function memex._search(
     , min_similarity double precision, rrf_k integer, vector_weight double precision
     , text_weight double precision, diversity double precision, fusion text, max_per_document integer
     , rerank regprocedure, rerank_depth integer, bm25_k1 double precision, bm25_b double precision
+    , conversation_weight double precision, recency interval
 )
 returns setof memex.search_result
 language plpgsql
@@ -41,6 +42,8 @@ declare
     vector_depth integer;
     text_depth integer;
     per_document boolean := _search.max_per_document is not null or _search.diversity is not null;
+    -- the conversation signals and recency read each candidate's message, conversation, document
+    with_signals boolean := _search.conversation_weight > 0 or _search.recency is not null;
     query_vector __vector_schema__.vector := _search.query_embedding;
     vector_ids uuid[];
     vector_distances double precision[];
@@ -67,6 +70,7 @@ begin
         , text_weight => _search.text_weight, diversity => _search.diversity
         , max_per_document => _search.max_per_document, rerank => _search.rerank
         , rerank_depth => _search.rerank_depth, bm25_k1 => _search.bm25_k1, bm25_b => _search.bm25_b
+        , conversation_weight => _search.conversation_weight, recency => _search.recency
     );
     where_filters := memex._search_filters(_search.filters);
     sp := memex._space(_search.space);
@@ -191,14 +195,56 @@ begin
                         + _search.text_weight * coalesce(r.bm25 / nullif(r.bm25_hi, 0), 0)
                 end
             end as score
-            , case when per_document then (select coalesce(c.document_id, c.conversation_id, c.id) from memex.chunks as c
-                                            where c.tenant_id = tenant and c.id = r.chunk_id) end as doc
           from with_ranges as r
          where _search.min_similarity is null or r.sim >= _search.min_similarity
     ),
+    -- Conversation signals (docs/search.md, "Conversation signals"): a message candidate gains
+    -- from its conversation: 0.3 of the best score when the query names its speaker, 0.3 of the
+    -- best other candidate of its conversation (a session that holds the answer holds its
+    -- other parts), 0.2 of the better of its neighbour turns; all times conversation_weight.
+    -- Other candidates keep their score. Then recency decays every score by its memory's age.
+    candidates as (
+        select
+            f.*, c.source_kind = 'message' as is_message, c.conversation_id, m.seq
+            , memex._mentions(_search.query, m.name) as named
+            , case when _search.recency is not null
+                   then memex._memory_time(tenant, c.message_id, c.conversation_id, c.document_id, c.created_at) end as at
+            , case when per_document then coalesce(c.document_id, c.conversation_id, c.id) end as doc
+            , pg_catalog.max(f.score) over () as best
+          from fused as f
+          left join memex.chunks as c on (with_signals or per_document) and c.tenant_id = tenant and c.id = f.chunk_id
+          left join memex.messages as m on _search.conversation_weight > 0 and m.tenant_id = tenant and m.id = c.message_id
+    ),
+    turns as (  -- each message candidate once (its best chunk), for the session and neighbour signals
+        select x.conversation_id, x.seq, pg_catalog.max(x.score) as score
+          from candidates as x
+         where _search.conversation_weight > 0 and x.is_message
+         group by x.conversation_id, x.seq
+    ),
+    turn_signals as (
+        select
+            t.conversation_id, t.seq
+            , pg_catalog.max(t.score) over (partition by t.conversation_id order by t.seq
+                  rows between unbounded preceding and unbounded following exclude current row) as session_best
+            , greatest(case when pg_catalog.lag(t.seq) over turn_order = t.seq - 1 then pg_catalog.lag(t.score) over turn_order end
+                       , case when pg_catalog.lead(t.seq) over turn_order = t.seq + 1 then pg_catalog.lead(t.score) over turn_order end
+              ) as neighbour_best
+          from turns as t
+        window turn_order as (partition by t.conversation_id order by t.seq)
+    ),
+    signalled as (
+        select
+            x.chunk_id, x.sim, x.vrank, x.trank, x.doc
+            , memex._decayed(x.score + coalesce(_search.conversation_weight * (
+                  0.3 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
+                  + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)), 0)
+              , x.at, _search.recency) as score
+          from candidates as x
+          left join turn_signals as s on x.is_message and s.conversation_id = x.conversation_id and s.seq = x.seq
+    ),
     capped as (
         select f.*, pg_catalog.row_number() over (partition by f.doc order by f.score desc, f.chunk_id) as nth
-          from fused as f
+          from signalled as f
     ),
     kept as (
         select c.* from capped as c
@@ -290,6 +336,7 @@ $$;
 comment on function memex._search(
     text, __vector_schema__.vector, integer, text, jsonb, text, double precision, integer, double precision
     , double precision, double precision, text, integer, regprocedure, integer, double precision, double precision
+    , double precision, interval
 ) is 'Internal: the implementation of both memex.rag_search overloads.';
 
 -- The public rag_search overloads: memex._search above is their one implementation.
@@ -308,6 +355,7 @@ create or replace function memex.rag_search(
     , max_per_document integer default null, rerank regprocedure default null
     , rerank_depth integer default 50, bm25_k1 double precision default null
     , bm25_b double precision default null, domain text default null
+    , conversation_weight double precision default 1.0, recency interval default null
 )
 returns setof memex.search_result
 language plpgsql
@@ -349,6 +397,7 @@ begin
             , text_weight => rag_search.text_weight, diversity => rag_search.diversity, fusion => rag_search.fusion
             , max_per_document => rag_search.max_per_document, rerank => rag_search.rerank
             , rerank_depth => rag_search.rerank_depth, bm25_k1 => rag_search.bm25_k1, bm25_b => rag_search.bm25_b
+            , conversation_weight => rag_search.conversation_weight, recency => rag_search.recency
         );
         return;
     end if;
@@ -362,6 +411,7 @@ begin
                 , text_weight => rag_search.text_weight, diversity => rag_search.diversity, fusion => rag_search.fusion
                 , max_per_document => rag_search.max_per_document, rerank => rag_search.rerank
                 , rerank_depth => rag_search.rerank_depth, bm25_k1 => rag_search.bm25_k1, bm25_b => rag_search.bm25_b
+                , conversation_weight => rag_search.conversation_weight, recency => rag_search.recency
             ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o)
         ),
         code_space_hits as (
@@ -373,6 +423,7 @@ begin
                 , text_weight => rag_search.text_weight, diversity => rag_search.diversity, fusion => rag_search.fusion
                 , max_per_document => rag_search.max_per_document, rerank => rag_search.rerank
                 , rerank_depth => rag_search.rerank_depth, bm25_k1 => rag_search.bm25_k1, bm25_b => rag_search.bm25_b
+                , conversation_weight => rag_search.conversation_weight, recency => rag_search.recency
             ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o)
         ),
         fused as (
@@ -401,6 +452,7 @@ $$;
 comment on function memex.rag_search(
     text, integer, text, jsonb, text, double precision, integer, double precision, double precision
     , double precision, text, integer, regprocedure, integer, double precision, double precision, text
+    , double precision, interval
 ) is 'Searches the current tenant''s chunks: hybrid (vector + BM25, fused), vector or text, in one domain or all; see docs/search.md.';
 
 -- memex.rag_search(query_embedding, ...): the same with a precomputed query vector (mode vector).
@@ -423,6 +475,7 @@ as $$
         , space => space, min_similarity => min_similarity, rrf_k => rrf_k, vector_weight => vector_weight
         , text_weight => text_weight, diversity => diversity, fusion => fusion
         , max_per_document => max_per_document, rerank => null, rerank_depth => 50, bm25_k1 => null, bm25_b => null
+        , conversation_weight => 1.0, recency => null
     )
 $$;
 

@@ -118,7 +118,8 @@ def read_corpus(path: Path) -> Corpus:
                 if turn.get("blip_caption"):
                     text += f" [image: {turn['blip_caption']}]"
                 messages.append({"seq": seq, "role": roles.get(turn["speaker"], "user"),
-                                 "content": text, "ts": when.isoformat()})  # fmt: skip
+                                 "name": turn["speaker"], "content": text,
+                                 "ts": when.isoformat()})  # fmt: skip
                 known.add(f"D{number}:{seq}")
             corpus.turns += len(messages)
             sessions.append({"slug": f"{name}-s{number}", "number": number, "date": when.date(),

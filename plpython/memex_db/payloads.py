@@ -16,6 +16,7 @@ ROLES = ("user", "assistant", "system", "tool")
 # fail as 22003 deep in an INSERT.
 MAX_INT = 2**31 - 1
 MAX_TITLE_CHARS = 1000  # as upsert_document and upsert_conversation
+MAX_NAME_CHARS = 200  # a speaker's name (memex.messages.name checks the same)
 ARTEFACT_VERSION = 2
 
 
@@ -74,7 +75,7 @@ def check_messages(raw: str | Any, last_seq: int = 0) -> list[dict[str, Any]]:
     for i, item in enumerate(messages):
         where = f"messages[{i}]"
         _want(isinstance(item, dict), where, f"expected an object, got {_type(item)}")
-        unknown = set(item) - {"seq", "role", "ts", "content", "metadata"}
+        unknown = set(item) - {"seq", "role", "name", "ts", "content", "metadata"}
         _want(not unknown, where, f"unknown key(s) {', '.join(sorted(unknown))}")
         seq = item.get("seq")
         if seq is not None:
@@ -91,7 +92,12 @@ def check_messages(raw: str | Any, last_seq: int = 0) -> list[dict[str, Any]]:
                 datetime.fromisoformat(ts.replace("Z", "+00:00"))
             except ValueError:
                 raise InvalidParameter(f"{where}.ts: not an ISO 8601 timestamp: {ts!r}") from None
-        message = {"role": role, "ts": ts, "content": content,
+        name = item.get("name")
+        if name is not None:
+            _want(_text(name, f"{where}.name").strip() != "", f"{where}.name", "empty name")
+            _want(len(name) <= MAX_NAME_CHARS, f"{where}.name",
+                  f"{len(name)} characters; the limit is {MAX_NAME_CHARS}")  # fmt: skip
+        message = {"role": role, "name": name, "ts": ts, "content": content,
                    "metadata": _object(item.get("metadata"), f"{where}.metadata")}  # fmt: skip
         parsed.append((where, seq, message))
     named = [seq for _, seq, _ in parsed if seq is not None]

@@ -19,6 +19,7 @@ SEARCH_OPTION_TYPES: dict[str, type] = {
     "space": str, "min_similarity": float, "rrf_k": int, "vector_weight": float,
     "text_weight": float, "diversity": float, "fusion": str, "max_per_document": int,
     "rerank": str, "rerank_depth": int, "bm25_k1": float, "bm25_b": float, "domain": str,
+    "conversation_weight": float, "recency": str,
 }  # fmt: skip
 SEARCH_OPTIONS = frozenset(SEARCH_OPTION_TYPES)
 CONTEXT_OPTIONS = frozenset({"k", "mode", "space"})
