@@ -3,8 +3,9 @@
 -- signature and its helpers' change: the old ones go, sql/ creates the new ones.
 set local search_path = pg_catalog, pg_temp;
 
-alter table memex.messages add column name text
-    constraint messages_name_check check (name is null or pg_catalog.char_length(name) between 1 and 200);
+alter table memex.messages add column name text;
+alter table memex.messages add constraint messages_name_check
+check (name is null or pg_catalog.char_length(name) between 1 and 200);
 
 drop function if exists memex.rag_search(
     text, integer, text, jsonb, text, double precision, integer, double precision, double precision
