@@ -36,6 +36,23 @@ $$;
 comment on function memex._message_context(text, text) is
 'Internal: the context a message is embedded with (the turn before it, cut to 300 characters), or null.';
 
+-- memex._covers(covers, seq, metadata): whether a summary's covers names a message: its seq, or
+-- the source app's id (metadata.source_id) of an imported message (docs/artefact-v2.md).
+create or replace function memex._covers(covers jsonb, seq integer, metadata jsonb)
+returns boolean
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select covers @> pg_catalog.to_jsonb(seq)
+        or (metadata ? 'source_id' and covers @> pg_catalog.jsonb_build_array(metadata -> 'source_id'))
+$$;
+
+comment on function memex._covers(jsonb, integer, jsonb) is
+'Internal: whether a summary''s covers names a message (its seq, or its metadata.source_id).';
+
 -- memex._embedding_text(content, context): what the model embeds for a chunk: its content,
 -- then its context (after it: a model that truncates cuts the context, never the content).
 create or replace function memex._embedding_text(content text, context text)

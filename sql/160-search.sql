@@ -202,7 +202,7 @@ begin
     -- from its conversation: 0.3 of the best score when the query names its speaker, 0.3 of the
     -- best other candidate of its conversation (a session that holds the answer holds its
     -- other parts), 0.2 of the better of its neighbour turns; all times conversation_weight.
-    -- Other candidates keep their score. Then recency decays every score by its memory's age.
+    -- Then recency decays every score by its memory's age.
     candidates as (
         select
             f.*, c.source_kind = 'message' as is_message, c.conversation_id, m.seq
@@ -232,15 +232,32 @@ begin
           from turns as t
         window turn_order as (partition by t.conversation_id order by t.seq)
     ),
-    signalled as (
+    boosted as (
         select
-            x.chunk_id, x.sim, x.vrank, x.trank, x.doc
-            , memex._decayed(x.score + coalesce(_search.conversation_weight * (
-                  0.3 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
-                  + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)), 0)
-              , x.at, _search.recency) as score
+            x.*, x.score + coalesce(_search.conversation_weight * (
+                0.3 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
+                + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)), 0) as boosted
           from candidates as x
           left join turn_signals as s on x.is_message and s.conversation_id = x.conversation_id and s.seq = x.seq
+    ),
+    -- The signals reorder the messages among themselves: the n-th message by boosted score
+    -- takes the score of the n-th message by fused score, so documents and summaries keep
+    -- their places (a long conversation never buries a document that answers better).
+    message_places as (
+        select b.score, pg_catalog.row_number() over (order by b.score desc, b.chunk_id) as place
+          from boosted as b where b.is_message
+    ),
+    message_order as (
+        select b.chunk_id, pg_catalog.row_number() over (order by b.boosted desc, b.chunk_id) as place
+          from boosted as b where b.is_message
+    ),
+    signalled as (
+        select
+            b.chunk_id, b.sim, b.vrank, b.trank, b.doc
+            , memex._decayed(coalesce(p.score, b.score), b.at, _search.recency) as score
+          from boosted as b
+          left join message_order as o on o.chunk_id = b.chunk_id
+          left join message_places as p on p.place = o.place
     ),
     capped as (
         select f.*, pg_catalog.row_number() over (partition by f.doc order by f.score desc, f.chunk_id) as nth
@@ -318,7 +335,7 @@ begin
             , pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
                 'ord', c.ord, 'language', c.language::text, 'domain', c.domain
                 , 'uri', d.uri, 'title', coalesce(d.title, v.title), 'conversation', v.slug
-                , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text, 'ts', m.ts
+                , 'level', u.level, 'index', u.index, 'seq', m.seq, 'role', m.role::text, 'name', m.name, 'ts', m.ts
                 , 'date', v.created_date
                 , 'source_metadata', coalesce(d.metadata, v.metadata)))
           from unnest(pool_ids, pool_scores, pool_similarities, pool_vector_ranks, pool_text_ranks)

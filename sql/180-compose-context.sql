@@ -45,14 +45,45 @@ $$;
 comment on function memex._join_chunks(text, text) is
 'Internal: joins consecutive chunks of a source, writing their overlap once.';
 
--- memex.compose_context(query, token_budget, ...): the best passages of rag_search as one block
--- per source, in the order of each source's best hit, under a numbered citation line
--- ([n] kind: title, uri or slug; a message adds its number, speaker and time). A source's chunks are in document order: neighbours
--- (consecutive ords) are joined with their overlap written once, and a gap between them is
--- shown as [...]. A first chunk that opens with the source's title (memex puts it there) does
--- not repeat it under the citation. Blocks are added while the whole stays within token_budget
--- (tokens of the space's model); a block that does not fit is left out and smaller ones after
--- it may still go in; a NOTICE says when none fits.
+-- memex._turn_line(seq, ts, speaker, content, session_date): one turn of a conversation block:
+-- "#7 13:56 Caroline: text" (the date as well when the turn is not on the session's date; no
+-- time when the message has none). A content that already opens with "<speaker>:" (a transcript
+-- that writes its speakers) is not prefixed again.
+create or replace function memex._turn_line(seq integer, ts timestamptz, speaker text, content text, session_date date)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.concat_ws(' '
+        , '#' || seq
+        , case when ts is null then null
+               when ts::date = session_date then pg_catalog.to_char(ts, 'HH24:MI')
+               else pg_catalog.to_char(ts, 'YYYY-MM-DD HH24:MI') end
+        , case when pg_catalog.starts_with(content, speaker || ':') then content
+               else speaker || ': ' || content end)
+$$;
+
+comment on function memex._turn_line(integer, timestamptz, text, text, date) is
+'Internal: one turn of a compose_context conversation block: number, time, speaker, text.';
+
+-- memex.compose_context(query, token_budget, ...): the best passages of rag_search, within a
+-- token budget (tokens of the space's model, counted on the text returned), under numbered
+-- citations (docs/search.md, "compose_context").
+--   * A document or summary is one block per source under "[n] kind: title, uri or slug": its
+--     chunks in document order, neighbours (consecutive ords) joined with their overlap written
+--     once and a gap shown as [...]; a first chunk that opens with the title does not repeat it.
+--     A block that does not fit is left out and smaller ones after it may still go in.
+--   * Messages are grouped by conversation (a session): "[n] conversation: title, slug, date",
+--     the line of the summary covering its first turn when it has one, then its turns in order,
+--     one line each with number, time and speaker. Turns are taken one by one in the order of
+--     the hits (a session's header is paid by its first turn), never twice; when every hit is
+--     placed and budget is left, the turns just before and after the hits follow (nearest hits
+--     first). Sessions are listed in time order, in the places their hits earned among the
+--     blocks.
+-- A NOTICE says when nothing fits.
 create or replace function memex.compose_context(
     query text, token_budget integer default 2000, k integer default 8, mode text default 'hybrid'
     , filters jsonb default '{}', space text default null
@@ -65,23 +96,31 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    block record;
+    tenant uuid := memex.current_tenant();
+    unit record;
     piece record;
+    turn record;
     body text;
-    cite text;
     part text;
+    head text;
     prev_ord integer;
+    session_slug text;
     used integer := 0;
     cost integer;
-    n integer := 0;
     found_any boolean := false;
-    out_text text := '';
+    slot integer := 0;
+    -- what is kept, in the order found: {slot, session, at, seq, text}; seq null for a block's
+    -- own text (a document, a summary, a session's header)
+    kept jsonb := '[]';
+    sessions jsonb := '{}';  -- slug -> {slot, date, id} of the sessions opened
+    shown uuid[] := '{}';  -- the summaries shown (as a block or as a session's summary line)
+    out_text text;
 begin
     if token_budget is null or token_budget < 1 then
         raise exception 'token_budget must be at least 1, not %', coalesce(token_budget::text, 'null')
             using errcode = '22023';
     end if;
-    for block in
+    for unit in
         with hits as (
             select r.*, pg_catalog.row_number() over () as hit_rank
               from memex.rag_search(compose_context.query, compose_context.k, compose_context.mode
@@ -101,42 +140,139 @@ begin
         prev_ord := null;
         for piece in
             select (x.p ->> 'ord')::integer as ord, x.p ->> 'content' as content
-              from pg_catalog.jsonb_array_elements(block.pieces) as x (p)
+              from pg_catalog.jsonb_array_elements(unit.pieces) as x (p)
         loop
             part := piece.content;
-            if piece.ord = 0 and block.metadata ? 'title'
-               and pg_catalog.starts_with(part, (block.metadata ->> 'title') || E'\n') then
-                part := pg_catalog.ltrim(pg_catalog.substr(part, pg_catalog.length(block.metadata ->> 'title') + 2), E'\n');
+            if piece.ord = 0 and unit.metadata ? 'title'
+               and pg_catalog.starts_with(part, (unit.metadata ->> 'title') || E'\n') then
+                part := pg_catalog.ltrim(pg_catalog.substr(part, pg_catalog.length(unit.metadata ->> 'title') + 2), E'\n');
             end if;
             body := case when prev_ord is null then part
                          when piece.ord = prev_ord + 1 then memex._join_chunks(body, part)
                          else body || E'\n[...]\n' || part end;
             prev_ord := piece.ord;
         end loop;
-        cite := pg_catalog.format('[%s] %s: %s', n + 1, block.source_kind
-            , concat_ws(', '
-                , block.metadata ->> 'title'
-                , coalesce(block.metadata ->> 'uri', block.metadata ->> 'conversation')
-                , case when block.metadata ? 'level' then 'L' || (block.metadata ->> 'level') end
-                , case when block.metadata ? 'seq' then 'message ' || (block.metadata ->> 'seq') end
-                -- who said it, and when: the message's time, else its conversation's date
-                , block.metadata ->> 'role'
-                , coalesce(pg_catalog.to_char((block.metadata ->> 'ts')::timestamptz, 'YYYY-MM-DD HH24:MI TZ')
-                           , block.metadata ->> 'date')));
-        part := cite || E'\n' || body || E'\n\n';
-        cost := memex.count_tokens(part, compose_context.space);
-        continue when used + cost > token_budget;
-        n := n + 1;
+        if unit.source_kind = 'message' and unit.metadata ? 'conversation' then
+            session_slug := unit.metadata ->> 'conversation';
+            part := memex._turn_line((unit.metadata ->> 'seq')::integer, (unit.metadata ->> 'ts')::timestamptz
+                , coalesce(unit.metadata ->> 'name', unit.metadata ->> 'role'), body
+                , coalesce((unit.metadata ->> 'date')::date, ((unit.metadata ->> 'ts')::timestamptz)::date));
+            head := null;
+            if not sessions ? session_slug then
+                select v.id, coalesce(v.created_date, ((unit.metadata ->> 'ts')::timestamptz)::date) as date
+                     , pg_catalog.concat_ws(', ', v.title, v.slug, coalesce(v.created_date, ((unit.metadata ->> 'ts')::timestamptz)::date)::text) as text
+                     , c.id as summary_id, c.content as summary
+                  into turn
+                  from memex.conversations as v
+                  left join lateral (
+                      select u.id, u.content from memex.summaries as u
+                       where u.tenant_id = tenant and u.conversation_id = v.id and u.id <> all(shown)
+                         and memex._covers(u.covers, (unit.metadata ->> 'seq')::integer
+                             , (select m.metadata from memex.messages as m where m.tenant_id = tenant and m.id = unit.source_id))
+                       order by u.level, u.index nulls last, u.id limit 1
+                  ) as c on true
+                 where v.tenant_id = tenant and v.slug = session_slug;
+                head := 'conversation: ' || turn.text || coalesce(E'\nsummary: ' || memex._cut(turn.summary, 300), '');
+            end if;
+            cost := memex.count_tokens(part || E'\n', compose_context.space)
+                + coalesce(memex.count_tokens('[' || (slot + 1) || '] ' || head || E'\n', compose_context.space), 0);
+            continue when used + cost > token_budget;
+            if head is not null then
+                slot := slot + 1;
+                shown := shown || turn.summary_id;
+                sessions := sessions || pg_catalog.jsonb_build_object(session_slug, pg_catalog.jsonb_build_object(
+                    'slot', slot, 'date', turn.date, 'id', turn.id));
+                kept := kept || pg_catalog.jsonb_build_object('slot', slot, 'session', session_slug, 'text', head);
+            end if;
+            kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> session_slug ->> 'slot')::integer
+                , 'session', session_slug, 'seq', (unit.metadata ->> 'seq')::integer, 'text', part);
+        else
+            continue when unit.source_kind = 'summary' and unit.source_id = any(shown);
+            head := unit.source_kind || ': ' || concat_ws(', '
+                , unit.metadata ->> 'title'
+                , coalesce(unit.metadata ->> 'uri', unit.metadata ->> 'conversation')
+                , case when unit.metadata ? 'level' then 'L' || (unit.metadata ->> 'level') end
+                , unit.metadata ->> 'date');
+            part := head || E'\n' || body;
+            cost := memex.count_tokens('[' || (slot + 1) || '] ' || part || E'\n\n', compose_context.space);
+            continue when used + cost > token_budget;
+            slot := slot + 1;
+            if unit.source_kind = 'summary' then
+                shown := shown || unit.source_id;
+            end if;
+            kept := kept || pg_catalog.jsonb_build_object('slot', slot, 'text', part);
+        end if;
         used := used + cost;
-        out_text := out_text || part;
     end loop;
-    if found_any and n = 0 then
+    -- Budget left: the turns next to the kept ones (a reply, the question it answers).
+    if used < token_budget and sessions <> '{}' then
+        for turn in
+            select x.session, x.seq + d.delta as seq, m.role::text as role, m.name, m.ts, m.content
+                 , (sessions -> x.session ->> 'date')::date as date
+              from pg_catalog.jsonb_array_elements(kept) with ordinality as k (item, o)
+              cross join lateral (select k.item ->> 'session' as session, (k.item ->> 'seq')::integer as seq) as x
+              cross join (values (-1), (1)) as d (delta)
+              join memex.messages as m
+                on m.tenant_id = tenant and m.conversation_id = (sessions -> x.session ->> 'id')::uuid
+               and m.seq = x.seq + d.delta
+             where x.seq is not null
+             order by k.o, d.delta
+        loop
+            continue when exists (
+                select from pg_catalog.jsonb_array_elements(kept) as k (item)
+                 where k.item ->> 'session' = turn.session and (k.item ->> 'seq')::integer = turn.seq);
+            part := memex._turn_line(turn.seq, turn.ts, coalesce(turn.name, turn.role), memex._cut(turn.content, 1000), turn.date);
+            cost := memex.count_tokens(part || E'\n', compose_context.space);
+            continue when used + cost > token_budget;
+            used := used + cost;
+            kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> turn.session ->> 'slot')::integer
+                , 'session', turn.session, 'seq', turn.seq, 'text', part);
+        end loop;
+    end if;
+    if found_any and slot = 0 then
         raise notice 'compose_context: no passage fits in % tokens', token_budget
             using hint = 'raise token_budget (the smallest passage found needs more)';
     end if;
-    return pg_catalog.rtrim(out_text, E'\n');
+    -- The blocks in the order their hits earned, sessions in time order in the places sessions
+    -- earned; each block's header numbered, a session's turns in order, blocks apart by a blank
+    -- line. Counted whole at the end: a tokenizer that merges across the joins may count the
+    -- whole differently from its parts, then the last parts kept go until it fits.
+    loop
+        with items as (
+            select (k.item ->> 'slot')::integer as slot, k.item ->> 'session' as session
+                 , (k.item ->> 'seq')::integer as seq, k.item ->> 'text' as text
+              from pg_catalog.jsonb_array_elements(kept) as k (item)
+        ),
+        blocks as (
+            select distinct i.slot, i.session from items as i
+        ),
+        session_places as (
+            select b.slot, pg_catalog.row_number() over (order by b.slot) as r from blocks as b where b.session is not null
+        ),
+        session_times as (
+            select b.slot, pg_catalog.row_number() over (
+                       order by (sessions -> b.session ->> 'date')::date nulls last, b.slot) as r
+              from blocks as b where b.session is not null
+        ),
+        placed as (
+            select b.slot, pg_catalog.row_number() over (order by coalesce(p.slot, b.slot)) as n
+              from blocks as b
+              left join session_times as t on t.slot = b.slot
+              left join session_places as p on p.r = t.r
+        ),
+        rendered as (
+            select x.n, pg_catalog.string_agg(case when i.seq is null then '[' || x.n || '] ' || i.text else i.text end
+                                              , E'\n' order by i.seq nulls first) as text
+              from items as i join placed as x on x.slot = i.slot
+             group by x.n
+        )
+        select pg_catalog.string_agg(r.text, E'\n\n' order by r.n) into out_text from rendered as r;
+        exit when out_text is null or memex.count_tokens(out_text, compose_context.space) <= token_budget;
+        kept := kept - (pg_catalog.jsonb_array_length(kept) - 1);
+    end loop;
+    return coalesce(out_text, '');
 end
 $$;
 
 comment on function memex.compose_context(text, integer, integer, text, jsonb, text) is
-'The best rag_search passages as a prompt-ready block with numbered citations, one block per source, within a token budget.';
+'The best rag_search passages as a prompt-ready block with numbered citations (documents and summaries by source, messages by conversation in time order, with time and speaker), within a token budget.';

@@ -50,8 +50,11 @@ CONTEXT_K = 100
 MESSAGES_ONLY = {"source_kind": ["message"]}
 DIA_ID = re.compile(r"^D(\d+):(\d+)$")
 SESSION_KEY = re.compile(r"^session_(\d+)$")
-# a citation of compose_context: "[3] message: Session 2, conv-26-s2, message 7, user, ..."
-CITED_MESSAGE = re.compile(r"^\[\d+\] message: .*?([^ ,]+), message (\d+)(?:,|$)", re.M)
+# compose_context's blocks: "[3] conversation: Session 2, conv-26-s2, 2023-05-08" opens a
+# session, whose turns follow one a line: "#7 13:56 Caroline: ..."
+CITATION = re.compile(r"^\[\d+\] (\w+): (.*)$")
+TURN_LINE = re.compile(r"^#(\d+) ")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass
@@ -198,8 +201,17 @@ def _turn(slug: str | None, seq: int | None) -> str | None:
 
 
 def context_turns(text: str) -> set[str]:
-    """The turns compose_context's citations name."""
-    return {t for slug, seq in CITED_MESSAGE.findall(text) if (t := _turn(slug, int(seq)))}
+    """The turns of compose_context's conversation blocks."""
+    turns, slug = set(), None
+    for line in text.splitlines():
+        if cited := CITATION.match(line):
+            parts = cited[2].split(", ")
+            if len(parts) > 1 and ISO_DATE.match(parts[-1]):
+                parts.pop()
+            slug = parts[-1] if cited[1] == "conversation" else None
+        elif slug and (turn := TURN_LINE.match(line)) and (found := _turn(slug, int(turn[1]))):
+            turns.add(found)
+    return turns
 
 
 @dataclass

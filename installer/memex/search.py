@@ -46,7 +46,8 @@ def describe_source(row: dict[str, Any]) -> str:
     where = title or meta.get("conversation") or row["source_id"]
     if kind == "summary":
         return f"{where}  (summary L{meta.get('level')})"
-    parts = [f"#{meta['seq']}" if "seq" in meta else None, meta.get("role"),
+    speaker = f"{meta['name']} ({meta.get('role')})" if meta.get("name") else meta.get("role")
+    parts = [f"#{meta['seq']}" if "seq" in meta else None, speaker,
              _when(meta.get("ts")) or meta.get("date")]  # fmt: skip
     return f"{where}  ({', '.join(p for p in parts if p)})"
 

@@ -166,8 +166,12 @@ def test_a_locomo_file_with_a_bad_session_time_is_named() -> None:
 
     with pytest.raises(MemexError, match="must read like '1:56 pm on 8 May, 2023'"):
         session_time("yesterday")
-    cited = "[1] message: Session 2, conv-26-s2, message 7, user, 2023-05-08 13:56 UTC\nBen: hi"
-    assert context_turns(cited) == {"D2:7"}
+    cited = (
+        "[1] conversation: Session 2, conv-26-s2, 2023-05-08\nsummary: Ben met Ann.\n"
+        "#7 13:56 Ben: hi\n#8 13:57 Ann: hello\n\n"
+        "[2] document: Notes, notes.md\n#9 not a turn"
+    )
+    assert context_turns(cited) == {"D2:7", "D2:8"}
 
 
 def test_a_conversation_eval_leaves_no_scratch_rows(

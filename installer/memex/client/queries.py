@@ -55,7 +55,7 @@ select c.id, c.slug, c.title, c.created_date::text as date, c.metadata
   from memex.conversations as c where c.tenant_id = memex.current_tenant() and c.slug = %s
 """
 MESSAGES = """
-select m.seq, m.role::text as role, m.content, m.ts::text as ts, m.metadata ->> 'name' as name
+select m.seq, m.role::text as role, m.content, m.ts::text as ts, m.name
   from memex.messages as m
  where m.tenant_id = memex.current_tenant() and m.conversation_id = %s
  order by m.seq limit %s offset %s
@@ -115,16 +115,8 @@ def context(
 
 
 def messages_payload(messages: list[dict[str, Any]]) -> Jsonb:
-    """Messages as upsert_messages takes them; a speaker's `name` goes into the message's
-    metadata (docs/client.md)."""
-    payload = []
-    for message in messages:
-        item = dict(message)
-        name = item.pop("name", None)
-        if name is not None:
-            item["metadata"] = {**(item.get("metadata") or {}), "name": name}
-        payload.append(item)
-    return Jsonb(payload)
+    """Messages as upsert_messages takes them (a speaker's `name` is a field of its own)."""
+    return Jsonb([dict(m) for m in messages])
 
 
 def tenant_not_found(tenant: str, visible: list[str]) -> TenantNotFound:

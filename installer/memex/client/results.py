@@ -53,6 +53,14 @@ class SearchResult:
         return None if value is None else str(value)
 
     @property
+    def speaker(self) -> str | None:
+        """Who said a message: its name and role ("Caroline (user)"), or its role alone."""
+        name, role = self.metadata.get("name"), self.metadata.get("role")
+        if name is None:
+            return None if role is None else str(role)
+        return f"{name} ({role})" if role else str(name)
+
+    @property
     def citation(self) -> str:
         """How compose_context cites the row: kind, title, uri or slug, and for a message its
         number, speaker and time, for a summary its level."""
@@ -62,7 +70,7 @@ class SearchResult:
             self.uri or self.conversation,
             f"L{meta['level']}" if "level" in meta else None,
             f"message {meta['seq']}" if "seq" in meta else None,
-            meta.get("role"),
+            self.speaker,
             self.date if self.source_kind == "message" else None,
         ]
         return f"{self.source_kind}: " + ", ".join(str(p) for p in parts if p)
@@ -72,7 +80,8 @@ class SearchResult:
         return {
             "content": self.content, "score": self.score, "source_kind": self.source_kind,
             "uri": self.uri, "conversation": self.conversation, "title": self.title,
-            "date": self.date, "citation": self.citation, "chunk_id": self.chunk_id,
+            "date": self.date, "speaker": self.speaker, "citation": self.citation,
+            "chunk_id": self.chunk_id,
             "similarity": self.similarity, "vector_rank": self.vector_rank,
             "text_rank": self.text_rank, "metadata": self.metadata,
         }  # fmt: skip
