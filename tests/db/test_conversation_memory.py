@@ -109,8 +109,8 @@ def test_documents_keep_their_places_among_messages(app: Conn) -> None:
 
     def places(weight: float) -> list[int]:
         rows = app.execute(
-            "select source_kind from memex.rag_search('adopt a puppy shelter', k => 10, mode => 'text',"
-            " conversation_weight => %s)", (weight,)).fetchall()  # fmt: skip
+            "select source_kind from memex.rag_search('adopt a puppy shelter', k => 10,"
+            " mode => 'text', conversation_weight => %s)", (weight,)).fetchall()  # fmt: skip
         return [i for i, r in enumerate(rows) if r[0] == "document"]
 
     assert places(1.0) == places(0.0)
