@@ -198,7 +198,7 @@ begin
           from with_ranges as r
          where _search.min_similarity is null or r.sim >= _search.min_similarity
     ),
-    -- Conversation signals (docs/search.md, "Conversation signals"): a message candidate gains
+    -- Conversation signals (docs/search.md, "Conversations: speakers, signals, recency"): a message gains
     -- from its conversation: 0.3 of the best score when the query names its speaker, 0.3 of the
     -- best other candidate of its conversation (a session that holds the answer holds its
     -- other parts), 0.2 of the better of its neighbour turns; all times conversation_weight.
