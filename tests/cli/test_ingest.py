@@ -340,3 +340,28 @@ def test_the_same_files_keep_their_uris_wherever_ingest_runs_from(
     folders = tenant_rows(db, "t", "select distinct f.path from memex.documents as d"
                           " join memex.folders as f on f.id = d.folder_id")  # fmt: skip
     assert folders == [("kb/notes",)]
+
+
+def test_a_chat_file_stores_each_speakers_name_and_time(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "session-1.json"
+    path.write_text(json.dumps({
+        "format": "memex.chat/1", "slug": "session-1", "title": "Session 1", "date": "2023-05-08",
+        "messages": [
+            {"speaker": "Caroline", "time": "2023-05-08T13:56:00Z", "text": "I went to the group."},
+            {"speaker": "Melanie", "time": "2023-05-08T13:57:00Z", "text": "How was it?"},
+        ],
+    }))  # fmt: skip
+    assert run_ingest(db, str(path), "--tenant", "t", "--create-tenant") == 0
+    rows = tenant_rows(
+        db, "t", "select name, role::text, ts::text from memex.messages order by seq"
+    )
+    assert rows == [("Caroline", "user", "2023-05-08 13:56:00+00"),
+                    ("Melanie", "assistant", "2023-05-08 13:57:00+00")]  # fmt: skip
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "memex.chat/1", "slug": "bad", "messages": [
+        {"speaker": "x" * 201, "text": "hi"}]}))  # fmt: skip
+    assert run_ingest(db, str(bad), "--tenant", "t") != 0
+    assert "messages[0].name: 201 characters; the limit is 200" in capsys.readouterr().out
+    assert count(db, "t", "conversations", "slug = 'bad'") == 0

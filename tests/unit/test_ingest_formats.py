@@ -72,6 +72,8 @@ def test_chatgpt_export_follows_the_current_branch(tmp_path: Path) -> None:
     assert [m["seq"] for m in keys.messages] == [1, 2]
     assert keys.messages[0]["ts"].startswith("2025-06-15T")
     assert tokyo.slug == "chatgpt-c-tokyo" and tokyo.created_date == "2025-06-16"
+    # the human is not named by an export; the assistant is the app's
+    assert [m.get("name") for m in keys.messages] == [None, "ChatGPT"]
 
 
 def test_claude_export_maps_senders_to_roles(tmp_path: Path) -> None:
@@ -90,6 +92,57 @@ def test_claude_export_maps_senders_to_roles(tmp_path: Path) -> None:
     assert [(m["role"], m["content"]) for m in conv.messages] == [
         ("user", "hello"), ("assistant", "hi there"),
     ]  # fmt: skip
+    assert [m.get("name") for m in conv.messages] == [None, "Claude"]
+
+
+def test_the_chat_format_names_speakers_and_maps_their_roles(tmp_path: Path) -> None:
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps({
+        "format": "memex.chat/1", "slug": "s1", "title": "Session 1", "date": "2023-05-08",
+        "messages": [
+            {"speaker": "Caroline", "time": "2023-05-08T13:56:00Z", "text": "I went to the group."},
+            {"speaker": "Melanie", "time": 1683554220, "text": "How was it?"},
+            {"speaker": "Caroline", "text": "Powerful.", "metadata": {"mood": "glad"}},
+        ],
+    }))  # fmt: skip
+    (conv,) = read_json_file(path)
+    assert (
+        isinstance(conv, Conversation) and conv.slug == "s1" and conv.created_date == "2023-05-08"
+    )
+    assert [(m["name"], m["role"], m.get("ts")) for m in conv.messages] == [
+        ("Caroline", "user", "2023-05-08T13:56:00Z"),
+        ("Melanie", "assistant", "2023-05-08T13:57:00+00:00"),
+        ("Caroline", "user", None),
+    ]  # fmt: skip
+    assert conv.messages[2]["metadata"] == {"mood": "glad"}
+    path.write_text(json.dumps([{
+        "format": "memex.chat/1", "slug": "s2", "roles": {"Ann": "assistant", "Bo": "user"},
+        "messages": [{"speaker": "Ann", "text": "hi"}, {"speaker": "Bo", "text": "hello"}],
+    }]))  # fmt: skip
+    (conv,) = read_json_file(path)
+    assert isinstance(conv, Conversation)
+    assert [(m["name"], m["role"]) for m in conv.messages] == [("Ann", "assistant"), ("Bo", "user")]
+
+
+@pytest.mark.parametrize(
+    "chat, error",
+    [
+        ({"slug": "s", "messages": [], "speakers": []}, r"chat: unknown keys \['speakers'\]"),
+        ({"slug": "s", "messages": [{"text": "x"}]}, r"chat.messages\[0\].speaker: missing"),
+        ({"slug": "s", "messages": [{"speaker": "A", "txt": "x"}]}, r"unknown keys \['txt'\]"),
+        ({"slug": "s", "roles": {"A": "robot"}, "messages": []}, r"chat.roles: expected an object"),
+        ({"slug": "s", "messages": [{"speaker": "A", "text": "x", "time": [1]}]},
+         r"chat.messages\[0\].time: expected an ISO 8601 string or Unix seconds"),
+        ({"messages": []}, r"chat.slug: missing or empty"),
+    ],
+)  # fmt: skip
+def test_a_malformed_chat_is_refused_naming_the_field(
+    tmp_path: Path, chat: dict[str, object], error: str
+) -> None:
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps({"format": "memex.chat/1", **chat}))
+    with pytest.raises(FileRejected, match=error):
+        read_json_file(path)
 
 
 def test_artefact_level_comes_from_the_document_then_the_file_name(tmp_path: Path) -> None:

@@ -20,6 +20,11 @@ from memex.ingest.items import Artefact, Conversation, FileRejected, Item, rejec
 ARTEFACT_NAME = re.compile(r"^(?P<slug>.+)\.l(?P<level>[0-9]+)\.v2\.json$", re.IGNORECASE)
 CONVERSATION_KEYS = {"format", "slug", "title", "date", "system_prompt", "metadata", "messages"}
 CHAT_ROLES = {"user", "assistant", "system", "tool"}
+CHAT_FORMAT = "memex.chat/1"
+CHAT_KEYS = {"format", "slug", "title", "date", "metadata", "roles", "messages"}
+CHAT_MESSAGE_KEYS = {"speaker", "time", "text", "metadata"}
+# The speaker's name an export gives the assistant (exports name no human speaker).
+ASSISTANT_NAMES = {"chatgpt": "ChatGPT", "claude": "Claude"}
 # Claude's senders and the roles they become; any other sender is left out and counted.
 CLAUDE_SENDERS = {"human": "user", "assistant": "assistant"}
 NO_TEXT = "no text (an image or a file)"
@@ -55,6 +60,8 @@ def read_json_file(path: Path) -> list[Item]:
     named = ARTEFACT_NAME.match(path.name)
     if named or (isinstance(value, dict) and "summaries" in value):
         return [artefact(value, named)]
+    if isinstance(value, dict) and value.get("format") == CHAT_FORMAT:
+        return [chat_conversation(value, "chat")]
     if isinstance(value, dict) and "messages" in value:
         return [memex_conversation(value, "conversation")]
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -63,11 +70,14 @@ def read_json_file(path: Path) -> list[Item]:
             return [chatgpt_conversation(v, f"[{i}]") for i, v in enumerate(value)]
         if "chat_messages" in first:
             return [claude_conversation(v, f"[{i}]") for i, v in enumerate(value)]
+        if first.get("format") == CHAT_FORMAT:
+            return [chat_conversation(v, f"[{i}]") for i, v in enumerate(value)]
         if "messages" in first:
             return [memex_conversation(v, f"[{i}]") for i, v in enumerate(value)]
     raise FileRejected(
         "unrecognised JSON: expected a memex conversation (an object with slug and messages), "
-        "an artefact v2 (<slug>.l<N>.v2.json), or a ChatGPT/Claude conversations.json export"
+        f'a chat ({{"format": "{CHAT_FORMAT}", ...}}), an artefact v2 (<slug>.l<N>.v2.json), '
+        "or a ChatGPT/Claude conversations.json export"
     )
 
 
@@ -130,6 +140,14 @@ def _epoch(value: Any) -> datetime | None:
     return None
 
 
+def _speaker_name(given: Any, role: str, app: str) -> str | None:
+    """A message's speaker in an export: the name it gives (ChatGPT names tools and GPTs:
+    "browser", "python"), else the app's own name for its assistant; none for the human."""
+    if isinstance(given, str) and given.strip():
+        return given.strip()[:200]
+    return ASSISTANT_NAMES[app] if role == "assistant" else None
+
+
 def _chatgpt_text(content: dict[str, Any]) -> str:
     if isinstance(content.get("text"), str):  # code, execution_output, tether_quote...
         return str(content["text"])
@@ -186,6 +204,9 @@ def chatgpt_conversation(conv: dict[str, Any], where: str) -> Conversation:
             continue
         item: dict[str, Any] = {"seq": len(messages) + 1, "role": role, "content": text,
                                 "metadata": {"source_id": message.get("id")}}  # fmt: skip
+        name = _speaker_name((message.get("author") or {}).get("name"), role, "chatgpt")
+        if name:
+            item["name"] = name
         if meta.get("model_slug"):
             item["metadata"]["model"] = meta["model_slug"]
         created = _epoch(message.get("create_time"))
@@ -238,6 +259,9 @@ def claude_conversation(conv: dict[str, Any], where: str) -> Conversation:
             "content": text,
             "metadata": {"source_id": message.get("uuid")},
         }
+        name = _speaker_name(None, CLAUDE_SENDERS[sender], "claude")
+        if name:
+            item["name"] = name
         if isinstance(message.get("created_at"), str):
             item["ts"] = message["created_at"]
         messages.append(item)
@@ -248,4 +272,63 @@ def claude_conversation(conv: dict[str, Any], where: str) -> Conversation:
         created_date=_iso_date(conv.get("created_at"), f"{where}.created_at"),
         metadata={"source": "claude", "conversation_id": ident},
         left_out=left_out,
+    )
+
+
+def _chat_time(value: Any, where: str) -> str | None:
+    """A chat message's time: an ISO 8601 string (checked by the database) or Unix seconds."""
+    if value is None or isinstance(value, str):
+        return value
+    if (moment := _epoch(value)) is not None:
+        return moment.isoformat()
+    raise FileRejected(
+        f"{where}: expected an ISO 8601 string or Unix seconds, got {type(value).__name__}"
+    )
+
+
+def chat_conversation(value: dict[str, Any], where: str) -> Conversation:
+    """The generic chat format (docs/ingest-formats.md): speakers by name, each a role from
+    `roles`, else the first speaker `user` and every other `assistant`."""
+    unknown = sorted(set(value) - CHAT_KEYS)
+    if unknown:
+        raise FileRejected(f"{where}: unknown keys {unknown}; allowed: {sorted(CHAT_KEYS)}")
+    slug = value.get("slug")
+    if not isinstance(slug, str) or not slug.strip():
+        raise FileRejected(f"{where}.slug: missing or empty; a conversation needs its slug")
+    roles = value.get("roles") or {}
+    if not isinstance(roles, dict) or any(r not in CHAT_ROLES for r in roles.values()):
+        raise FileRejected(f"{where}.roles: expected an object of speaker: role "
+                           f"({', '.join(sorted(CHAT_ROLES))})")  # fmt: skip
+    raw = value.get("messages")
+    if not isinstance(raw, list):
+        raise FileRejected(f"{where}.messages: expected an array, got {type(raw).__name__}")
+    metadata = value.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise FileRejected(f"{where}.metadata: expected an object")
+    messages: list[dict[str, Any]] = []
+    first_speaker: str | None = None
+    for i, message in enumerate(raw):
+        at = f"{where}.messages[{i}]"
+        if not isinstance(message, dict):
+            raise FileRejected(f"{at}: expected an object")
+        extra = sorted(set(message) - CHAT_MESSAGE_KEYS)
+        if extra:
+            raise FileRejected(f"{at}: unknown keys {extra}; allowed: {sorted(CHAT_MESSAGE_KEYS)}")
+        speaker = message.get("speaker")
+        if not isinstance(speaker, str) or not speaker.strip():
+            raise FileRejected(f"{at}.speaker: missing or empty")
+        first_speaker = first_speaker or speaker
+        role = roles.get(speaker) or ("user" if speaker == first_speaker else "assistant")
+        item: dict[str, Any] = {"role": role, "name": speaker, "content": message.get("text")}
+        if (ts := _chat_time(message.get("time"), f"{at}.time")) is not None:
+            item["ts"] = ts
+        if message.get("metadata") is not None:
+            item["metadata"] = message["metadata"]
+        messages.append(item)
+    return Conversation(
+        slug=slug,
+        messages=messages,
+        title=_text_or_none(value.get("title"), f"{where}.title"),
+        created_date=_iso_date(value.get("date"), f"{where}.date"),
+        metadata=metadata,
     )
