@@ -60,6 +60,8 @@ declare
     pool_vector_ranks integer[];
     pool_text_ranks integer[];
     pool_sources uuid[];
+    summary_ids uuid[];
+    summary_scores double precision[];
     reranker_input jsonb;
     unembedded integer;
 begin
@@ -152,6 +154,26 @@ begin
         end if;
     end if;
 
+    -- Summaries lead to their messages (docs/search.md, "Conversations: speakers, signals,
+    -- recency"): when the tenant has summaries, the ten that match the query best (BM25, or
+    -- the query vector in vector mode; the same filters, summaries only) lift the messages
+    -- they cover. BM25 alone: the vector leg's HNSW scan, filtered down to the few summary
+    -- chunks, cost three times as much for no better recall (docs/memory.md).
+    if _search.conversation_weight > 0 and _search.query is not null
+       and exists (select from memex.summaries as u where u.tenant_id = tenant) then
+        select pg_catalog.array_agg(r.source_id order by r.o), pg_catalog.array_agg(r.score order by r.o)
+          into summary_ids, summary_scores
+          from memex._search(
+              query => _search.query, query_embedding => case when _search.mode = 'vector' then query_vector end, k => 10
+              , mode => case _search.mode when 'vector' then 'vector' else 'text' end
+              , filters => coalesce(_search.filters, '{}') || '{"source_kind": ["summary"]}', space => _search.space
+              , min_similarity => null, rrf_k => _search.rrf_k, vector_weight => _search.vector_weight
+              , text_weight => _search.text_weight, diversity => null, fusion => _search.fusion
+              , max_per_document => null, rerank => null, rerank_depth => 50, bm25_k1 => _search.bm25_k1
+              , bm25_b => _search.bm25_b, conversation_weight => 0, recency => null
+          ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o);
+    end if;
+
     -- Fusion over the union of both legs' candidates, then min_similarity, the per-document
     -- cap, and the cut to the pool.
     with vector_leg as (
@@ -198,14 +220,16 @@ begin
           from with_ranges as r
          where _search.min_similarity is null or r.sim >= _search.min_similarity
     ),
-    -- Conversation signals (docs/search.md, "Conversations: speakers, signals, recency"): a message gains
-    -- from its conversation: 0.3 of the best score when the query names its speaker, 0.3 of the
-    -- best other candidate of its conversation (a session that holds the answer holds its
-    -- other parts), 0.2 of the better of its neighbour turns; all times conversation_weight.
+    -- Conversation signals (docs/search.md, "Conversations: speakers, signals, recency"): a
+    -- message gains from its conversation: 0.3 of the best score when the query names its
+    -- speaker, 0.3 of the best other candidate of its conversation (a session that holds the
+    -- answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of the best
+    -- score times the strength of the best matching summary that covers it; all times
+    -- conversation_weight.
     -- Then recency decays every score by its memory's age.
     candidates as (
         select
-            f.*, c.source_kind = 'message' as is_message, c.conversation_id, m.seq
+            f.*, c.source_kind = 'message' as is_message, c.conversation_id, m.seq, m.metadata as message_metadata
             , memex._mentions(_search.query, m.name) as named
             , case when _search.recency is not null
                    then memex._memory_time(tenant, c.message_id, c.conversation_id, c.document_id, c.created_at) end as at
@@ -232,11 +256,21 @@ begin
           from turns as t
         window turn_order as (partition by t.conversation_id order by t.seq)
     ),
+    summary_hits as (  -- each matching summary's strength: its score over the best one's
+        select u.conversation_id, u.covers
+             , greatest(h.score, 0) / nullif(pg_catalog.max(greatest(h.score, 0)) over (), 0) as strength
+          from unnest(summary_ids, summary_scores) as h (id, score)
+          join memex.summaries as u on u.tenant_id = tenant and u.id = h.id
+    ),
     boosted as (
         select
             x.*, x.score + coalesce(_search.conversation_weight * (
                 0.3 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
-                + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)), 0) as boosted
+                + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)
+                + 0.3 * pg_catalog.abs(x.best) * coalesce((
+                    select pg_catalog.max(h.strength) from summary_hits as h
+                     where x.is_message and h.conversation_id = x.conversation_id
+                       and memex._covers(h.covers, x.seq, x.message_metadata)), 0)), 0) as boosted
           from candidates as x
           left join turn_signals as s on x.is_message and s.conversation_id = x.conversation_id and s.seq = x.seq
     ),

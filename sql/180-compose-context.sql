@@ -172,7 +172,7 @@ begin
                        order by u.level, u.index nulls last, u.id limit 1
                   ) as c on true
                  where v.tenant_id = tenant and v.slug = session_slug;
-                head := 'conversation: ' || turn.text || coalesce(E'\nsummary: ' || memex._cut(turn.summary, 300), '');
+                head := 'conversation: ' || turn.text || coalesce(E'\nsummary: ' || memex._cut(turn.summary, 200), '');
             end if;
             cost := memex.count_tokens(part || E'\n', compose_context.space)
                 + coalesce(memex.count_tokens('[' || (slot + 1) || '] ' || head || E'\n', compose_context.space), 0);

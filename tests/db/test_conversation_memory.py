@@ -197,3 +197,22 @@ def test_the_budget_is_exact(app: Conn) -> None:
         text = context(app, "puppy support group counseling lake", budget, k=10)
         used = app.execute("select memex.count_tokens(%s)", (text,)).fetchone()
         assert used is not None and used[0] <= budget, (budget, text)
+
+
+def test_a_summary_that_matches_lifts_the_messages_it_covers(app: Conn) -> None:
+    messages = json.dumps({"source_kind": ["message"]})
+
+    def first(**options: object) -> tuple[str, int]:
+        return search(app, "adopted a puppy", filters=messages, **options)[0][:2]
+
+    assert first() == ("s2", 1), "on their words alone, session 2's turn ranks first"
+    artefact = {"version": 2, "level": 1, "summaries": [
+        {"index": 0, "summary": "Melanie adopted a puppy.", "covers": [4, 99]}]}  # fmt: skip
+    app.execute("select * from memex.upsert_summaries('s1', %s)", (json.dumps(artefact),))
+    assert first() == ("s1", 4), "its summary leads to the turn it covers"
+    # off with the other conversation signals; a summary covering a missing seq is no error
+    assert first(conversation_weight=0.0) == ("s2", 1)
+    kinds = app.execute(
+        "select source_kind from memex.rag_search('adopted a puppy', k => 10, mode => 'text')"
+    ).fetchall()
+    assert {k[0] for k in kinds} == {"message", "summary"}, "a default search returns both"
