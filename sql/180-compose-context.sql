@@ -45,11 +45,15 @@ $$;
 comment on function memex._join_chunks(text, text) is
 'Internal: joins consecutive chunks of a source, writing their overlap once.';
 
--- memex._turn_line(seq, ts, speaker, content, session_date): one turn of a conversation block:
--- "#7 13:56 Caroline: text" (the date as well when the turn is not on the session's date; no
--- time when the message has none). A content that already opens with "<speaker>:" (a transcript
--- that writes its speakers) is not prefixed again.
-create or replace function memex._turn_line(seq integer, ts timestamptz, speaker text, content text, session_date date)
+-- memex._turn_line(seq, ts, speaker, content, session_start): one turn of a conversation block:
+-- "#7 13:56 Caroline: text". The time is left out when it is the session's own (its header
+-- shows it: a transcript that dates every turn with its session's time repeats nothing), HH:MM
+-- on the session's day, the date as well otherwise; none when the message has no time. A
+-- content that already opens with "<speaker>:" (a transcript that writes its speakers) is not
+-- prefixed again.
+create or replace function memex._turn_line(
+    seq integer, ts timestamptz, speaker text, content text, session_start timestamptz
+)
 returns text
 language sql
 stable
@@ -60,14 +64,15 @@ as $$
     select pg_catalog.concat_ws(' '
         , '#' || seq
         , case when ts is null then null
-               when ts::date = session_date then pg_catalog.to_char(ts, 'HH24:MI')
+               when pg_catalog.date_trunc('minute', ts) = pg_catalog.date_trunc('minute', session_start) then null
+               when ts::date = session_start::date then pg_catalog.to_char(ts, 'HH24:MI')
                else pg_catalog.to_char(ts, 'YYYY-MM-DD HH24:MI') end
         , case when pg_catalog.starts_with(content, speaker || ':') then content
                else speaker || ': ' || content end)
 $$;
 
-comment on function memex._turn_line(integer, timestamptz, text, text, date) is
-'Internal: one turn of a compose_context conversation block: number, time, speaker, text.';
+comment on function memex._turn_line(integer, timestamptz, text, text, timestamptz) is
+'Internal: one turn of a compose_context conversation block: number, time (unless the session''s), speaker, text.';
 
 -- memex.compose_context(query, token_budget, ...): the best passages of rag_search, within a
 -- token budget (tokens of the space's model, counted on the text returned), under numbered
@@ -112,7 +117,7 @@ declare
     -- what is kept, in the order found: {slot, session, at, seq, text}; seq null for a block's
     -- own text (a document, a summary, a session's header)
     kept jsonb := '[]';
-    sessions jsonb := '{}';  -- slug -> {slot, date, id} of the sessions opened
+    sessions jsonb := '{}';  -- slug -> {slot, at, start, id} of the sessions opened
     shown uuid[] := '{}';  -- the summaries shown (as a block or as a session's summary line)
     out_text text;
 begin
@@ -154,16 +159,20 @@ begin
         end loop;
         if unit.source_kind = 'message' and unit.metadata ? 'conversation' then
             session_slug := unit.metadata ->> 'conversation';
-            part := memex._turn_line((unit.metadata ->> 'seq')::integer, (unit.metadata ->> 'ts')::timestamptz
-                , coalesce(unit.metadata ->> 'name', unit.metadata ->> 'role'), body
-                , coalesce((unit.metadata ->> 'date')::date, ((unit.metadata ->> 'ts')::timestamptz)::date));
             head := null;
             if not sessions ? session_slug then
-                select v.id, coalesce(v.created_date, ((unit.metadata ->> 'ts')::timestamptz)::date) as date
-                     , pg_catalog.concat_ws(', ', v.title, v.slug, coalesce(v.created_date, ((unit.metadata ->> 'ts')::timestamptz)::date)::text) as text
+                -- a session's time: its first timed turn's, else its date
+                select v.id, coalesce(f.ts, v.created_date::timestamptz) as at, f.ts as start
+                     , pg_catalog.concat_ws(', ', v.title, v.slug
+                           , coalesce(pg_catalog.to_char(f.ts, 'YYYY-MM-DD HH24:MI'), v.created_date::text)) as text
                      , c.id as summary_id, c.content as summary
                   into turn
                   from memex.conversations as v
+                  left join lateral (
+                      select m.ts from memex.messages as m
+                       where m.tenant_id = tenant and m.conversation_id = v.id and m.ts is not null
+                       order by m.seq limit 1
+                  ) as f on true
                   left join lateral (
                       select u.id, u.content from memex.summaries as u
                        where u.tenant_id = tenant and u.conversation_id = v.id and u.id <> all(shown)
@@ -174,6 +183,9 @@ begin
                  where v.tenant_id = tenant and v.slug = session_slug;
                 head := 'conversation: ' || turn.text || coalesce(E'\nsummary: ' || memex._cut(turn.summary, 200), '');
             end if;
+            part := memex._turn_line((unit.metadata ->> 'seq')::integer, (unit.metadata ->> 'ts')::timestamptz
+                , coalesce(unit.metadata ->> 'name', unit.metadata ->> 'role'), body
+                , case when head is null then (sessions -> session_slug ->> 'start')::timestamptz else turn.start end);
             cost := memex.count_tokens(part || E'\n', compose_context.space)
                 + coalesce(memex.count_tokens('[' || (slot + 1) || '] ' || head || E'\n', compose_context.space), 0);
             continue when used + cost > token_budget;
@@ -181,7 +193,7 @@ begin
                 slot := slot + 1;
                 shown := shown || turn.summary_id;
                 sessions := sessions || pg_catalog.jsonb_build_object(session_slug, pg_catalog.jsonb_build_object(
-                    'slot', slot, 'date', turn.date, 'id', turn.id));
+                    'slot', slot, 'at', turn.at, 'start', turn.start, 'id', turn.id));
                 kept := kept || pg_catalog.jsonb_build_object('slot', slot, 'session', session_slug, 'text', head);
             end if;
             kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> session_slug ->> 'slot')::integer
@@ -208,7 +220,7 @@ begin
     if used < token_budget and sessions <> '{}' then
         for turn in
             select x.session, x.seq + d.delta as seq, m.role::text as role, m.name, m.ts, m.content
-                 , (sessions -> x.session ->> 'date')::date as date
+                 , (sessions -> x.session ->> 'start')::timestamptz as start
               from pg_catalog.jsonb_array_elements(kept) with ordinality as k (item, o)
               cross join lateral (select k.item ->> 'session' as session, (k.item ->> 'seq')::integer as seq) as x
               cross join (values (-1), (1)) as d (delta)
@@ -221,7 +233,7 @@ begin
             continue when exists (
                 select from pg_catalog.jsonb_array_elements(kept) as k (item)
                  where k.item ->> 'session' = turn.session and (k.item ->> 'seq')::integer = turn.seq);
-            part := memex._turn_line(turn.seq, turn.ts, coalesce(turn.name, turn.role), memex._cut(turn.content, 1000), turn.date);
+            part := memex._turn_line(turn.seq, turn.ts, coalesce(turn.name, turn.role), memex._cut(turn.content, 1000), turn.start);
             cost := memex.count_tokens(part || E'\n', compose_context.space);
             continue when used + cost > token_budget;
             used := used + cost;
@@ -251,7 +263,7 @@ begin
         ),
         session_times as (
             select b.slot, pg_catalog.row_number() over (
-                       order by (sessions -> b.session ->> 'date')::date nulls last, b.slot) as r
+                       order by (sessions -> b.session ->> 'at')::timestamptz nulls last, b.slot) as r
               from blocks as b where b.session is not null
         ),
         placed as (

@@ -50,11 +50,11 @@ CONTEXT_K = 100
 MESSAGES_ONLY = {"source_kind": ["message"]}
 DIA_ID = re.compile(r"^D(\d+):(\d+)$")
 SESSION_KEY = re.compile(r"^session_(\d+)$")
-# compose_context's blocks: "[3] conversation: Session 2, conv-26-s2, 2023-05-08" opens a
+# compose_context's blocks: "[3] conversation: Session 2, conv-26-s2, 2023-05-08 13:56" opens a
 # session, whose turns follow one a line: "#7 13:56 Caroline: ..."
 CITATION = re.compile(r"^\[\d+\] (\w+): (.*)$")
 TURN_LINE = re.compile(r"^#(\d+) ")
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2})?$")
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_messages_append_and_the_context_cites_who_and_when(
         assert counts == {"inserted": 2, "updated": 0, "unchanged": 0}
         assert memex.delete_conversation("session-1") is True
         assert memex.delete_conversation("session-1") is False
-    assert "#1 08:00 Caroline: I moved the backups to the new bucket." in text
+    assert "2025-06-03 08:00\n#1 Caroline: I moved the backups to the new bucket." in text
     with psycopg.connect(db) as su:
         names = su.execute("select name from memex.messages").fetchall()
     assert names == [], "deleted with the conversation"

@@ -164,10 +164,11 @@ def context(app: Conn, query: str, budget: int, **options: object) -> str:
 
 def test_a_context_groups_turns_by_session_with_time_and_speaker(app: Conn) -> None:
     text = context(app, "adopted a puppy", 400, k=10)
-    assert text.startswith("[1] conversation: Session 1, s1, 2023-05-08\n")
+    # a session's header has its first turn's time, which that turn then does not repeat
+    assert text.startswith("[1] conversation: Session 1, s1, 2023-05-08 13:56\n")
     assert "\n#4 13:59 Melanie: I adopted a puppy last week." in text
     assert (
-        "\n\n[2] conversation: Session 2, s2, 2023-06-01\n#1 10:00 Caroline: I adopted a puppy too"
+        "\n\n[2] conversation: Session 2, s2, 2023-06-01 10:00\n#1 Caroline: I adopted a puppy too"
         in text
     )
     turns = re.findall(r"^#\d+ ", text, re.M)
@@ -186,7 +187,8 @@ def test_a_context_shows_the_covering_summary_once(app: Conn) -> None:
     app.execute("select * from memex.upsert_summaries('s1', %s)", (json.dumps(artefact),))
     messages = json.dumps({"source_kind": ["message"]})
     text = context(app, "support group puppies", 400, k=10, filters=messages)
-    assert "[1] conversation: Session 1, s1, 2023-05-08\nsummary: Caroline and Melanie" in text
+    header = "[1] conversation: Session 1, s1, 2023-05-08 13:56\nsummary: Caroline and Melanie"
+    assert header in text
     # a hit itself, the summary is one block and no session repeats it
     text = context(app, "support group puppies", 400, k=10)
     assert text.count("Caroline and Melanie talk about a support group") == 1
