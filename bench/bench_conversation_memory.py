@@ -1,0 +1,91 @@
+"""What conversation memory costs (issue 25): ingest plus embedding time per 1,000 messages, and
+hybrid search latency, as memex is against memex before it (one run, two scratch databases).
+
+    .venv/bin/python bench/bench_conversation_memory.py [--dsn DSN]
+
+Loads the LoCoMo development conversations (../shared/datasets/locomo-dev: 2,760 turns in 128
+sessions) as `memex eval` does, session by session, then embeds them (`embed_pending`), in two
+scratch databases: "before", where memex._message_contexts is a no-op (messages embedded alone)
+and searches pass conversation_weight => 0 (no conversation signals); and "now", memex as it is.
+Then runs every question (756) through rag_search over messages (k 25, hybrid) in each, and
+prints the load and embedding times per 1,000 messages, the search latency's p50 and p95, and
+the ratios now / before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from memex.dsn import resolve_dsn
+from memex.eval_conversations import MESSAGES_ONLY, read_corpus, upsert_sessions
+from memex.install import install
+from scratch import scratch_database
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared/datasets/locomo-dev/locomo-dev.json"
+NO_CONTEXTS = """
+create or replace function memex._message_contexts(conversation uuid, message uuid default null)
+returns void
+language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$
+"""
+SEARCH = ("select count(*) from memex.rag_search(%s, k => 25, filters => %s,"
+          " conversation_weight => %s)")  # fmt: skip
+
+
+def arm(dsn: str, before: bool, corpus: Any) -> dict[str, float]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if before:
+            conn.execute(NO_CONTEXTS)
+        started = time.perf_counter()
+        for tenant, sessions in corpus.sessions.items():
+            conn.execute("select memex.create_tenant(%s)", (tenant,))
+            upsert_sessions(conn, tenant, sessions)
+        loaded = time.perf_counter()
+        conn.execute("call memex.embed_pending()")
+        embedded = time.perf_counter()
+        latencies = []
+        weight = 0.0 if before else 1.0
+        for q in corpus.questions:
+            conn.execute("select memex.set_tenant(%s, false)", (q.tenant,))
+            t = time.perf_counter()
+            conn.execute(SEARCH, (q.text, Jsonb(MESSAGES_ONLY), weight)).fetchone()
+            latencies.append((time.perf_counter() - t) * 1000)
+    per_k = 1000 / corpus.turns
+    latencies.sort()
+    return {
+        "load": (loaded - started) * per_k, "embed": (embedded - loaded) * per_k,
+        "p50": statistics.median(latencies), "p95": latencies[int(len(latencies) * 0.95)],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dsn")
+    args = parser.parse_args()
+    corpus = read_corpus(CORPUS)
+    results = {}
+    for name in ("before", "now"):
+        dsn = scratch_database(resolve_dsn(args.dsn), f"memex_bench_memory_{name}")
+        install(dsn, say=lambda _m: None)
+        results[name] = arm(dsn, name == "before", corpus)
+    print(f"{corpus.turns} messages, {len(corpus.questions)} questions; per 1,000 messages:")
+    print(f"{'':8s} {'load s':>8s} {'embed s':>8s} {'total s':>8s} {'p50 ms':>7s} {'p95 ms':>7s}")
+    for name, r in results.items():
+        print(f"{name:8s} {r['load']:8.2f} {r['embed']:8.2f} {r['load'] + r['embed']:8.2f}"
+              f" {r['p50']:7.1f} {r['p95']:7.1f}")  # fmt: skip
+    b, n = results["before"], results["now"]
+    print(f"now / before: load + embed {(n['load'] + n['embed']) / (b['load'] + b['embed']):.2f}x,"
+          f" search p50 {n['p50'] / b['p50']:.2f}x")  # fmt: skip
+    with psycopg.connect(resolve_dsn(args.dsn), autocommit=True) as conn:
+        for name in results:
+            conn.execute(f"drop database if exists memex_bench_memory_{name} with (force)")
+
+
+if __name__ == "__main__":
+    main()
