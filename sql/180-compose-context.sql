@@ -81,9 +81,10 @@ comment on function memex._turn_line(integer, timestamptz, text, text, timestamp
 --     chunks in document order, neighbours (consecutive ords) joined with their overlap written
 --     once and a gap shown as [...]; a first chunk that opens with the title does not repeat it.
 --     A block that does not fit is left out and smaller ones after it may still go in.
---   * Messages are grouped by conversation (a session): "[n] conversation: title, slug, date",
---     the line of the summary covering its first turn when it has one, then its turns in order,
---     one line each with number, time and speaker. Turns are taken one by one in the order of
+--   * Messages are grouped by conversation (a session): "[n] conversation: title, slug, time"
+--     (its first timed turn's, else its date), the line of the summary covering its first turn
+--     when it has one, then its turns in order, one line each with number, time (unless the
+--     session's) and speaker. Turns are taken one by one in the order of
 --     the hits (a session's header is paid by its first turn), never twice; when every hit is
 --     placed and budget is left, the turns just before and after the hits follow (nearest hits
 --     first). Sessions are listed in time order, in the places their hits earned among the
@@ -114,7 +115,7 @@ declare
     cost integer;
     found_any boolean := false;
     slot integer := 0;
-    -- what is kept, in the order found: {slot, session, at, seq, text}; seq null for a block's
+    -- what is kept, in the order found: {slot, session, seq, text}; seq null for a block's
     -- own text (a document, a summary, a session's header)
     kept jsonb := '[]';
     sessions jsonb := '{}';  -- slug -> {slot, at, start, id} of the sessions opened
