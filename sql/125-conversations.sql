@@ -72,8 +72,8 @@ comment on function memex._embedding_text(text, text) is
 -- memex._message_contexts(conversation, message): gives every message chunk of a conversation
 -- (or of one message of it: rechunk, which re-cuts one message at a time) its context and the
 -- hash of what is embedded; a chunk whose context changed (its neighbour was added, changed or
--- removed) becomes pending. The one place contexts are computed: upserts of messages and
--- rechunk call it.
+-- removed) becomes pending. Upserts that removed messages and rechunk call it; other upserts
+-- call memex._message_contexts_near (below), which reads only the turns around what they wrote.
 create or replace function memex._message_contexts(conversation uuid, message uuid default null)
 returns void
 language plpgsql
@@ -114,6 +114,67 @@ $$;
 
 comment on function memex._message_contexts(uuid, uuid) is
 'Internal: sets the context (and embedded-text hash) of a conversation''s message chunks (or one message''s); changed ones become pending.';
+
+-- memex._message_contexts_near(conversation, seqs): the same for the messages an upsert wrote
+-- (seqs) and the message after each, the only ones whose context can change when nothing was
+-- removed: an agent appending one turn to a long conversation reads a few rows, not all of it.
+-- The turn before a message is the one with the highest lower seq (seq may skip numbers).
+create or replace function memex._message_contexts_near(conversation uuid, seqs integer[])
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+-- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+    tenant uuid := memex._require_tenant();
+begin
+    with written as (
+        select m.id, m.seq from memex.messages as m
+         where m.tenant_id = tenant and m.conversation_id = _message_contexts_near.conversation
+           and m.seq = any(_message_contexts_near.seqs)
+    ),
+    affected as (
+        select w.id, w.seq from written as w
+        union
+        select n.id, n.seq
+          from pg_catalog.unnest(_message_contexts_near.seqs) as s (seq)
+          cross join lateral (
+              select m.id, m.seq from memex.messages as m
+               where m.tenant_id = tenant and m.conversation_id = _message_contexts_near.conversation
+                 and m.seq > s.seq
+               order by m.seq limit 1
+          ) as n
+    ),
+    contexts as (
+        select a.id, memex._message_context(coalesce(p.name, p.role::text), p.content) as context
+          from affected as a
+          left join lateral (
+              select m.name, m.role, m.content from memex.messages as m
+               where m.tenant_id = tenant and m.conversation_id = _message_contexts_near.conversation
+                 and m.seq < a.seq
+               order by m.seq desc limit 1
+          ) as p on true
+    ),
+    wanted as (
+        select k.id, x.context
+             , pg_catalog.sha256(pg_catalog.convert_to(memex._embedding_text(k.content, x.context), 'UTF8')) as hash
+          from memex.chunks as k
+          join contexts as x on k.message_id = x.id
+         where k.tenant_id = tenant and k.conversation_id = _message_contexts_near.conversation
+    )
+    update memex.chunks as k
+       set context = w.context, content_hash = w.hash
+      from wanted as w
+     where k.tenant_id = tenant and k.id = w.id and k.content_hash <> w.hash;
+end
+$$;
+
+comment on function memex._message_contexts_near(uuid, integer[]) is
+'Internal: sets the context of the messages written (seqs) and of the message after each; changed ones become pending.';
 
 -- memex.upsert_conversation_outcome(slug, title, created_date, metadata, system_prompt): by
 -- (tenant, slug); the conversation's id and what happened: inserted, updated or unchanged. A
@@ -291,6 +352,7 @@ declare
     digest bytea;
     delta_chars bigint := 0;  -- the conversation's running totals move by these
     delta_lines bigint := 0;
+    written integer[] := '{}';  -- the seqs inserted or updated: their contexts, and the next ones'
 begin
     inserted := 0;
     updated := 0;
@@ -353,6 +415,7 @@ begin
             unchanged := unchanged + 1;
             continue;
         end if;
+        written := written || m.seq;
         select delta_chars + z.chars, delta_lines + z.lines into delta_chars, delta_lines
           from memex._text_size(m.content) as z;
         if old.content_hash is distinct from digest then
@@ -360,7 +423,11 @@ begin
         end if;
     end loop;
     if inserted + updated + removed > 0 then
-        perform memex._message_contexts(conversation);
+        if removed > 0 then
+            perform memex._message_contexts(conversation);
+        else
+            perform memex._message_contexts_near(conversation, written);
+        end if;
         update memex.conversations as c
            set total_chars = c.total_chars + delta_chars, total_lines = c.total_lines + delta_lines
                , updated_at = pg_catalog.now()

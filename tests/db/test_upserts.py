@@ -493,3 +493,34 @@ def test_what_is_embedded_for_a_reply_is_its_text_then_the_turn_before(app: Conn
         " join memex.chunks as k on k.id = e.chunk_id where k.context is not null"
     ).fetchone()
     assert alone is not None and float(alone[0]) > 0.05, "not the reply's text alone"  # type: ignore[arg-type]
+
+
+def test_a_write_gives_contexts_to_its_turns_and_the_turns_after_them(app: Conn) -> None:
+    """An upsert recomputes the contexts of the messages it wrote and of the message after each
+    (seq may skip numbers: the turn before is the one with the highest lower seq); no other
+    chunk is touched."""
+    app.execute("select memex.upsert_conversation('c')")
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"seq": 1, "role": "user", "content": "one"},
+        {"seq": 5, "role": "assistant", "content": "five"},
+        {"seq": 9, "role": "user", "content": "nine"},
+    ]),))  # fmt: skip
+    versions = (
+        "select m.seq, k.xmin::text from memex.chunks as k"
+        " join memex.messages as m on m.id = k.message_id where m.seq in (1, 5) order by m.seq"
+    )
+    first = app.execute(versions).fetchall()
+    # a turn written between 5 and 9: 9 now replies to it, 1 and 5 are untouched
+    app.execute("select memex.upsert_messages('c', %s)", (json.dumps([
+        {"seq": 7, "role": "assistant", "name": "Mel", "content": "seven"}]),))  # fmt: skip
+    assert [(r[0], r[2]) for r in _contexts(app)] == [
+        (1, None), (5, "In reply to user: one"), (7, "In reply to assistant: five"),
+        (9, "In reply to Mel: seven"),
+    ]  # fmt: skip
+    assert all(r[3] for r in _contexts(app)), "every hash covers what is embedded"
+    assert app.execute(versions).fetchall() == first, "turns 1 and 5 were not rewritten"
+    # an appended turn (no seq) replies to the last one
+    app.execute(
+        """select memex.upsert_messages('c', '[{"role": "assistant", "content": "ten"}]')"""
+    )
+    assert _contexts(app)[-1][:3] == (10, "ten", "In reply to user: nine")
