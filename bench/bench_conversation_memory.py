@@ -9,7 +9,9 @@ scratch databases: "before", where memex._message_contexts is a no-op (messages 
 and searches pass conversation_weight => 0 (no conversation signals); and "now", memex as it is.
 Then runs every question (756) through rag_search over messages (k 25, hybrid) in each, and
 prints the load and embedding times per 1,000 messages, the search latency's p50 and p95, and
-the ratios now / before.
+the ratios now / before. Last, the cost of one appended turn in a conversation of 3,000: 100
+appends, one message a call, with the contexts recomputed around what was written (memex as it
+is) and for the whole conversation (as the first version of contexts did).
 """
 
 from __future__ import annotations
@@ -26,14 +28,26 @@ from psycopg.types.json import Jsonb
 from memex.dsn import resolve_dsn
 from memex.eval_conversations import MESSAGES_ONLY, read_corpus, upsert_sessions
 from memex.install import install
-from scratch import scratch_database
+from scratch import percentile, scratch_database
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared/datasets/locomo-dev/locomo-dev.json"
 NO_CONTEXTS = """
 create or replace function memex._message_contexts(conversation uuid, message uuid default null)
 returns void
+language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$;
+create or replace function memex._message_contexts_near(conversation uuid, seqs integer[])
+returns void
 language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$
 """
+WHOLE_CONVERSATION = """
+create or replace function memex._message_contexts_near(conversation uuid, seqs integer[])
+returns void
+language sql volatile set search_path = pg_catalog, pg_temp
+as $$ select memex._message_contexts(conversation) $$
+"""
+APPEND = (
+    """select memex.upsert_messages('long', '[{"role": "user", "content": "one more turn"}]')"""
+)
 SEARCH = ("select count(*) from memex.rag_search(%s, k => 25, filters => %s,"
           " conversation_weight => %s)")  # fmt: skip
 
@@ -57,11 +71,33 @@ def arm(dsn: str, before: bool, corpus: Any) -> dict[str, float]:
             conn.execute(SEARCH, (q.text, Jsonb(MESSAGES_ONLY), weight)).fetchone()
             latencies.append((time.perf_counter() - t) * 1000)
     per_k = 1000 / corpus.turns
-    latencies.sort()
     return {
         "load": (loaded - started) * per_k, "embed": (embedded - loaded) * per_k,
-        "p50": statistics.median(latencies), "p95": latencies[int(len(latencies) * 0.95)],
+        "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
     }  # fmt: skip
+
+
+def appends(dsn: str) -> dict[str, float]:
+    """Median milliseconds of one append to a 3,000-turn conversation, contexts recomputed
+    near the write against for the whole conversation."""
+    turns = [{"role": ("user", "assistant")[i % 2], "content": f"turn {i} of a long talk"}
+             for i in range(3000)]  # fmt: skip
+    found = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in ("near", "whole"):
+            if name == "whole":
+                conn.execute(WHOLE_CONVERSATION)
+            conn.execute("select memex.create_tenant(%s)", (f"append-{name}",))
+            conn.execute("select memex.set_tenant(%s, false)", (f"append-{name}",))
+            conn.execute("select memex.upsert_conversation('long')")
+            conn.execute("select memex.upsert_messages('long', %s)", (Jsonb(turns),))
+            took = []
+            for _ in range(100):
+                t = time.perf_counter()
+                conn.execute(APPEND)
+                took.append((time.perf_counter() - t) * 1000)
+            found[name] = statistics.median(took)
+    return found
 
 
 def main() -> None:
@@ -82,6 +118,10 @@ def main() -> None:
     b, n = results["before"], results["now"]
     print(f"now / before: load + embed {(n['load'] + n['embed']) / (b['load'] + b['embed']):.2f}x,"
           f" search p50 {n['p50'] / b['p50']:.2f}x")  # fmt: skip
+    append = appends(scratch_database(resolve_dsn(args.dsn), "memex_bench_memory_now", reuse=True))
+    print(f"one append to a 3,000-turn conversation: {append['near']:.1f} ms (contexts near the"
+          f" write) against {append['whole']:.1f} ms (whole conversation),"
+          f" {append['whole'] / append['near']:.1f}x")  # fmt: skip
     with psycopg.connect(resolve_dsn(args.dsn), autocommit=True) as conn:
         for name in results:
             conn.execute(f"drop database if exists memex_bench_memory_{name} with (force)")

@@ -5,9 +5,9 @@
 Loads the LoCoMo development conversations (../shared/datasets/locomo-dev: 2,760 turns in 128
 sessions) as `memex eval` does, session by session, into a scratch database, timing the
 upserts only (no embedding), in two tenants per round: one as memex is, and one with
-memex._message_contexts made a no-op in that database (the messages alone, as before contexts
-existed). Then counts, with the space's tokenizer, the tokens embedded per message with and
-without their context. Prints both and their ratios.
+memex._message_contexts and memex._message_contexts_near made no-ops in that database (the
+messages alone, as before contexts existed). Then counts, with the space's tokenizer, the
+tokens embedded per message with and without their context. Prints both and their ratios.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from scratch import scratch_database
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared/datasets/locomo-dev/locomo-dev.json"
 NO_CONTEXTS = """
 create or replace function memex._message_contexts(conversation uuid, message uuid default null)
+returns void
+language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$;
+create or replace function memex._message_contexts_near(conversation uuid, seqs integer[])
 returns void
 language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$
 """
