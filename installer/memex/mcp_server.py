@@ -162,10 +162,21 @@ def build(
             ),
         ] = None,
         max_per_document: Annotated[int | None, Field(ge=1, description="cap per source")] = None,
+        recency: Annotated[
+            str | None,
+            Field(
+                description="prefer recent memories: a half-life such as '30 days' (a memory "
+                "that old counts half); default none"
+            ),
+        ] = None,
     ) -> list[dict[str, Any]]:
         """Search this memory: passages of documents, messages and summaries, best first, each
-        with its score, source, title, date and a citation."""
-        options = {} if max_per_document is None else {"max_per_document": max_per_document}
+        with its score, source, title, date and a citation (a message: its speaker and time)."""
+        options: dict[str, Any] = {}
+        if max_per_document is not None:
+            options["max_per_document"] = max_per_document
+        if recency is not None:
+            options["recency"] = recency
         rows = await calling((await client()).search(query, k, mode, filters, **options))
         return [row.as_dict() for row in rows]
 

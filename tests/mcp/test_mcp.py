@@ -111,6 +111,9 @@ def test_an_agent_lists_the_tools_and_uses_each_over_stdio(
                 )
             )
             assert [hit["uri"] for hit in meaning] == [kept["uri"]], "embedded as it was written"
+            recently = {"query": "cold bucket", "mode": "text", "recency": "30 days"}
+            recent = _content(await memex.call_tool("search", recently))
+            assert recent and recent[0]["speaker"] == "Caroline (user)"
             block = _content(
                 await memex.call_tool(
                     "context", {"query": "where are the backups", "token_budget": 300}
@@ -174,6 +177,7 @@ def test_a_write_over_the_size_for_embedding_at_once_is_left_to_the_worker(
         ("search", {"query": "vpn", "k": 0}, "k"),
         ("search", {"query": "vpn", "mode": "fuzzy"}, "mode"),
         ("search", {"query": "vpn", "filters": {"colour": "red"}}, "[22023]"),
+        ("search", {"query": "vpn", "recency": "0 days"}, "recency (a half-life) must be"),
         ("remember", {"text": " \n"}, "text is empty"),
         ("add_messages", {"conversation": "c", "messages": [{"role": "robot", "content": "x"}]},
          "role"),
