@@ -157,8 +157,8 @@ begin
     -- Summaries lead to their messages (docs/search.md, "Conversations: speakers, signals,
     -- recency"): when the tenant has summaries, the ten that match the query best (BM25, or
     -- the query vector in vector mode; the same filters, summaries only) lift the messages
-    -- they cover. BM25 alone: the vector leg's HNSW scan, filtered down to the few summary
-    -- chunks, cost three times as much for no better recall (docs/memory.md).
+    -- they cover. BM25 alone in hybrid: the vector leg's HNSW scan, filtered down to the few
+    -- summary chunks, cost about four times as much for no better recall (docs/memory.md).
     if _search.conversation_weight > 0 and _search.query is not null
        and exists (select from memex.summaries as u where u.tenant_id = tenant) then
         select pg_catalog.array_agg(r.source_id order by r.o), pg_catalog.array_agg(r.score order by r.o)
