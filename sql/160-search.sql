@@ -155,17 +155,17 @@ begin
     end if;
 
     -- Summaries lead to their messages (docs/search.md, "Conversations: speakers, signals,
-    -- recency"): when the tenant has summaries, the ten that match the query best (BM25, or
-    -- the query vector in vector mode; the same filters, summaries only) lift the messages
-    -- they cover. BM25 alone in hybrid: the vector leg's HNSW scan, filtered down to the few
-    -- summary chunks, cost about four times as much for no better recall (docs/memory.md).
+    -- recency"): when the tenant has summaries, the ten that match the query's words best
+    -- (BM25; the same filters, summaries only) lift the messages they cover, whatever the
+    -- mode. Not by vector: an HNSW scan filtered down to the few summary chunks cost about
+    -- four times as much for no better recall (docs/memory.md), and it would say the
+    -- caller's pending chunks cannot be found when only summaries are few.
     if _search.conversation_weight > 0 and _search.query is not null
        and exists (select from memex.summaries as u where u.tenant_id = tenant) then
         select pg_catalog.array_agg(r.source_id order by r.o), pg_catalog.array_agg(r.score order by r.o)
           into summary_ids, summary_scores
           from memex._search(
-              query => _search.query, query_embedding => case when _search.mode = 'vector' then query_vector end, k => 10
-              , mode => case _search.mode when 'vector' then 'vector' else 'text' end
+              query => _search.query, query_embedding => null, k => 10, mode => 'text'
               , filters => coalesce(_search.filters, '{}') || '{"source_kind": ["summary"]}', space => _search.space
               , min_similarity => null, rrf_k => _search.rrf_k, vector_weight => _search.vector_weight
               , text_weight => _search.text_weight, diversity => null, fusion => _search.fusion

@@ -218,3 +218,26 @@ def test_a_summary_that_matches_lifts_the_messages_it_covers(app: Conn) -> None:
         "select source_kind from memex.rag_search('adopted a puppy', k => 10, mode => 'text')"
     ).fetchall()
     assert {k[0] for k in kinds} == {"message", "summary"}, "a default search returns both"
+
+
+def test_the_summary_search_is_by_words_in_every_mode(app: Conn) -> None:
+    """In vector mode too: the summary search adds no model call and no NOTICE of its own (a
+    vector search of the few summaries would say pending chunks cannot be found)."""
+    artefact = {"version": 2, "level": 1, "summaries": [
+        {"index": 0, "summary": "Melanie adopted a puppy.", "covers": [4]}]}  # fmt: skip
+    app.execute("select * from memex.upsert_summaries('s1', %s)", (json.dumps(artefact),))
+    as_role(app, "memex_admin")  # embedding is an operator's call
+    app.execute("call memex.embed_pending()")
+    as_role(app, "memex_app")
+    pending = [{"role": "user", "content": "a turn not embedded yet"}]
+    app.execute("select memex.upsert_messages('s2', %s)", (json.dumps(pending),))
+    said: list[str] = []
+    app.add_notice_handler(lambda d: said.append(str(d.message_primary)))
+    messages = json.dumps({"source_kind": ["message"]})
+    rows = app.execute(
+        "select metadata ->> 'conversation', (metadata ->> 'seq')::integer from memex.rag_search("
+        "'did Melanie adopt a puppy', k => 3, mode => 'vector', filters => %s)",
+        (messages,),
+    ).fetchall()
+    assert rows[0] == ("s1", 4)
+    assert not [s for s in said if "cannot find" in s], said
