@@ -131,6 +131,8 @@ def test_the_chat_format_names_speakers_and_maps_their_roles(tmp_path: Path) -> 
         ({"slug": "s", "messages": [{"text": "x"}]}, r"chat.messages\[0\].speaker: missing"),
         ({"slug": "s", "messages": [{"speaker": "A", "txt": "x"}]}, r"unknown keys \['txt'\]"),
         ({"slug": "s", "roles": {"A": "robot"}, "messages": []}, r"chat.roles: expected an object"),
+        ({"slug": "s", "roles": {"A": ["user"]}, "messages": []}, r"chat.roles: expected"),
+        ({"slug": "s", "messages": [{"speaker": "A"}]}, r"messages\[0\].text: expected a string"),
         ({"slug": "s", "messages": [{"speaker": "A", "text": "x", "time": [1]}]},
          r"chat.messages\[0\].time: expected an ISO 8601 string or Unix seconds"),
         ({"messages": []}, r"chat.slug: missing or empty"),

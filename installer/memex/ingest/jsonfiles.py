@@ -296,7 +296,9 @@ def chat_conversation(value: dict[str, Any], where: str) -> Conversation:
     if not isinstance(slug, str) or not slug.strip():
         raise FileRejected(f"{where}.slug: missing or empty; a conversation needs its slug")
     roles = value.get("roles") or {}
-    if not isinstance(roles, dict) or any(r not in CHAT_ROLES for r in roles.values()):
+    if not isinstance(roles, dict) or any(
+        not isinstance(r, str) or r not in CHAT_ROLES for r in roles.values()
+    ):
         raise FileRejected(f"{where}.roles: expected an object of speaker: role "
                            f"({', '.join(sorted(CHAT_ROLES))})")  # fmt: skip
     raw = value.get("messages")
@@ -317,6 +319,10 @@ def chat_conversation(value: dict[str, Any], where: str) -> Conversation:
         speaker = message.get("speaker")
         if not isinstance(speaker, str) or not speaker.strip():
             raise FileRejected(f"{at}.speaker: missing or empty")
+        if not isinstance(message.get("text"), str):
+            raise FileRejected(
+                f"{at}.text: expected a string, got {type(message.get('text')).__name__}"
+            )
         first_speaker = first_speaker or speaker
         role = roles.get(speaker) or ("user" if speaker == first_speaker else "assistant")
         item: dict[str, Any] = {"role": role, "name": speaker, "content": message.get("text")}
