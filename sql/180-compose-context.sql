@@ -192,7 +192,9 @@ begin
             continue when used + cost > token_budget;
             if head is not null then
                 slot := slot + 1;
-                shown := shown || turn.summary_id;
+                if turn.summary_id is not null then  -- a null in shown would make <> all() null
+                    shown := shown || turn.summary_id;
+                end if;
                 sessions := sessions || pg_catalog.jsonb_build_object(session_slug, pg_catalog.jsonb_build_object(
                     'slot', slot, 'at', turn.at, 'start', turn.start, 'id', turn.id));
                 kept := kept || pg_catalog.jsonb_build_object('slot', slot, 'session', session_slug, 'text', head);

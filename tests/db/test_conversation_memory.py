@@ -189,6 +189,11 @@ def test_a_context_shows_the_covering_summary_once(app: Conn) -> None:
     text = context(app, "support group puppies", 400, k=10, filters=messages)
     header = "[1] conversation: Session 1, s1, 2023-05-08 13:56\nsummary: Caroline and Melanie"
     assert header in text
+    # a session without a summary, opened first (its turn is the best hit), does not keep the
+    # next one from its summary line
+    assert search(app, "shelter puppy", filters=messages)[0][:2] == ("s2", 1)
+    text = context(app, "shelter puppy", 400, k=10, filters=messages)
+    assert header in text and "\n\n[2] conversation: Session 2, s2" in text
     # a hit itself, the summary is one block and no session repeats it
     text = context(app, "support group puppies", 400, k=10)
     assert text.count("Caroline and Melanie talk about a support group") == 1
