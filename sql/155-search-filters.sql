@@ -114,11 +114,10 @@ begin
             raise exception 'filters created_after / created_before must be ISO dates or timestamps'
                 using errcode = '22023';
         end;
-        -- A chunk's date: its conversation's date, else its document's creation, else its own.
-        clauses := clauses || text 'coalesce((select v.created_date::timestamptz from memex.conversations as v
-            where v.tenant_id = c.tenant_id and v.id = c.conversation_id),
-            (select d.created_at from memex.documents as d where d.tenant_id = c.tenant_id and d.id = c.document_id),
-            c.created_at) between coalesce(($3 ->> ''created_after'')::timestamptz, ''-infinity'')
+        -- A chunk's date: its conversation's date, else its document's creation, else its own
+        -- (a memory's time without its message's: no message argument).
+        clauses := clauses || text 'memex._memory_time(c.tenant_id, null, c.conversation_id, c.document_id, c.created_at)
+            between coalesce(($3 ->> ''created_after'')::timestamptz, ''-infinity'')
             and coalesce(($3 ->> ''created_before'')::timestamptz, ''infinity'')';
     end if;
     if f ? 'after' or f ? 'before' then
