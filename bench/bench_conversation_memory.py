@@ -39,11 +39,21 @@ create or replace function memex._message_contexts_near(conversation uuid, seqs 
 returns void
 language sql volatile set search_path = pg_catalog, pg_temp as $$ select $$
 """
+# The whole conversation's contexts at each write: memex's own function copied under another
+# name, and called with every seq of the conversation.
+COPY_NEAR = """
+select replace(pg_get_functiondef('memex._message_contexts_near(uuid, integer[])'::regprocedure),
+               '_message_contexts_near', '_bench_contexts_all')
+"""
 WHOLE_CONVERSATION = """
 create or replace function memex._message_contexts_near(conversation uuid, seqs integer[])
 returns void
 language sql volatile set search_path = pg_catalog, pg_temp
-as $$ select memex._message_contexts(conversation) $$
+as $$
+    select memex._bench_contexts_all(conversation, array(
+        select m.seq from memex.messages as m
+         where m.tenant_id = memex.current_tenant() and m.conversation_id = conversation))
+$$
 """
 APPEND = (
     """select memex.upsert_messages('long', '[{"role": "user", "content": "one more turn"}]')"""
@@ -86,6 +96,9 @@ def appends(dsn: str) -> dict[str, float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for name in ("near", "whole"):
             if name == "whole":
+                copy = conn.execute(COPY_NEAR).fetchone()
+                assert copy is not None
+                conn.execute(copy[0])
                 conn.execute(WHOLE_CONVERSATION)
             conn.execute("select memex.create_tenant(%s)", (f"append-{name}",))
             conn.execute("select memex.set_tenant(%s, false)", (f"append-{name}",))

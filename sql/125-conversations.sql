@@ -69,56 +69,13 @@ $$;
 comment on function memex._embedding_text(text, text) is
 'Internal: the text embedded for a chunk (its content, then its context when it has one).';
 
--- memex._message_contexts(conversation, message): gives every message chunk of a conversation
--- (or of one message of it: rechunk, which re-cuts one message at a time) its context and the
--- hash of what is embedded; a chunk whose context changed (its neighbour was added, changed or
--- removed) becomes pending. Upserts that removed messages and rechunk call it; other upserts
--- call memex._message_contexts_near (below), which reads only the turns around what they wrote.
-create or replace function memex._message_contexts(conversation uuid, message uuid default null)
-returns void
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
--- custom plans: a generic one made on small tables scans by tenant alone (docs/architecture.md)
-set plan_cache_mode = force_custom_plan
-as $$
-declare
-    tenant uuid := memex._require_tenant();
-begin
-    with contexts as (
-        select m.id
-             , memex._message_context(
-                   coalesce(pg_catalog.lag(m.name) over turns, (pg_catalog.lag(m.role) over turns)::text)
-                   , pg_catalog.lag(m.content) over turns
-               ) as context
-          from memex.messages as m
-         where m.tenant_id = tenant and m.conversation_id = _message_contexts.conversation
-        window turns as (order by m.seq)
-    ),
-    wanted as (
-        select k.id, x.context
-             , pg_catalog.sha256(pg_catalog.convert_to(memex._embedding_text(k.content, x.context), 'UTF8')) as hash
-          from memex.chunks as k
-          join contexts as x on k.message_id = x.id
-         where k.tenant_id = tenant and k.conversation_id = _message_contexts.conversation
-           and (_message_contexts.message is null or k.message_id = _message_contexts.message)
-    )
-    update memex.chunks as k
-       set context = w.context, content_hash = w.hash
-      from wanted as w
-     where k.tenant_id = tenant and k.id = w.id and k.content_hash <> w.hash;
-end
-$$;
-
-comment on function memex._message_contexts(uuid, uuid) is
-'Internal: sets the context (and embedded-text hash) of a conversation''s message chunks (or one message''s); changed ones become pending.';
-
--- memex._message_contexts_near(conversation, seqs): the same for the messages an upsert wrote
--- (seqs) and the message after each, the only ones whose context can change when nothing was
--- removed: an agent appending one turn to a long conversation reads a few rows, not all of it.
--- The turn before a message is the one with the highest lower seq (seq may skip numbers).
+-- memex._message_contexts_near(conversation, seqs): gives the chunks of the messages an upsert
+-- wrote (seqs) and of the message after each (the only ones whose context can change when
+-- nothing was removed) their context and the hash of what is embedded; a chunk whose context
+-- changed (its neighbour was added, changed or removed) becomes pending. The one place
+-- contexts are computed: an agent appending one turn to a long conversation reads a few rows,
+-- not all of it. The turn before a message is the one with the highest lower seq (seq may skip
+-- numbers).
 create or replace function memex._message_contexts_near(conversation uuid, seqs integer[])
 returns void
 language plpgsql
@@ -175,6 +132,26 @@ $$;
 
 comment on function memex._message_contexts_near(uuid, integer[]) is
 'Internal: sets the context of the messages written (seqs) and of the message after each; changed ones become pending.';
+
+-- memex._message_contexts(conversation, message): the same for every message of a conversation
+-- (an upsert that removed messages), or for one (rechunk, which re-cuts one message at a time).
+create or replace function memex._message_contexts(conversation uuid, message uuid default null)
+returns void
+language sql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select memex._message_contexts_near(_message_contexts.conversation, array(
+        select m.seq from memex.messages as m
+         where m.tenant_id = memex.current_tenant() and m.conversation_id = _message_contexts.conversation
+           and (_message_contexts.message is null or m.id = _message_contexts.message)))
+$$;
+
+comment on function memex._message_contexts(uuid, uuid) is
+'Internal: sets the context (and embedded-text hash) of a conversation''s message chunks (or one message''s); changed ones become pending.';
+
 
 -- memex.upsert_conversation_outcome(slug, title, created_date, metadata, system_prompt): by
 -- (tenant, slug); the conversation's id and what happened: inserted, updated or unchanged. A
