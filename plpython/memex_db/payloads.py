@@ -188,8 +188,8 @@ def check_artefact(raw: str | Any, conversation_slug: str | None) -> dict[str, A
 
 
 # -- called from SQL (memex._check_messages, memex._check_artefact) ------------------------
-MESSAGES_HINT = ("a message is {seq?, role, content, ts?, metadata?}; role is user, assistant, "
-                 "system or tool (docs/data-model.md)")  # fmt: skip
+MESSAGES_HINT = ("a message is {seq?, role, name?, content, ts?, metadata?}; role is user, "
+                 "assistant, system or tool (docs/data-model.md)")  # fmt: skip
 ARTEFACT_HINT = "the artefact v2 format is in docs/artefact-v2.md"
 
 
