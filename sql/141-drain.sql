@@ -416,6 +416,9 @@ begin
         queued := queued + n;
     end loop;
     perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
+    if queued > 0 then
+        perform pg_catalog.pg_notify('memex_pending', '');  -- wake the workers (sql/143-queue.sql)
+    end if;
     return queued;
 end
 $$;

@@ -28,7 +28,8 @@ declare
         '_finish_load_index', '_loopback_url', '_measure_rate', '_model_hash', '_model_info',
         '_rechunk_source', '_reembed_holder', '_reembed_lock_key', '_reembed_no_op',
         '_reembed_pass', '_reembed_target', '_release_memory', '_space_index_sql',
-        '_space_index_valid', '_tenant_named', '_tenant_tables', '_text_rebuild'
+        '_space_index_valid', '_tenant_named', '_tenant_tables', '_text_rebuild', '_worker_beat',
+        '_worker_started', '_worker_stopped'
     ];
     -- choosing a tenant, resolving an API token: each checks its caller itself
     definer_for_app constant text[] := array['set_tenant', 'tenant_for_token'];
@@ -82,6 +83,9 @@ grant select on memex.embedding_backends to memex_admin, memex_app;
 grant select, insert, update on memex.reembeds to memex_admin;
 grant select, insert, update on memex.api_tokens to memex_admin;
 grant select on memex.reembed_progress to memex_admin;
+-- memex worker heartbeats (memex._worker_started and its kin write them)
+grant select, insert, update, delete on memex.worker_heartbeats to memex_admin;
+grant select on memex.workers to memex_admin;
 grant insert, update, delete on memex.spaces to memex_admin;
 -- Remote endpoints: applications read the URL and model (their queries are embedded there);
 -- keys are not in the database at all.

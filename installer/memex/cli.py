@@ -266,12 +266,11 @@ def cmd_reembed(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """Its options and --help are memex_db.worker's own (one home): only --dsn is read here."""
     from memex.embedding import worker
 
-    extra = ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-    extra += ["--space", args.space] if args.space else []
-    extra += ["--once"] if args.once else []
-    worker(resolve_dsn(args.dsn), extra)
+    wants_help = any(a in ("-h", "--help") for a in args.worker_args)
+    worker("" if wants_help else resolve_dsn(args.dsn), args.worker_args)
 
 
 def cmd_image(args: argparse.Namespace) -> int:
@@ -518,20 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dsn(reembed)
     reembed.set_defaults(handler=cmd_reembed)
 
+    # --help and every other option are the worker's own (memex_db.worker, run in the server
+    # venv): main() hands it what this parser does not know.
     worker = sub.add_parser(
-        "worker",
-        help="embed pending chunks outside the database (same code, same vectors)",
-        epilog="The database comes from --dsn, else $MEMEX_DSN, else the dev cluster; give a "
-        "password through $MEMEX_DSN or ~/.pgpass, never on the command line (ps shows it). "
-        "The worker process gets the DSN in its environment. Exit status: 0 with --once when "
-        "nothing is left, 2 when the database fails (connection lost), 130 on Ctrl-C.",
-    )
-    worker.add_argument("--space", help="space name (default: the active text space)")
-    worker.add_argument("--batch-size", type=int, default=64, help="chunks a batch (default 64)")
-    worker.add_argument("--threads", type=int, default=0, help="0: every core of this machine")
-    worker.add_argument("--once", action="store_true", help="drain what is pending, then exit")
+        "worker", add_help=False,
+        help="a queue consumer embedding pending chunks outside the database (`memex worker "
+        "--help`: signals, reconnection, exit status)",
+    )  # fmt: skip
     _add_dsn(worker)
-    worker.set_defaults(handler=cmd_worker)
+    worker.set_defaults(handler=cmd_worker, worker_args=[])
 
     image = sub.add_parser("image", help="the custom PostgreSQL image")
     image.add_argument("action", choices=["build"], help="build it with docker")
@@ -543,8 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        if rest and args.handler is cmd_worker:
+            args.worker_args = rest
+        elif rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
     except SystemExit as exc:  # --help, --version (0) and command-line mistakes (1)
         return int(exc.code or 0)
     handler: Handler = args.handler

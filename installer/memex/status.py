@@ -23,6 +23,27 @@ TENANT_COLUMNS = ["tenant", "documents", "conversations", "messages", "summaries
 SPACE_COLUMNS = ["name", "model", "dimensions", "domain", "status", "embedded", "pending", "failed"]
 TEXT_COLUMNS = ["tenant", "language", "chunks", "lexemes", "segments", "dead_share"]
 BACKEND_COLUMNS = ["pid", "application_name", "role", "client", "batch_start"]
+WORKER_COLUMNS = ["host", "pid", "space", "provider", "state", "rows_per_s", "embedded",
+                  "last_heartbeat", "last_error"]  # fmt: skip
+# memex.workers is memex_admin's: other roles see no worker section.
+WORKERS_SQL = """
+select host, pid, space, provider, state, round(rows_per_s::numeric, 1) as rows_per_s, embedded,
+       last_heartbeat, left(last_error, 80) as last_error
+  from memex.workers
+ order by state <> 'running', state <> 'lost', started_at
+"""
+READS_WORKERS_SQL = """
+select coalesce(has_table_privilege(to_regclass('memex.workers'), 'select'), false) as reads
+"""
+# A standby: how far its replay is behind (time since the last replayed commit, and WAL
+# received but not yet replayed).
+STANDBY_SQL = """
+select pg_is_in_recovery() as standby,
+       case when pg_is_in_recovery() then now() - pg_last_xact_replay_timestamp() end as replay_lag,
+       case when pg_is_in_recovery()
+            then pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) end
+         as replay_lag_bytes
+"""
 FAILURE_COLUMNS = ["tenant", "space", "chunk_id", "attempts", "retry_at", "error"]
 FAILURES_SHOWN = 10  # per tenant: the most recent (memex.embedding_failures holds them all)
 # The current tenant's failures that stop a chunk from embedding now (its content failed).
@@ -55,7 +76,8 @@ def collect(conn: psycopg.Connection[Any], tenant: str | None = None) -> dict[st
         tenants = _rows(conn, "select * from memex.tenant_status()")
         spaces = _rows(conn, "select * from memex.space_status order by name")
         backends = _rows(conn, "select * from memex.embedding_backends order by pid")
-        recovery = _rows(conn, "select pg_is_in_recovery() as standby")[0]["standby"]
+        standby = _rows(conn, STANDBY_SQL)[0]
+        workers = _rows(conn, WORKERS_SQL) if _rows(conn, READS_WORKERS_SQL)[0]["reads"] else []
     text_index: list[Row] = []
     failures: list[Row] = []
     for row in tenants:  # these read the tenant that is set
@@ -67,29 +89,30 @@ def collect(conn: psycopg.Connection[Any], tenant: str | None = None) -> dict[st
                 failures.append({"tenant": row["tenant"], **failure})
     return {
         **versions,
-        "standby": recovery,
+        **standby,
         "scope": f"tenant {tenant}" if tenant else "every tenant this role may list",
         "tenants": tenants,
         "spaces": spaces,
         "text_index": text_index,
         "failures": failures,
         "embedding_backends": backends,
+        "workers": workers,
     }
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+    if isinstance(value, int | Decimal) and not isinstance(value, bool) and column != "pid":
         return f"{value:,}"
     return str(value)
 
 
 def table(rows: list[Row], columns: list[str]) -> str:
     """Rows under their column names, numbers right-aligned."""
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    cells = [[_cell(row.get(c), c) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     numeric = [
         all(isinstance(row.get(c), int | Decimal | float) or row.get(c) is None for row in rows)
@@ -111,7 +134,7 @@ def render(report: dict[str, Any]) -> str:
         f"memex {report['memex_version']} · PostgreSQL {report['postgres_version']} · "
         f"pgvector {report['vector_version']}"
         + (f" · installed {str(installed)[:19]}" if installed else "")
-        + (" · STANDBY (read-only)" if report["standby"] else ""),
+        + (_standby_note(report) if report["standby"] else ""),
         "",
         f"Tenants ({len(report['tenants'])}; {report['scope']})",
         table(report["tenants"], TENANT_COLUMNS) if report["tenants"] else "  (none visible)",
@@ -133,11 +156,33 @@ def render(report: dict[str, Any]) -> str:
         ]
     if report["embedding_backends"]:
         lines.append(table(report["embedding_backends"], BACKEND_COLUMNS))
+    lines += _worker_lines(report["workers"])
     pending = sum(int(t["pending"]) for t in report["tenants"])
-    if pending and not report["embedding_backends"]:
+    running = any(w["state"] == "running" for w in report["workers"])
+    if pending and not report["embedding_backends"] and not running:
         lines += ["", f"{pending:,} chunks wait for embedding and nothing is embedding them: "
                   "run `memex embed`, or keep `memex worker` running"]  # fmt: skip
     return "\n".join(lines)
+
+
+def _standby_note(report: dict[str, Any]) -> str:
+    lag = report.get("replay_lag")
+    behind = report.get("replay_lag_bytes")
+    said = "no commit replayed yet"
+    if lag is not None:
+        said = f"last replayed commit {str(lag).split('.')[0]} ago"
+    return f" · STANDBY (read-only; {said}, {int(behind or 0):,} bytes received not yet replayed)"
+
+
+def _worker_lines(workers: list[Row]) -> list[str]:
+    """memex worker runs (memex.workers): the running and lost ones in full."""
+    if not workers:
+        return []
+    states = [w["state"] for w in workers]
+    shown = [w for w in workers if w["state"] != "stopped"]
+    head = (f"Workers ({states.count('running')} running, {states.count('lost')} lost, "
+            f"{states.count('stopped')} stopped in the last week; memex.workers)")  # fmt: skip
+    return ["", head, table(shown, WORKER_COLUMNS) if shown else "  (none running)"]
 
 
 def status(dsn: str, tenant: str | None, as_json: bool) -> int:
