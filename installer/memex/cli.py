@@ -48,23 +48,30 @@ def _add_quiet(parser: argparse.ArgumentParser) -> None:
 def cmd_dev(args: argparse.Namespace) -> int:
     from memex.devcluster import cluster
 
-    dev = cluster("dev")
-    if args.action == "up":
+    dev, replica = cluster("dev"), cluster("dev-replica")
+    chosen = replica if getattr(args, "replica", False) else dev
+    if args.action == "up" and chosen is replica:
+        replica.start_as_replica_of(dev)
+        print(f"dev replica running (hot standby of the dev cluster): {replica.dsn()}",
+              file=sys.stderr)  # fmt: skip
+    elif args.action == "up":
         dev.start()
         print(f"dev cluster running: {dev.dsn()}", file=sys.stderr)
     elif args.action == "down":
+        replica.stop()
         dev.stop()
         print("dev cluster stopped", file=sys.stderr)
     elif args.action == "status":
-        state = "running" if dev.is_running() else "stopped"
-        if not dev.is_initialised():
-            state = "not created (run `memex dev up`)"
-        facts = [("state", state), ("data", dev.data_dir), ("port", dev.port),
-                 ("socket", dev.socket_dir), ("log", dev.log_file), ("dsn", dev.dsn())]  # fmt: skip
+        state = "running" if chosen.is_running() else "stopped"
+        if not chosen.is_initialised():
+            state = f"not created (run `memex dev up{' --replica' if chosen is replica else ''}`)"
+        facts = [("state", state), ("data", chosen.data_dir), ("port", chosen.port),
+                 ("socket", chosen.socket_dir), ("log", chosen.log_file),
+                 ("dsn", chosen.dsn())]  # fmt: skip
         print("\n".join(f"{name + ':':8} {value}" for name, value in facts))
-        return 0 if dev.is_running() else 1
+        return 0 if chosen.is_running() else 1
     elif args.action == "dsn":
-        print(dev.dsn(role=DEV_ROLES[args.role] if args.role else None))
+        print(chosen.dsn(role=DEV_ROLES[args.role] if args.role else None))
     return 0
 
 
@@ -290,11 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     dev_actions = dev.add_subparsers(dest="action", required=True, parser_class=Parser)
     for action, text in (
         ("up", "create the cluster if needed and start it (port 5439, its own socket directory)"),
-        ("down", "stop it (its data stays)"),
+        ("down", "stop it, and its replica if one runs (their data stays)"),
         ("status", "running or not, where its data, socket and log are; exit 1 when stopped"),
         ("dsn", "print its connection string (for psql and --dsn)"),
     ):
         dev_action = dev_actions.add_parser(action, help=text, description=text)
+        if action in ("up", "status", "dsn"):
+            dev_action.add_argument(
+                "--replica", action="store_true",
+                help="a hot standby streaming from the dev cluster (port 5441; `up --replica` "
+                "needs the dev cluster running and makes the replica the first time)",
+            )  # fmt: skip
     dev_action.add_argument("--role", choices=sorted(DEV_ROLES),
                             help="connect as memex_app (what applications see: RLS applies, "
                             "which the superuser bypasses) or memex_admin")  # fmt: skip

@@ -23,7 +23,7 @@ from memex.paths import memex_home
 
 PG_MAJOR = os.environ.get("MEMEX_PG_MAJOR", "15")
 DEFAULT_DATABASE = "memex"
-PORTS = {"dev": 5439, "test": 5440}
+PORTS = {"dev": 5439, "test": 5440, "dev-replica": 5441, "test-replica": 5444}
 
 
 def pg_bindir() -> Path:
@@ -146,7 +146,47 @@ class Cluster:
         if self.data_dir.stat().st_mode & 0o027:
             self.data_dir.chmod(0o700)
 
+    def start_as_replica_of(self, primary: Cluster) -> None:
+        """Start this cluster as a hot standby streaming from `primary` (created the first time
+        with pg_basebackup -R from the primary's socket), on its own port and socket directory
+        with the same server venv. The primary must be running."""
+        if not primary.is_running():
+            raise MemexError(
+                f"the {primary.name} cluster is not running: a replica streams from it.\n"
+                "Fix: start it first (`memex dev up`), then `memex dev up --replica`"
+            )
+        if not self.is_initialised():
+            self._base_backup(primary)
+        self.start()
+
+    def _base_backup(self, primary: Cluster) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        self.socket_dir.mkdir()
+        if _running_as_root():
+            pg = pwd.getpwnam("postgres")
+            for path in (self.root, self.socket_dir):
+                os.chown(path, pg.pw_uid, pg.pw_gid)
+        self._run(
+            "pg_basebackup", "-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast",
+            "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", "postgres",
+        )  # fmt: skip
+        # The copied postgresql.conf names the primary's port and socket: these lines come
+        # later and win. hot_standby_feedback: the primary keeps the row versions a standby
+        # query still reads, instead of the standby cancelling that query (docs/scale.md).
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"\n# --- memex {self.name}: a hot standby of {primary.name} ---\n"
+                f"port = {self.port}\nunix_socket_directories = '{self.socket_dir}'\n"
+                "hot_standby = on\nhot_standby_feedback = on\n"
+            )
+
+    def is_standby(self) -> bool:
+        return (self.data_dir / "standby.signal").exists()
+
     def _ensure_database(self) -> None:
+        if self.is_standby():
+            return  # read-only: its databases are the primary's
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             found = conn.execute(
                 "select 1 from pg_database where datname = %s", (DEFAULT_DATABASE,)
@@ -169,5 +209,6 @@ def cluster(name: str = "dev") -> Cluster:
     else:
         xdg = os.environ.get("XDG_DATA_HOME", str(Path.home() / ".local" / "share"))
         base = Path(xdg) / "memex" / "clusters"
-    port = int(os.environ.get(f"MEMEX_{name.upper()}_PORT", PORTS.get(name, 5441)))
+    variable = f"MEMEX_{name.upper().replace('-', '_')}_PORT"
+    port = int(os.environ.get(variable, PORTS.get(name, 5443)))
     return Cluster(name=name, root=base / f"pg{PG_MAJOR}-{name}", port=port)
