@@ -5,9 +5,10 @@ A space uses one with `model => 'endpoint:NAME'`, NAME a row of memex.endpoints 
 creates it with memex.create_endpoint). The same encoder serves the in-database path (embed,
 embed_batch, embed_pending: one backend's requests) and `memex worker`. Requests carry
 `batch_size` inputs each, `concurrency` of them in flight at once, at most `requests_per_minute`
-started per minute; a 429 or 5xx is retried with exponential backoff (honouring Retry-After) by
-urllib3, `retries` times. An endpoint that cannot be reached, or answers wrong, fails the whole
-call with an error naming its URL: nothing is stored and the chunks stay pending.
+started and `tokens_per_minute` sent per minute; a 429 or 5xx is retried with exponential
+backoff (honouring Retry-After) by urllib3, `retries` times. An endpoint that cannot be
+reached, or answers wrong, fails the whole call with an error naming its URL: nothing is stored
+and the chunks stay pending.
 
 The API key is never in a table: memex.set_endpoint_key writes it to a file of the database
 server (mode 0600, owned by the server's OS user, in its data directory), read here; the
@@ -38,6 +39,7 @@ OPTIONS = {  # name: (default, minimum, maximum)
     "batch_size": (32, 1, 2048),
     "concurrency": (4, 1, 64),
     "requests_per_minute": (0, 0, 1_000_000),  # 0: no limit
+    "tokens_per_minute": (0, 0, 1_000_000_000),  # 0: no limit; WordPiece tokens sent
     "timeout_s": (30, 1, 600),
     "retries": (4, 0, 20),
     "dimensions": (0, 0, 16000),  # 0: the model's own; else asked for and checked
@@ -195,6 +197,33 @@ class RateLimit:
             time.sleep(start - now)
 
 
+class TokenBudget:
+    """At most `per_minute` tokens sent in any minute: a bucket of one minute's tokens, filled
+    continuously; a request waits until its tokens are there (one larger than the bucket waits
+    for a full bucket and empties it). 0: no limit."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
+        self.per_minute = per_minute
+        self.clock = clock
+        self.level = float(per_minute)
+        self.at = clock()
+        self.lock = threading.Lock()
+
+    def take(self, tokens: int) -> None:
+        if not self.per_minute:
+            return
+        with self.lock:  # requests wait in turn: the bucket is never promised twice
+            now = self.clock()
+            self.level = min(self.per_minute, self.level + (now - self.at) * self.per_minute / 60)
+            self.at = now
+            wanted = min(tokens, self.per_minute)
+            if self.level < wanted:
+                wait = (wanted - self.level) * 60 / self.per_minute
+                time.sleep(wait)
+                self.level, self.at = wanted, now + wait
+            self.level -= wanted
+
+
 class RemoteEncoder:
     """An Encoder (models.Encoder) over an OpenAI-compatible embeddings endpoint."""
 
@@ -219,6 +248,8 @@ class RemoteEncoder:
             ),
         )
         self.limit = RateLimit(endpoint.option("requests_per_minute"))
+        self.budget = TokenBudget(endpoint.option("tokens_per_minute"))
+        self._counter: Any = None
         self.dimensions = 0
         started = time.perf_counter()
         self.dimensions = len(self._request(["dimension probe"])[0])
@@ -257,6 +288,8 @@ class RemoteEncoder:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         url = self.endpoint.shown_url  # what messages print; the request goes to the real one
+        if self.budget.per_minute:
+            self.budget.take(self._tokens(texts))
         self.limit.wait()
         try:
             response = self.http.request("POST", self.endpoint.embeddings_url,
@@ -292,6 +325,15 @@ class RemoteEncoder:
                 "(the API base, ending in /v1) and the model name",
             )
         return self._vectors(url, texts, data)
+
+    def _tokens(self, texts: list[str]) -> int:
+        """The texts' tokens as the budget counts them: the bundled WordPiece tokenizer, the
+        one that cut these chunks (the server's own tokenizer is on another machine)."""
+        if self._counter is None:
+            from memex_db import providers
+
+            self._counter = providers.for_model(PREFIX + self.endpoint.name).tokenizer("")[0]
+        return sum(len(e.ids) for e in self._counter.encode_batch(texts))
 
     def _vectors(self, url: str, texts: list[str], raw: bytes) -> list[list[float]]:
         try:

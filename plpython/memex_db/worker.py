@@ -47,14 +47,14 @@ def vector_array_literal(vectors: list[list[float]]) -> str:
 
 class Worker:
     def __init__(self, conn: Any, space: str | None, batch_size: int, threads: int,
-                 runtime: str = "auto", concurrency: int | None = None,
+                 runtime: str = "auto", endpoint_options: dict[str, int] | None = None,
                  on_failure: Callable[[str], None] = lambda _message: None):  # fmt: skip
         cur = conn.cursor(row_factory=_dict_rows())
         row = cur.execute(catalog.SPACE_SQL.format("%s"), (space,)).fetchone()
         self.conn = conn
         self.space = spaces.Space.from_row(row)
         self.batch_size = batch_size
-        self.concurrency = concurrency
+        self.endpoint_options = endpoint_options or {}
         self.on_failure = on_failure
         self.loaded = models.load({}, self.space.model, threads, 0, self.space.runtime or runtime,
                                   endpoint=self._endpoint(cur))  # fmt: skip
@@ -73,22 +73,22 @@ class Worker:
 
     def _endpoint(self, cur: Any) -> remote.Endpoint | None:
         """The endpoint of a remote space (its key: MEMEX_ENDPOINT_KEY_<NAME> in this
-        process's environment, docs/embedding.md), with --concurrency over its own option."""
+        process's environment, docs/embedding.md), with this worker's --concurrency,
+        --requests-per-minute and --tokens-per-minute over the endpoint's own options."""
         endpoint = remote.endpoint_for(
             self.space.model,
             lambda name: cur.execute(remote.ROW_SQL.format("%s"), (name,)).fetchone(),
         )
-        if self.concurrency is None:
+        if not self.endpoint_options:
             return endpoint
+        flags = ", ".join("--" + name.replace("_", "-") for name in self.endpoint_options)
         if endpoint is None:
             raise InvalidParameter(
-                f"--concurrency is for spaces on an embedding endpoint; space {self.space.name} "
-                f"runs model {self.space.model} in this process",
-                hint="leave --concurrency out (--threads sets this process's cores)",
+                f"{flags}: for spaces on an embedding endpoint; space {self.space.name} runs "
+                f"model {self.space.model} in this process",
+                hint="leave them out (--threads sets this process's cores)",
             )
-        return dataclasses.replace(
-            endpoint, options={**endpoint.options, "concurrency": self.concurrency}
-        )
+        return dataclasses.replace(endpoint, options={**endpoint.options, **self.endpoint_options})
 
     def drain(
         self, stop: Stop | None = None, after_batch: Callable[[int], None] | None = None
@@ -254,10 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chunks a claimed batch (default 64)")  # fmt: skip
     parser.add_argument("--threads", type=_bounded(int, 0, 1024), default=0,
                         help="cores for a local model (0: every core of this machine)")  # fmt: skip
-    parser.add_argument("--concurrency", type=_bounded(int, 1, 64), default=None,
-                        help="requests in flight to the space's embedding endpoint (default: "
-                        "the endpoint's own option); a batch needs --batch-size >= N x the "
-                        "endpoint's batch_size to keep N busy")  # fmt: skip
+    endpoint = parser.add_argument_group(
+        "a space on an embedding endpoint (default: the endpoint's own options)"
+    )
+    endpoint.add_argument("--concurrency", type=_bounded(int, 1, 64), default=None,
+                          help="requests in flight; a batch needs --batch-size >= N x the "
+                          "endpoint's batch_size to keep N busy")  # fmt: skip
+    endpoint.add_argument("--requests-per-minute", type=_bounded(int, 0, 1_000_000),
+                          default=None, help="request starts a minute, evenly spaced (0: no "
+                          "limit)")  # fmt: skip
+    endpoint.add_argument("--tokens-per-minute", type=_bounded(int, 0, 1_000_000_000),
+                          default=None, help="tokens sent a minute, counted with the bundled "
+                          "WordPiece tokenizer (0: no limit)")  # fmt: skip
     parser.add_argument("--runtime", default="auto", help="local model runtime (default auto)")
     parser.add_argument("--once", action="store_true", help="drain what is pending, then exit")
     parser.add_argument("--poll", type=_bounded(float, 0.1, 3600), default=5.0,
@@ -298,6 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _endpoint_options(args: argparse.Namespace) -> dict[str, int]:
+    """The endpoint options this worker's flags override."""
+    names = ("concurrency", "requests_per_minute", "tokens_per_minute")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _check_installed(conn: Any) -> None:
     found = conn.execute(
         "select to_regnamespace('memex') is not null"
@@ -334,7 +348,7 @@ def _run(args: argparse.Namespace, dsn: str) -> int:
                     _check_installed(conn)
                     worker = Worker(conn, args.space, args.batch_size,
                                     args.threads or default_threads(1), args.runtime,
-                                    args.concurrency)  # fmt: skip
+                                    _endpoint_options(args))  # fmt: skip
                     heartbeat = Heartbeat(worker.space.name, worker.loaded.encoder.provider,
                                           worker.space.model, args.heartbeat)  # fmt: skip
                     worker.on_failure = heartbeat.failed

@@ -108,6 +108,9 @@ class FaultProxy:
         self.refuse_containing: str | None = None  # 413 for a request holding this text
         self.refused = 0
         self.oversize = False  # answer 65 MB of JSON
+        self.in_flight = 0
+        self.most_in_flight = 0  # requests handled at once, at most
+        self.lock = threading.Lock()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -115,6 +118,28 @@ class FaultProxy:
                 pass
 
             def do_POST(self) -> None:
+                with proxy.lock:
+                    proxy.in_flight += 1
+                    proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
+                self.answered = False
+                try:
+                    self.forward()
+                finally:
+                    self.done()
+
+            def done(self) -> None:
+                """A request is in flight until its answer starts: the client may send its
+                next one as soon as it has read this one, before this handler returns."""
+                if not self.answered:
+                    self.answered = True
+                    with proxy.lock:
+                        proxy.in_flight -= 1
+
+            def send_response(self, code: int, message: str | None = None) -> None:
+                self.done()
+                super().send_response(code, message)
+
+            def forward(self) -> None:
                 proxy.requests += 1
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if proxy.fail_next > 0:
@@ -287,6 +312,36 @@ def _pending_and_vectors(dsn: str) -> tuple[int, int]:
         ).fetchone()
     assert pending is not None and vectors is not None
     return int(pending[0]), int(vectors[0])  # type: ignore[call-overload]
+
+
+def test_the_worker_keeps_concurrency_requests_in_flight(conn: Conn, db: str,
+                                                          proxy: FaultProxy) -> None:  # fmt: skip
+    _remote_space(conn, proxy.url, '{"batch_size": 2, "concurrency": 1}')
+    ids = make_tenants(conn, "a", "b")
+
+    def worker(*flags: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "memex.cli", "worker", "--dsn", db, "--once", "--space",
+             "remote", "--batch-size", "32", *flags],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "MEMEX_ENDPOINT_KEY_INF": KEY},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "done, 40 chunks embedded" in result.stdout
+
+    load_documents(db, ids["a"], 40)
+    worker("--concurrency", "4", "--requests-per-minute", "600000",
+           "--tokens-per-minute", "100000000")  # fmt: skip
+    assert 2 <= proxy.most_in_flight <= 4  # 16 requests a batch, 4 at a time
+    proxy.most_in_flight = 0
+    load_documents(db, ids["b"], 40)
+    worker()  # the endpoint's own option: one at a time
+    assert proxy.most_in_flight == 1
+    stored = conn.execute(
+        "select count(*) from memex.embeddings e join memex.spaces s on s.id = e.space_id"
+        " where s.name = 'remote'"
+    ).fetchone()
+    assert stored == (80,)
 
 
 def test_an_unreachable_endpoint_names_its_url_and_stores_nothing(

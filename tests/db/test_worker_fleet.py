@@ -238,7 +238,7 @@ def test_bad_options_are_named(db: str, option: list[str], said: str) -> None:
 def test_concurrency_is_refused_for_a_local_model(db: str) -> None:
     with worker(db, "--concurrency", "2") as running:
         assert running.exit_code() == 1, running.output
-    assert "--concurrency is for spaces on an embedding endpoint" in running.output
+    assert "--concurrency: for spaces on an embedding endpoint" in running.output
 
 
 def test_help_documents_signals_exit_codes_and_the_dsn(db: str) -> None:

@@ -43,6 +43,26 @@ def test_rate_limit_spaces_request_starts_evenly(monkeypatch: pytest.MonkeyPatch
     remote.RateLimit(0).wait()  # no limit
 
 
+def test_token_budget_sends_at_most_a_minutes_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(remote.time, "sleep", sleep)
+    budget = remote.TokenBudget(600, clock=lambda: now[0])  # 10 tokens a second
+    budget.take(600)  # a full minute's worth at once: the bucket starts full
+    assert now[0] == 100.0
+    budget.take(50)  # then 50 more tokens need 5 s of refill
+    assert now[0] == pytest.approx(105.0)
+    now[0] += 60  # idle: the bucket refills to one minute, no more
+    budget.take(600)
+    assert now[0] == pytest.approx(165.0)
+    budget.take(5000)  # larger than the bucket: waits for a full one and empties it
+    assert now[0] == pytest.approx(225.0)
+    remote.TokenBudget(0).take(10**9)  # no limit
+
+
 def test_the_key_file_is_private_and_an_empty_key_removes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
