@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from memex import __version__, progress
 from memex.client.errors import MemexClientError
@@ -277,6 +278,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from memex.embedding import worker
 
     wants_help = any(a in ("-h", "--help") for a in args.worker_args)
+    if args.dsn and "password" in conninfo_to_dict(args.dsn):
+        raise MemexError(
+            "memex worker: --dsn holds a password, which `ps` would show to every user of this "
+            "machine for as long as the worker runs.\nFix: give the DSN in $MEMEX_DSN, or the "
+            "password in ~/.pgpass or $PGPASSFILE, and leave it out of --dsn"
+        )
     worker("" if wants_help else resolve_dsn(args.dsn), args.worker_args)
 
 

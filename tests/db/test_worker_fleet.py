@@ -249,3 +249,14 @@ def test_help_documents_signals_exit_codes_and_the_dsn(db: str) -> None:
     assert result.returncode == 0, result.stderr
     for text in ("SIGTERM", "SIGKILL", "exit status", "$MEMEX_DSN", "backoff", "memex.workers"):
         assert text in result.stdout
+
+
+def test_a_password_in_dsn_is_refused_without_echoing_it(db: str) -> None:
+    with_password = db.replace("postgres@", "postgres:s3cret-pw@")
+    result = subprocess.run(
+        [sys.executable, "-m", "memex.cli", "worker", "--once", "--dsn", with_password],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--dsn holds a password" in result.stderr and "MEMEX_DSN" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
