@@ -14,6 +14,7 @@ memex_admin.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -368,7 +369,9 @@ def _run(args: argparse.Namespace, dsn: str) -> int:
                 if not queue_consumer.connection_lost(exc, conn):
                     if heartbeat and not conn.closed:
                         heartbeat.failed(str(exc))
-                        heartbeat.stopped(conn, f"failed: {str(exc)[:200]}")
+                        # the failure itself is what the caller must see, not this one's
+                        with contextlib.suppress(Exception):
+                            heartbeat.stopped(conn, f"failed: {str(exc)[:200]}")
                     raise
                 first_line = (str(exc).strip().splitlines() or ["?"])[0]
                 say(f"connection lost ({first_line}); reconnecting")
