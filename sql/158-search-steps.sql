@@ -204,12 +204,57 @@ parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+    -- not inside a word on either side (\m and \M would refuse a name that opens or ends with
+    -- a sign, "J.R. (Bob)")
     select query is not null and name is not null and query ~* (
-        '\m' || pg_catalog.regexp_replace(name, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g') || '\M')
+        '(?<![[:alnum:]_])' || pg_catalog.regexp_replace(name, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g')
+        || '(?![[:alnum:]_])')
 $$;
 
 comment on function memex._mentions(text, text) is
 'Internal: whether a search query names a speaker (the whole name, as words, case-insensitive).';
+
+-- memex._content_query(tenant, query): the query without the names of the tenant's speakers
+-- that it mentions (whole words, a possessive 's with them), or the query itself when it names
+-- none or nothing but names. A name in a query says whose turns to prefer, which the speaker
+-- signal does; left in the words searched, it matches the turns that mention the name, most
+-- often said by the other speaker to that person (docs/memory.md). The speakers are read by a
+-- loose scan of memex.messages' (tenant_id, name) index: one probe per distinct name.
+create or replace function memex._content_query(tenant uuid, query text)
+returns text
+language sql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    with recursive speakers as (
+        (select m.name from memex.messages as m
+          where m.tenant_id = _content_query.tenant and m.name is not null order by m.name limit 1)
+        union all
+        select (select m.name from memex.messages as m
+                 where m.tenant_id = _content_query.tenant and m.name > s.name order by m.name limit 1)
+          from speakers as s
+         where s.name is not null
+    ),
+    named as (
+        select pg_catalog.string_agg(
+                   pg_catalog.regexp_replace(s.name, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g'), '|'
+                   order by pg_catalog.length(s.name) desc) as pattern
+          from speakers as s
+         where memex._mentions(_content_query.query, s.name)
+    ),
+    stripped as (
+        select pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.regexp_replace(
+                   _content_query.query, '(?<![[:alnum:]_])(' || n.pattern || ')(''s)?(?![[:alnum:]_])', ' ', 'gi'), '\s+', ' ', 'g')) as text
+          from named as n
+         where n.pattern is not null
+    )
+    select coalesce((select s.text from stripped as s where s.text ~ '[[:alnum:]]'), _content_query.query)
+$$;
+
+comment on function memex._content_query(uuid, text) is
+'Internal: a search query without the names of the tenant''s speakers it mentions (what is searched for, not who said it).';
 
 -- memex._decayed(score, at, half_life): a score decayed by its memory's age (recency): halved
 -- every half_life, lowered the same way when negative (a vector score by inner product); as it

@@ -45,6 +45,10 @@ declare
     -- the conversation signals and recency read each candidate's message, conversation, document
     with_signals boolean := _search.conversation_weight > 0 or _search.recency is not null;
     query_vector __vector_schema__.vector := _search.query_embedding;
+    -- the words searched by both legs: without the speakers the query names, which the speaker
+    -- signal weighs instead (memex._content_query)
+    content_query text := case when _search.conversation_weight > 0 and _search.query is not null
+                               then memex._content_query(tenant, _search.query) else _search.query end;
     vector_ids uuid[];
     vector_distances double precision[];
     vector_docs bigint[];
@@ -99,7 +103,7 @@ begin
     text_depth := case when _search.mode = 'text' then pool else vector_depth end;
     -- Text mode never calls the model (similarity is null) unless min_similarity needs it.
     if query_vector is null and (_search.mode <> 'text' or _search.min_similarity is not null) then
-        query_vector := memex.embed(_search.query, sp.name);
+        query_vector := memex.embed(content_query, sp.name);
     end if;
     distance_op := pg_catalog.format('operator(%s.%s)', vs
         , case sp.distance when 'cosine' then '<=>' when 'l2' then '<->' else '<#>' end);
@@ -133,7 +137,7 @@ begin
             , pg_catalog.array_agg(t.rank order by t.o)
           into text_ids, text_scores, text_ranks
           from memex._text_candidates(
-              tenant => tenant, query => _search.query, filters => coalesce(_search.filters, '{}')
+              tenant => tenant, query => content_query, filters => coalesce(_search.filters, '{}')
               , where_filters => where_filters, n => text_depth, k1 => _search.bm25_k1, b => _search.bm25_b
               , vector_ids => case when _search.mode = 'hybrid' and _search.fusion = 'convex' then vector_ids end
               , vector_docs => case when _search.mode = 'hybrid' and _search.fusion = 'convex' then vector_docs end
@@ -221,10 +225,11 @@ begin
          where _search.min_similarity is null or r.sim >= _search.min_similarity
     ),
     -- Conversation signals (docs/search.md, "Conversations: speakers, signals, recency"): a
-    -- message gains from its conversation: 0.3 of the best score when the query names its
-    -- speaker, 0.3 of the best other candidate of its conversation (a session that holds the
-    -- answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of the best
-    -- score times the strength of the best matching summary that covers it; all times
+    -- message gains from its conversation: 0.5 of the best score when the query names its
+    -- speaker (the name is out of the words searched, memex._content_query: this signal alone
+    -- carries it), 0.3 of the best other candidate of its conversation (a session that holds
+    -- the answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of the
+    -- best score times the strength of the best matching summary that covers it; all times
     -- conversation_weight.
     -- Then recency decays every score by its memory's age.
     candidates as (
@@ -265,7 +270,7 @@ begin
     boosted as (
         select
             x.*, x.score + coalesce(_search.conversation_weight * (
-                0.3 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
+                0.5 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
                 + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)
                 + 0.3 * pg_catalog.abs(x.best) * coalesce((
                     select pg_catalog.max(h.strength) from summary_hits as h

@@ -84,11 +84,12 @@ comment on function memex._turn_line(integer, timestamptz, text, text, timestamp
 --   * Messages are grouped by conversation (a session): "[n] conversation: title, slug, time"
 --     (its first timed turn's, else its date), the line of the summary covering its first turn
 --     when it has one, then its turns in order, one line each with number, time (unless the
---     session's) and speaker. Turns are taken one by one in the order of
---     the hits (a session's header is paid by its first turn), never twice; when every hit is
---     placed and budget is left, the turns just before and after the hits follow (nearest hits
---     first). Sessions are listed in time order, in the places their hits earned among the
---     blocks.
+--     session's) and speaker. Turns are taken one by one in the order of the hits (a session's
+--     header is paid by its first turn), never twice; when every hit is placed and budget is
+--     left, the turns just before and after the hits follow (nearest hits first), then the
+--     summary lines of the sessions shown (a summary that is a hit itself takes its line in
+--     its hit's turn). Evidence first: a summary line is 40-50 tokens that turns would use.
+--     Sessions are listed in time order, in the places their hits earned among the blocks.
 -- A NOTICE says when nothing fits.
 create or replace function memex.compose_context(
     query text, token_budget integer default 2000, k integer default 8, mode text default 'hybrid'
@@ -182,7 +183,7 @@ begin
                        order by u.level, u.index nulls last, u.id limit 1
                   ) as c on true
                  where v.tenant_id = tenant and v.slug = session_slug;
-                head := 'conversation: ' || turn.text || coalesce(E'\nsummary: ' || memex._cut(turn.summary, 200), '');
+                head := 'conversation: ' || turn.text;
             end if;
             part := memex._turn_line((unit.metadata ->> 'seq')::integer, (unit.metadata ->> 'ts')::timestamptz
                 , coalesce(unit.metadata ->> 'name', unit.metadata ->> 'role'), body
@@ -192,17 +193,28 @@ begin
             continue when used + cost > token_budget;
             if head is not null then
                 slot := slot + 1;
-                if turn.summary_id is not null then  -- a null in shown would make <> all() null
-                    shown := shown || turn.summary_id;
-                end if;
                 sessions := sessions || pg_catalog.jsonb_build_object(session_slug, pg_catalog.jsonb_build_object(
-                    'slot', slot, 'at', turn.at, 'start', turn.start, 'id', turn.id));
+                    'slot', slot, 'at', turn.at, 'start', turn.start, 'id', turn.id
+                    , 'summary_id', turn.summary_id, 'summary', turn.summary));
                 kept := kept || pg_catalog.jsonb_build_object('slot', slot, 'session', session_slug, 'text', head);
             end if;
             kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> session_slug ->> 'slot')::integer
                 , 'session', session_slug, 'seq', (unit.metadata ->> 'seq')::integer, 'text', part);
         else
             continue when unit.source_kind = 'summary' and unit.source_id = any(shown);
+            -- a summary hit whose session is open: its line under that session's header
+            session_slug := (select x.key from pg_catalog.jsonb_each(sessions) as x
+                              where unit.source_kind = 'summary' and x.value ->> 'summary_id' = unit.source_id::text);
+            if session_slug is not null then
+                part := 'summary: ' || memex._cut(sessions -> session_slug ->> 'summary', 200);
+                cost := memex.count_tokens(part || E'\n', compose_context.space);
+                continue when used + cost > token_budget;
+                shown := shown || unit.source_id;
+                kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> session_slug ->> 'slot')::integer
+                    , 'session', session_slug, 'seq', -2147483648, 'text', part);
+                used := used + cost;
+                continue;
+            end if;
             head := unit.source_kind || ': ' || concat_ws(', '
                 , unit.metadata ->> 'title'
                 , coalesce(unit.metadata ->> 'uri', unit.metadata ->> 'conversation')
@@ -244,6 +256,22 @@ begin
                 , 'session', turn.session, 'seq', turn.seq, 'text', part);
         end loop;
     end if;
+    -- Budget left: the covering summary line of each session that has none yet, under its
+    -- header (sessions in the order their hits earned), when it fits.
+    for turn in
+        select x.key as session, x.value ->> 'summary' as summary
+          from pg_catalog.jsonb_each(sessions) as x
+         where x.value ->> 'summary' is not null
+           and not (x.value ->> 'summary_id')::uuid = any(shown)
+         order by (x.value ->> 'slot')::integer
+    loop
+        part := 'summary: ' || memex._cut(turn.summary, 200);
+        cost := memex.count_tokens(part || E'\n', compose_context.space);
+        continue when used + cost > token_budget;
+        used := used + cost;
+        kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> turn.session ->> 'slot')::integer
+            , 'session', turn.session, 'seq', -2147483648, 'text', part);
+    end loop;
     if found_any and slot = 0 then
         raise notice 'compose_context: no passage fits in % tokens', token_budget
             using hint = 'raise token_budget (the smallest passage found needs more)';

@@ -93,6 +93,49 @@ def test_a_query_naming_a_speaker_lifts_their_turns(app: Conn) -> None:
     assert lifted == [("s1", 4, "Melanie"), ("s2", 1, "Caroline")]
 
 
+@pytest.mark.parametrize(
+    "query, searched",
+    [
+        ("What activities does Melanie partake in?", "What activities does partake in?"),
+        ("caroline's puppy and MELANIE", "puppy and"),
+        ("Melanie?", "Melanie?"),  # nothing but a name: searched as it is
+        ("the melanies were here", "the melanies were here"),  # whole words only
+        ("did Zed adopt a puppy", "did Zed adopt a puppy"),  # not a speaker of this tenant
+    ],
+)
+def test_the_words_searched_leave_out_the_speakers_named(
+    app: Conn, query: str, searched: str
+) -> None:
+    got = app.execute("select memex._content_query(memex.current_tenant(), %s)", (query,))
+    assert got.fetchone() == (searched,)
+
+
+def test_a_speakers_name_is_not_a_word_to_match(app: Conn) -> None:
+    """The other speaker's turn that says the name three times and the topic once was first:
+    the name matched as a word. It is who spoke that the query names."""
+    app.execute("select memex.upsert_conversation('s3', 'Session 3')")
+    app.execute(
+        "select memex.upsert_messages('s3', %s)",
+        (json.dumps([
+            {"role": "user", "name": "Caroline",
+             "content": "Melanie, Melanie! Tell me about the kayak, Melanie."},
+            {"role": "assistant", "name": "Melanie", "content": "The kayak trip was in May."},
+        ]),),
+    )  # fmt: skip
+    assert [h[:3] for h in search(app, "Melanie kayak")][:1] == [("s3", 2, "Melanie")]
+    # names stay words for a search without the conversation signals
+    assert [h[:3] for h in search(app, "Melanie kayak", conversation_weight=0.0)][:1] == [
+        ("s3", 1, "Caroline")
+    ]
+    # a speaker whose name has regular-expression characters in it
+    app.execute(
+        "select memex.upsert_messages('s3', %s)",
+        (json.dumps([{"role": "user", "name": "J.R. (Bob)", "content": "kayak rental"}]),),
+    )
+    got = app.execute("select memex._content_query(memex.current_tenant(), 'did j.r. (bob) rent')")
+    assert got.fetchone() == ("did rent",)
+
+
 def test_conversation_weight_zero_ranks_messages_alone(app: Conn) -> None:
     alone = search(app, "adopted puppy stories", conversation_weight=0.0)
     signalled = search(app, "adopted puppy stories")
@@ -197,6 +240,26 @@ def test_a_context_shows_the_covering_summary_once(app: Conn) -> None:
     # a hit itself, the summary is one block and no session repeats it
     text = context(app, "support group puppies", 400, k=10)
     assert text.count("Caroline and Melanie talk about a support group") == 1
+
+
+def test_turns_come_before_summary_lines_when_the_budget_is_tight(app: Conn) -> None:
+    artefact = {"version": 2, "level": 1, "summaries": [
+        {"index": 0, "summary": "Caroline and Melanie talk about a support group, counseling "
+         "studies and puppies, at length and in detail, one May afternoon.",
+         "covers": [1, 2, 3, 4]}]}  # fmt: skip
+    app.execute("select * from memex.upsert_summaries('s1', %s)", (json.dumps(artefact),))
+    messages = json.dumps({"source_kind": ["message"]})
+    roomy = context(app, "support group counseling", 400, k=10, filters=messages)
+    assert "\nsummary: Caroline and Melanie" in roomy  # under its header, before the turns
+    assert roomy.index("summary:") < roomy.index("#1 ")
+    # a budget that holds the turns found but not the summary line too: the turns stay
+    turns = [line for line in roomy.splitlines() if line.startswith("#")]
+    header = roomy.splitlines()[0]
+    budget = app.execute("select memex.count_tokens(%s)", ("\n".join([header, *turns]),))
+    tight = context(app, "support group counseling", int(budget.fetchone()[0]), k=10,  # type: ignore[index]
+                    filters=messages)  # fmt: skip
+    assert "summary:" not in tight
+    assert [line for line in tight.splitlines() if line.startswith("#")] == turns
 
 
 def test_the_budget_is_exact(app: Conn) -> None:
