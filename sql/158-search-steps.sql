@@ -218,39 +218,70 @@ comment on function memex._mentions(text, text) is
 -- that it mentions (whole words, a possessive 's with them), or the query itself when it names
 -- none or nothing but names. A name in a query says whose turns to prefer, which the speaker
 -- signal does; left in the words searched, it matches the turns that mention the name, most
--- often said by the other speaker to that person (docs/memory.md). The speakers are read by a
--- loose scan of memex.messages' (tenant_id, name) index: one probe per distinct name.
+-- often said by the other speaker to that person (docs/memory.md). A name the query holds
+-- starts with one of its words: for each word (at most 32), the distinct lower-case names
+-- whose first word it is are read one index probe each (a loose scan that jumps over the
+-- names going on with longer words), and each is checked whole as memex._mentions does. The
+-- cost follows the query's words and the names that share a first word with them, not the
+-- tenant's messages or speakers.
 create or replace function memex._content_query(tenant uuid, query text)
 returns text
-language sql
+language plpgsql
 stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    with recursive speakers as (
-        (select m.name from memex.messages as m
-          where m.tenant_id = _content_query.tenant and m.name is not null order by m.name limit 1)
-        union all
-        select (select m.name from memex.messages as m
-                 where m.tenant_id = _content_query.tenant and m.name > s.name order by m.name limit 1)
-          from speakers as s
-         where s.name is not null
-    ),
-    named as (
+declare
+    word text;
+    low text;
+    name text;
+    names text[] := '{}';
+    pattern text;
+    stripped text;
+begin
+    for word in
+        select distinct w.word
+          from pg_catalog.regexp_split_to_table(pg_catalog.lower(_content_query.query), '[^[:alnum:]]+') as w (word)
+         where w.word <> ''
+         limit 32
+    loop
+        low := null;
+        loop
+            select pg_catalog.lower(m.name), m.name into low, name
+              from memex.messages as m
+             where m.tenant_id = _content_query.tenant and m.name is not null
+               and pg_catalog.lower(m.name) operator(pg_catalog.~>=~) word
+               and pg_catalog.lower(m.name) operator(pg_catalog.~<~) (word || pg_catalog.chr(1114111))
+               and (low is null or pg_catalog.lower(m.name) operator(pg_catalog.~>~) low)
+             order by pg_catalog.lower(m.name) using operator(pg_catalog.~<~)
+             limit 1;
+            exit when not found;
+            if pg_catalog.substr(low, pg_catalog.length(word) + 1, 1) ~ '[[:alnum:]]' then
+                -- a longer first word ("alice" for "a"): skip every name that goes on with it
+                low := pg_catalog.substr(low, 1, pg_catalog.length(word) + 1) || pg_catalog.chr(1114111);
+                continue;
+            end if;
+            if pg_catalog.strpos(pg_catalog.lower(_content_query.query), low) > 0
+               and memex._mentions(_content_query.query, name) then
+                names := names || name;
+            end if;
+        end loop;
+    end loop;
+    if pg_catalog.cardinality(names) = 0 then
+        return _content_query.query;
+    end if;
+    pattern := (
         select pg_catalog.string_agg(
-                   pg_catalog.regexp_replace(s.name, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g'), '|'
-                   order by pg_catalog.length(s.name) desc) as pattern
-          from speakers as s
-         where memex._mentions(_content_query.query, s.name)
-    ),
-    stripped as (
-        select pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.regexp_replace(
-                   _content_query.query, '(?<![[:alnum:]_])(' || n.pattern || ')(''s)?(?![[:alnum:]_])', ' ', 'gi'), '\s+', ' ', 'g')) as text
-          from named as n
-         where n.pattern is not null
-    )
-    select coalesce((select s.text from stripped as s where s.text ~ '[[:alnum:]]'), _content_query.query)
+                   pg_catalog.regexp_replace(n, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g'), '|'
+                   order by pg_catalog.length(n) desc)
+          from pg_catalog.unnest(names) as n
+    );
+    stripped := pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.regexp_replace(
+        _content_query.query, '(?<![[:alnum:]_])(' || pattern || ')(''s)?(?![[:alnum:]_])', ' ', 'gi')
+        , '\s+', ' ', 'g'));
+    return case when stripped ~ '[[:alnum:]]' then stripped else _content_query.query end;
+end
 $$;
 
 comment on function memex._content_query(uuid, text) is

@@ -121,6 +121,7 @@ declare
     kept jsonb := '[]';
     sessions jsonb := '{}';  -- slug -> {slot, at, start, id} of the sessions opened
     shown uuid[] := '{}';  -- the summaries shown (as a block or as a session's summary line)
+    summary_line constant integer := -2147483648;  -- the seq that sorts a summary line under its header
     out_text text;
 begin
     if token_budget is null or token_budget < 1 then
@@ -211,7 +212,7 @@ begin
                 continue when used + cost > token_budget;
                 shown := shown || unit.source_id;
                 kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> session_slug ->> 'slot')::integer
-                    , 'session', session_slug, 'seq', -2147483648, 'text', part);
+                    , 'session', session_slug, 'seq', summary_line, 'text', part);
                 used := used + cost;
                 continue;
             end if;
@@ -242,7 +243,7 @@ begin
               join memex.messages as m
                 on m.tenant_id = tenant and m.conversation_id = (sessions -> x.session ->> 'id')::uuid
                and m.seq = x.seq + d.delta
-             where x.seq is not null
+             where x.seq > summary_line  -- a turn: not a header (null seq) nor a summary line
              order by k.o, d.delta
         loop
             continue when exists (
@@ -270,7 +271,7 @@ begin
         continue when used + cost > token_budget;
         used := used + cost;
         kept := kept || pg_catalog.jsonb_build_object('slot', (sessions -> turn.session ->> 'slot')::integer
-            , 'session', turn.session, 'seq', -2147483648, 'text', part);
+            , 'session', turn.session, 'seq', summary_line, 'text', part);
     end loop;
     if found_any and slot = 0 then
         raise notice 'compose_context: no passage fits in % tokens', token_budget

@@ -260,6 +260,11 @@ def test_turns_come_before_summary_lines_when_the_budget_is_tight(app: Conn) -> 
                     filters=messages)  # fmt: skip
     assert "summary:" not in tight
     assert [line for line in tight.splitlines() if line.startswith("#")] == turns
+    # every kind searched: a summary found after its session's turns is that session's line,
+    # once, and the neighbour turns are still those of the turns (a summary line has none)
+    for query in ("support group counseling", "studies puppies afternoon", "May afternoon"):
+        text = context(app, query, 400, k=10)
+        assert text.count("Caroline and Melanie talk about a support group") == 1, text
 
 
 def test_the_budget_is_exact(app: Conn) -> None:
