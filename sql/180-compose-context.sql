@@ -119,7 +119,7 @@ declare
     -- what is kept, in the order found: {slot, session, seq, text}; seq null for a block's
     -- own text (a document, a summary, a session's header)
     kept jsonb := '[]';
-    sessions jsonb := '{}';  -- slug -> {slot, at, start, id} of the sessions opened
+    sessions jsonb := '{}';  -- slug -> {slot, at, start, id, summary_id, summary} of the sessions opened
     shown uuid[] := '{}';  -- the summaries shown (as a block or as a session's summary line)
     summary_line constant integer := -2147483648;  -- the seq that sorts a summary line under its header
     out_text text;
