@@ -194,6 +194,28 @@ comment on function memex._check_search_args(
     , integer, regprocedure, integer, double precision, double precision, double precision, interval
 ) is 'Internal: checks rag_search''s arguments (22023 naming the argument; 54000 for an over-long query).';
 
+-- memex._names_pattern(names): the regular expression of any of these names as whole words
+-- (longest first), a possessive 's with them: what memex._mentions looks for and
+-- memex._content_query takes out. Not inside a word on either side (\m and \M would refuse a
+-- name that opens or ends with a sign, "J.R. (Bob)"); the names' own signs are literal.
+create or replace function memex._names_pattern(names text[])
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+    select '(?<![[:alnum:]_])(' || pg_catalog.string_agg(
+               pg_catalog.regexp_replace(n, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g'), '|'
+               order by pg_catalog.length(n) desc
+           ) || ')(''s)?(?![[:alnum:]_])'
+      from pg_catalog.unnest(names) as n
+$$;
+
+comment on function memex._names_pattern(text[]) is
+'Internal: a regular expression matching any of the names as whole words (longest first), with a possessive.';
+
 -- memex._mentions(query, name): whether a query names a speaker (the whole name, as words, any
 -- case): "When did Caroline go ..." names Caroline, not Carol.
 create or replace function memex._mentions(query text, name text)
@@ -204,11 +226,7 @@ parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    -- not inside a word on either side (\m and \M would refuse a name that opens or ends with
-    -- a sign, "J.R. (Bob)")
-    select query is not null and name is not null and query ~* (
-        '(?<![[:alnum:]_])' || pg_catalog.regexp_replace(name, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g')
-        || '(?![[:alnum:]_])')
+    select query is not null and name is not null and query ~* memex._names_pattern(array[name])
 $$;
 
 comment on function memex._mentions(text, text) is
@@ -237,7 +255,6 @@ declare
     low text;
     name text;
     names text[] := '{}';
-    pattern text;
     stripped text;
 begin
     for word in
@@ -271,15 +288,8 @@ begin
     if pg_catalog.cardinality(names) = 0 then
         return _content_query.query;
     end if;
-    pattern := (
-        select pg_catalog.string_agg(
-                   pg_catalog.regexp_replace(n, '([!$()*+.:<=>?\[\\\]^{|}-])', '\\\1', 'g'), '|'
-                   order by pg_catalog.length(n) desc)
-          from pg_catalog.unnest(names) as n
-    );
     stripped := pg_catalog.btrim(pg_catalog.regexp_replace(pg_catalog.regexp_replace(
-        _content_query.query, '(?<![[:alnum:]_])(' || pattern || ')(''s)?(?![[:alnum:]_])', ' ', 'gi')
-        , '\s+', ' ', 'g'));
+        _content_query.query, memex._names_pattern(names), ' ', 'gi'), '\s+', ' ', 'g'));
     return case when stripped ~ '[[:alnum:]]' then stripped else _content_query.query end;
 end
 $$;

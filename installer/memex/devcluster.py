@@ -78,18 +78,22 @@ class Cluster:
             return False
         return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
 
-    def init(self) -> None:
-        if not (pg_bindir() / "initdb").exists():
-            raise MemexError(
-                f"PostgreSQL {PG_MAJOR} server binaries not found in {pg_bindir()}.\n"
-                "Fix: run `make setup` (installs postgresql-15, its headers and plpython3)."
-            )
+    def _make_dirs(self) -> None:
+        """The cluster's root and socket directory, the postgres OS user's when run as root."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         if _running_as_root():
             pg = pwd.getpwnam("postgres")
             for path in (self.root, self.socket_dir):
                 os.chown(path, pg.pw_uid, pg.pw_gid)
+
+    def init(self) -> None:
+        if not (pg_bindir() / "initdb").exists():
+            raise MemexError(
+                f"PostgreSQL {PG_MAJOR} server binaries not found in {pg_bindir()}.\n"
+                "Fix: run `make setup` (installs postgresql-15, its headers and plpython3)."
+            )
+        self._make_dirs()
         self._run(
             "initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
             "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
@@ -161,12 +165,7 @@ class Cluster:
 
     def _base_backup(self, primary: Cluster) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
-        self.socket_dir.mkdir()
-        if _running_as_root():
-            pg = pwd.getpwnam("postgres")
-            for path in (self.root, self.socket_dir):
-                os.chown(path, pg.pw_uid, pg.pw_gid)
+        self._make_dirs()
         self._run(
             "pg_basebackup", "-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast",
             "-h", str(primary.socket_dir), "-p", str(primary.port), "-U", "postgres",

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 CHANNEL = "memex_pending"  # sql/143-queue.sql notifies it
 # Refusals a server gives while it starts, stops or is full: worth waiting for. Any other
@@ -63,6 +63,11 @@ def connection_lost(exc: BaseException, conn: Any | None) -> bool:
     return conn is None or bool(conn.closed or conn.broken)
 
 
+def first_line(error: BaseException | None) -> str:
+    """An error's first line, for a one-line message."""
+    return (str(error).strip().splitlines() or ["?"])[0] if error else "?"
+
+
 def worth_retrying(exc: BaseException) -> bool:
     """A failed connection attempt that waiting may cure: no server listening yet, or one that
     starts, stops or is full. libpq gives no SQLSTATE at connect, hence the message."""
@@ -87,9 +92,9 @@ def connect(dsn: str, stop: Stop, say: Callable[[str], None]) -> Any:
 
     def waiting(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        first_line = str(error).strip().splitlines()[0] if error else "?"
         seconds = state.next_action.sleep if state.next_action else 0
-        say(f"cannot connect ({first_line}); attempt {state.attempt_number + 1} in {seconds:.1f} s")
+        attempt = state.attempt_number + 1
+        say(f"cannot connect ({first_line(error)}); attempt {attempt} in {seconds:.1f} s")
 
     for attempt in tenacity.Retrying(
         retry=tenacity.retry_if_exception(worth_retrying),
@@ -129,15 +134,20 @@ class Wake:
         self.woken = False
 
 
+class Counted(Protocol):
+    embedded: int
+
+
 class Heartbeat:
     """The worker's row in memex.worker_heartbeats (memex.workers), written between batches and
     while idle, every `interval` seconds."""
 
-    def __init__(self, space: str, provider: str, model: str, interval: float):
+    def __init__(self, space: str, provider: str, model: str, interval: float,
+                 counter: Counted):  # fmt: skip
         self.space, self.provider, self.model = space, provider, model
         self.interval = interval
+        self.counter = counter  # the run's count of chunks embedded is the worker's
         self.id: int | None = None
-        self.embedded = 0
         self.started = time.monotonic()
         self.recent: deque[tuple[float, int]] = deque()
         self.last_batch_at: datetime | None = None
@@ -145,7 +155,6 @@ class Heartbeat:
         self.due = 0.0
 
     def batch(self, rows: int) -> None:
-        self.embedded += rows
         self.recent.append((time.monotonic(), rows))
         self.last_batch_at = datetime.now(UTC)
 
@@ -176,7 +185,7 @@ class Heartbeat:
     def _send(self, conn: Any) -> bool:
         row = conn.execute(
             "select memex._worker_beat(%s, %s, %s, %s, %s)",
-            (self.id, self.embedded, self.rows_per_s(), self.last_batch_at, self.error),
+            (self.id, self.counter.embedded, self.rows_per_s(), self.last_batch_at, self.error),
         ).fetchone()
         return bool(row[0])
 

@@ -351,7 +351,8 @@ def _run(args: argparse.Namespace, dsn: str) -> int:
                                     args.threads or default_threads(1), args.runtime,
                                     _endpoint_options(args))  # fmt: skip
                     heartbeat = Heartbeat(worker.space.name, worker.loaded.encoder.provider,
-                                          worker.space.model, args.heartbeat)  # fmt: skip
+                                          worker.space.model, args.heartbeat,
+                                          worker)  # fmt: skip
                     worker.on_failure = heartbeat.failed
                     say(f"space {worker.space.name}, model {worker.space.model} "
                         f"({worker.loaded.encoder.provider}, {worker.loaded.encoder.threads} "
@@ -373,10 +374,10 @@ def _run(args: argparse.Namespace, dsn: str) -> int:
                         with contextlib.suppress(Exception):
                             heartbeat.stopped(conn, f"failed: {str(exc)[:200]}")
                     raise
-                first_line = (str(exc).strip().splitlines() or ["?"])[0]
-                say(f"connection lost ({first_line}); reconnecting")
+                said = queue_consumer.first_line(exc)
+                say(f"connection lost ({said}); reconnecting")
                 if heartbeat:
-                    heartbeat.failed(f"connection lost: {first_line}")
+                    heartbeat.failed(f"connection lost: {said}")
 
 
 def _serve(conn: Any, worker: Worker, heartbeat: Heartbeat, args: argparse.Namespace,
