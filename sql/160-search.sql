@@ -160,7 +160,8 @@ begin
 
     -- Summaries lead to their messages (docs/search.md, "Conversations: speakers, signals,
     -- recency"): when the tenant has summaries, the ten that match the query's words best
-    -- (BM25; the same filters, summaries only) lift the messages they cover, whatever the
+    -- (BM25 over the words both legs search, without speakers' names, which every summary of
+    -- a conversation writes; the same filters, summaries only) lift the messages they cover, whatever the
     -- mode. Not by vector: an HNSW scan filtered down to the few summary chunks cost about
     -- four times as much for no better recall (docs/memory.md), and it would say the
     -- caller's pending chunks cannot be found when only summaries are few.
@@ -169,7 +170,7 @@ begin
         select pg_catalog.array_agg(r.source_id order by r.o), pg_catalog.array_agg(r.score order by r.o)
           into summary_ids, summary_scores
           from memex._search(
-              query => _search.query, query_embedding => null, k => 10, mode => 'text'
+              query => content_query, query_embedding => null, k => 10, mode => 'text'
               , filters => coalesce(_search.filters, '{}') || '{"source_kind": ["summary"]}', space => _search.space
               , min_similarity => null, rrf_k => _search.rrf_k, vector_weight => _search.vector_weight
               , text_weight => _search.text_weight, diversity => null, fusion => _search.fusion
@@ -204,6 +205,18 @@ begin
             , max(l.bm25) over () as bm25_hi
           from both_legs as l
     ),
+    -- convex fusion's two parts: the cosine similarity as it is (its range is known), BM25
+    -- over the best BM25 of the candidates; other distances min-max over them
+    convex_parts as (
+        select
+            r.*
+            , _search.vector_weight * coalesce(case when sp.distance = 'cosine' then r.sim
+                                                    when r.sim_hi > r.sim_lo then (r.sim - r.sim_lo) / (r.sim_hi - r.sim_lo)
+                                                    else 1 end, 0) as vector_part
+            , _search.text_weight * coalesce(r.bm25 / nullif(r.bm25_hi, 0), 0) as text_part
+          from with_ranges as r
+         where _search.min_similarity is null or r.sim >= _search.min_similarity
+    ),
     fused as (
         select
             r.chunk_id, r.sim, r.vrank, r.trank
@@ -213,19 +226,19 @@ begin
                 else case _search.fusion
                     when 'rrf' then coalesce(_search.vector_weight / (_search.rrf_k + r.vrank), 0)
                         + coalesce(_search.text_weight / (_search.rrf_k + r.trank), 0)
-                    -- convex: the cosine similarity as it is (its range is known), BM25 over
-                    -- the best BM25 of the candidates; other distances min-max over them
-                    else _search.vector_weight * coalesce(case when sp.distance = 'cosine' then r.sim
-                                                               when r.sim_hi > r.sim_lo then (r.sim - r.sim_lo) / (r.sim_hi - r.sim_lo)
-                                                               else 1 end, 0)
-                        + _search.text_weight * coalesce(r.bm25 / nullif(r.bm25_hi, 0), 0)
+                    else r.vector_part + r.text_part
                 end
             end as score
-          from with_ranges as r
-         where _search.min_similarity is null or r.sim >= _search.min_similarity
+            -- Messages are ordered among themselves (below) with their words at 0.4 of their
+            -- weight: a turn's vector holds the turn before it, its BM25 document only its own
+            -- words (docs/memory.md, "How a conversation is searched")
+            , case when _search.conversation_weight > 0 and _search.mode = 'hybrid' and _search.fusion = 'convex'
+                   then r.vector_part + 0.4 * r.text_part end as message_score
+          from convex_parts as r
     ),
     -- Conversation signals (docs/search.md, "Conversations: speakers, signals, recency"): a
-    -- message gains from its conversation: 0.5 of the best score when the query names its
+    -- message's own score (message_key: message_score in hybrid convex fusion, else the fused
+    -- score) gains from its conversation: 0.5 of the best score when the query names its
     -- speaker (the name is out of the words searched, memex._content_query: this signal alone
     -- carries it), 0.3 of the best other candidate of its conversation (a session that holds
     -- the answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of the
@@ -239,13 +252,14 @@ begin
             , case when _search.recency is not null
                    then memex._memory_time(tenant, c.message_id, c.conversation_id, c.document_id, c.created_at) end as at
             , case when per_document then coalesce(c.document_id, c.conversation_id, c.id) end as doc
-            , pg_catalog.max(f.score) over () as best
+            , coalesce(f.message_score, f.score) as message_key  -- what the signals add to
+            , pg_catalog.max(coalesce(f.message_score, f.score)) over () as best
           from fused as f
           left join memex.chunks as c on (with_signals or per_document) and c.tenant_id = tenant and c.id = f.chunk_id
           left join memex.messages as m on _search.conversation_weight > 0 and m.tenant_id = tenant and m.id = c.message_id
     ),
     turns as (  -- each message candidate once (its best chunk), for the session and neighbour signals
-        select x.conversation_id, x.seq, pg_catalog.max(x.score) as score
+        select x.conversation_id, x.seq, pg_catalog.max(x.message_key) as score
           from candidates as x
          where _search.conversation_weight > 0 and x.is_message
          group by x.conversation_id, x.seq
@@ -269,7 +283,7 @@ begin
     ),
     boosted as (
         select
-            x.*, x.score + coalesce(_search.conversation_weight * (
+            x.*, x.message_key + coalesce(_search.conversation_weight * (
                 0.5 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
                 + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)
                 + 0.3 * pg_catalog.abs(x.best) * coalesce((
