@@ -10,7 +10,7 @@ SETUP     := installer/setup
 HOST_PY   ?= python3
 STAMP     := $(VENV)/.memex-installed
 
-.PHONY: help setup system pgvector server-venv test-servers venv demo test test-fast lint format bench clean-dev
+.PHONY: help setup system pgvector server-venv test-servers venv citus demo test test-fast lint format bench clean-dev
 
 help:
 	@echo "make setup   install everything (idempotent, fast when present)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test    setup + the whole test suite"
 	@echo "make lint    ruff, mypy, sqlfluff"
 	@echo "make bench   benchmarks (ratios against baselines measured in the same run)"
+	@echo "make citus CITUS_SRC=dir   build and install Citus from its source (Citus-mode tests)"
 
 setup: system pgvector server-venv test-servers venv
 
@@ -41,6 +42,12 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
 	@$(PY) -m pip install -q -e '.[dev]' 2> >(grep -v "is ignored: it is neither" >&2)
 	@touch $(STAMP)
+
+# Citus from a source directory, for the Citus-mode tests (skipped where citus.so is absent):
+# make citus CITUS_SRC=/path/to/citus (tag v13.2.2). docs/scale.md: installing it from packages.
+citus: system
+	@test -n "$(CITUS_SRC)" || { echo "usage: make citus CITUS_SRC=/path/to/citus-source"; exit 2; }
+	@bash $(SETUP)/citus.sh "$(CITUS_SRC)"
 
 demo: setup
 	@$(MEMEX) dev up

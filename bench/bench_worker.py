@@ -9,9 +9,10 @@ A scratch database (memex_bench_worker), one tenant, the bundled model (local pr
            worker` (--poll 600: only the notification wakes it); one write at a time, 0.3 s
            apart. Baseline in the same run: the same upsert with memex.embed_on_write on (the
            writing statement embeds it), commit included: the floor of any path.
-  write    single-document upserts, each its own transaction, with the chunks' notify triggers
-           enabled against disabled (ALTER TABLE ... DISABLE TRIGGER), rounds alternating: the
-           price of waking workers on the write path.
+  write    single-document upserts, each its own transaction, with the NOTIFY of
+           memex._chunks_written against the same function without it (swapped in this scratch
+           database between rounds, which alternate): the price of waking workers on the write
+           path.
 Prints p50/p95 and the ratios.
 """
 
@@ -34,7 +35,12 @@ from scratch import percentile, scratch_database
 
 TENANT = "bench"
 MEMEX = str(Path(sys.executable).parent / "memex")
-TRIGGERS = ("notify_pending_insert", "notify_pending_update")
+# memex._chunks_written without its NOTIFY: the baseline of the write rounds
+QUIET = (
+    "create or replace function memex._chunks_written(chunk_ids uuid[]) returns void"
+    " language plpgsql set search_path = pg_catalog, pg_temp"
+    " as $$ begin perform memex._embed_on_write(chunk_ids); end $$"
+)
 
 
 def report(name: str, values: list[float]) -> None:
@@ -124,19 +130,21 @@ def main() -> None:
         with_notify: list[float] = []
         without: list[float] = []
         up_texts = [" ".join(corpus.document(5000 + i).split()[:60]) for i in range(args.upserts)]
+        found = conn.execute(
+            "select pg_get_functiondef('memex._chunks_written(uuid[])'::regprocedure)"
+        ).fetchone()
+        assert found is not None
+        notifying = str(found[0])
         for r in range(args.rounds):
             for enabled in (r % 2 == 0, r % 2 == 1):
-                action = "enable" if enabled else "disable"
-                for trigger in TRIGGERS:
-                    conn.execute(f"alter table memex.chunks {action} trigger {trigger}")
+                conn.execute(notifying if enabled else QUIET)
                 conn.commit()
                 times = upserts(conn, f"u{r}{int(enabled)}", up_texts)
                 (with_notify if enabled else without).extend(times)
-        for trigger in TRIGGERS:
-            conn.execute(f"alter table memex.chunks enable trigger {trigger}")
+        conn.execute(notifying)
         conn.commit()
         print(f"single-document upserts, each committed ({args.upserts} x {args.rounds} rounds):")
-        report("with the NOTIFY triggers", with_notify)
+        report("with the NOTIFY", with_notify)
         report("without", without)
         ratio = statistics.median(with_notify) / statistics.median(without)
         print(f"  ratio with / without (p50): {ratio:.3f}x")

@@ -1,7 +1,8 @@
 -- Tenancy: which tenant this transaction acts for. RLS policies (sql/200-policies.sql) compare
 -- every row's tenant_id with memex.current_tenant(); unset or '' means no tenant: zero rows.
 
--- memex.current_tenant(): the tenant of this transaction, null when unset or empty.
+-- memex.current_tenant(): the tenant of this transaction, null when unset or empty. Its
+-- expression is written out in every tenant policy as well (sql/200-policies.sql).
 create or replace function memex.current_tenant()
 returns uuid
 language sql

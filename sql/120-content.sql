@@ -29,6 +29,7 @@ declare
     contents text[];
     tokens integer[];
     domains text[];
+    written uuid[];
 begin
     select
         pg_catalog.array_agg(c.ord order by c.ord)
@@ -46,28 +47,33 @@ begin
      where k.tenant_id = tenant and k.source_kind = kind and k.source_id = source
        and k.ord >= coalesce(pg_catalog.cardinality(ords), 0);
 
-    insert into memex.chunks as k (
-        tenant_id, source_kind, message_id, summary_id, document_id, conversation_id
-        , ord, content, language, token_count, content_hash, domain
+    with stored as (
+        insert into memex.chunks as k (
+            tenant_id, source_kind, message_id, summary_id, document_id, conversation_id
+            , ord, content, language, token_count, content_hash, domain
+        )
+        select
+            tenant, kind
+            , case when kind = 'message' then source end
+            , case when kind = 'summary' then source end
+            , case when kind = 'document' then source end
+            , conversation, f.ord, f.content, _replace_chunks.language, f.tokens
+            , pg_catalog.sha256(pg_catalog.convert_to(f.content, 'UTF8')), f.domain
+        from unnest(ords, contents, tokens, domains) as f (ord, content, tokens, domain)  -- FROM-clause form: cannot be qualified
+        order by f.ord
+        on conflict on constraint chunks_tenant_id_source_kind_source_id_ord_key do update
+           set content = excluded.content
+               , token_count = excluded.token_count
+               , content_hash = excluded.content_hash
+               , language = excluded.language
+               , domain = excluded.domain
+               , created_at = excluded.created_at  -- its default, now(): no function in DO UPDATE (Citus)
+         where k.content_hash <> excluded.content_hash or k.language <> excluded.language
+            or k.domain <> excluded.domain
+        returning k.id
     )
-    select
-        tenant, kind
-        , case when kind = 'message' then source end
-        , case when kind = 'summary' then source end
-        , case when kind = 'document' then source end
-        , conversation, f.ord, f.content, _replace_chunks.language, f.tokens
-        , pg_catalog.sha256(pg_catalog.convert_to(f.content, 'UTF8')), f.domain
-    from unnest(ords, contents, tokens, domains) as f (ord, content, tokens, domain)  -- FROM-clause form: cannot be qualified
-    order by f.ord
-    on conflict on constraint chunks_tenant_id_source_kind_source_id_ord_key do update
-       set content = excluded.content
-           , token_count = excluded.token_count
-           , content_hash = excluded.content_hash
-           , language = excluded.language
-           , domain = excluded.domain
-           , created_at = pg_catalog.now()
-     where k.content_hash <> excluded.content_hash or k.language <> excluded.language
-        or k.domain <> excluded.domain;
+    select pg_catalog.array_agg(s.id) into written from stored as s;
+    perform memex._chunks_written(written);
 end
 $$;
 

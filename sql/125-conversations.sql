@@ -88,6 +88,7 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
+    changed uuid[];
 begin
     with written as (
         select m.id, m.seq from memex.messages as m
@@ -122,11 +123,16 @@ begin
           from memex.chunks as k
           join contexts as x on k.message_id = x.id
          where k.tenant_id = tenant and k.conversation_id = _message_contexts_near.conversation
+    ),
+    updated as (
+        update memex.chunks as k
+           set context = w.context, content_hash = w.hash
+          from wanted as w
+         where k.tenant_id = tenant and k.id = w.id and k.content_hash <> w.hash
+        returning k.id
     )
-    update memex.chunks as k
-       set context = w.context, content_hash = w.hash
-      from wanted as w
-     where k.tenant_id = tenant and k.id = w.id and k.content_hash <> w.hash;
+    select pg_catalog.array_agg(u.id) into changed from updated as u;
+    perform memex._chunks_written(changed);
 end
 $$;
 

@@ -337,47 +337,13 @@ $$;
 
 comment on function memex.drop_space(text) is 'Drops a space that is not active, with its index and vectors.';
 
--- memex._dimension_guard(): no vector enters a space with other dimensions than the space's.
--- Once per statement over its new rows (a transition table): the row trigger it replaced cost
--- about 70 us a vector (storing 2,000 vectors of embed_pending: 0.34-0.39 s with it, 0.21-0.23 s
--- with this). An AFTER trigger that raises undoes the whole statement.
-create or replace function memex._dimension_guard()
-returns trigger
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    bad record;
-begin
-    select n.space_id, __vector_schema__.vector_dims(n.embedding) as got, s.dimensions as want into bad
-      from new_vectors as n
-      left join memex.spaces as s on s.id = n.space_id
-     where __vector_schema__.vector_dims(n.embedding) is distinct from s.dimensions
-     limit 1;
-    if found then
-        raise exception 'a vector of % dimensions cannot go into space % (% dimensions)', bad.got, bad.space_id, bad.want
-            using errcode = '22000', hint = 'vectors of different models or dimensions are never mixed';
-    end if;
-    return null;
-end
-$$;
-
-comment on function memex._dimension_guard() is
-'Internal trigger: refuses a statement writing a vector whose dimensions differ from its space''s (22000).';
-
+-- No vector enters a space with other dimensions than the space's: memex._store_embeddings, the
+-- one writer of vectors, checks them (sql/141). Earlier releases checked with statement
+-- triggers on memex.embeddings: dropped on upgrade (no trigger on a tenant table: docs/scale.md).
 drop trigger if exists dimension_guard on memex.embeddings;
 drop trigger if exists dimension_guard_insert on memex.embeddings;
-create trigger dimension_guard_insert after insert on memex.embeddings
-referencing new table as new_vectors
-for each statement execute function memex._dimension_guard();
-
 drop trigger if exists dimension_guard_update on memex.embeddings;
-create trigger dimension_guard_update after update on memex.embeddings
-referencing new table as new_vectors
-for each statement execute function memex._dimension_guard();
+drop function if exists memex._dimension_guard();
 
 -- Initial loads without the index: the HNSW graph built once at the end of a large load.
 

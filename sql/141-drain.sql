@@ -188,10 +188,22 @@ as $$
 declare
     tenant uuid := memex._require_tenant();
     stored integer;
+    bad record;
 begin
     if pg_catalog.cardinality(chunk_ids) is distinct from pg_catalog.cardinality(vectors)
        or pg_catalog.cardinality(chunk_ids) is distinct from pg_catalog.cardinality(hashes) then
         raise exception 'chunk_ids, hashes and vectors must have the same length' using errcode = '22023';
+    end if;
+    -- vectors of different models or dimensions are never mixed in a space
+    select __vector_schema__.vector_dims(x.v) as got, s.dimensions as want into bad
+      from unnest(vectors) as x (v)
+      left join memex.spaces as s on s.id = _store_embeddings.space_id
+     where x.v is not null and __vector_schema__.vector_dims(x.v) is distinct from s.dimensions
+     limit 1;
+    if found then
+        raise exception 'a vector of % dimensions cannot go into space % (% dimensions)'
+            , bad.got, _store_embeddings.space_id, bad.want
+            using errcode = '22000', hint = 'vectors of different models or dimensions are never mixed';
     end if;
     insert into memex.embeddings as e (space_id, tenant_id, chunk_id, embedding, content_hash)
     select _store_embeddings.space_id, tenant, x.id, x.v, x.h
@@ -200,7 +212,8 @@ begin
      order by x.id
        for key share of c skip locked
     on conflict on constraint embeddings_pkey do update
-       set embedding = excluded.embedding, content_hash = excluded.content_hash, embedded_at = pg_catalog.now()
+       -- excluded.embedded_at is its default, now(): no function in DO UPDATE (Citus)
+       set embedding = excluded.embedding, content_hash = excluded.content_hash, embedded_at = excluded.embedded_at
      where e.content_hash <> excluded.content_hash;
     get diagnostics stored = row_count;
     -- a chunk embedded now no longer fails (the records of a retry that worked)

@@ -1,9 +1,11 @@
 -- Embed on write (off by default): with SET memex.embed_on_write = on (per session, role or
 -- database), new and changed chunks are embedded into the active text space inside the writing
--- statement. Every write then pays the embedding time (docs/embedding.md):
--- for small apps with no background job.
-create or replace function memex._embed_on_write()
-returns trigger
+-- call (upsert_document, upsert_messages, ...). Every write then pays the embedding time
+-- (docs/embedding.md): for small apps with no background job. The write functions call it for
+-- the chunks they stored (memex._chunks_written, sql/143): no trigger on a tenant table
+-- (docs/scale.md, "Citus").
+create or replace function memex._embed_on_write(chunk_ids uuid[])
+returns void
 language plpgsql
 volatile
 parallel unsafe
@@ -11,6 +13,7 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    tenant uuid := memex._require_tenant();
     sp memex.spaces;
     ids uuid[];
     contents text[];
@@ -18,7 +21,7 @@ declare
 begin
     if pg_catalog.lower(coalesce(pg_catalog.current_setting('memex.embed_on_write', true), 'off'))
        not in ('on', 'true', '1', 'yes') then
-        return null;
+        return;
     end if;
     sp := memex._space(null);
     select
@@ -26,28 +29,21 @@ begin
         , pg_catalog.array_agg(memex._embedding_text(n.content, n.context) order by n.id)
         , pg_catalog.array_agg(n.content_hash order by n.id)
     into ids, contents, hashes
-    from changed_chunks as n
-    where n.id in (
-        select p from memex._pending_chunks(sp.id, among => array(select c.id from changed_chunks as c)) as p
-    );
+    from memex.chunks as n
+    where n.tenant_id = tenant and n.id = any(chunk_ids)
+      and n.id in (select p from memex._pending_chunks(sp.id, among => chunk_ids) as p);
     if ids is null then
-        return null;
+        return;
     end if;
     -- a chunk that cannot be embedded is recorded, not a reason to refuse the write
     perform memex._embed_or_isolate(sp.id, ids, contents, hashes);
-    return null;
 end
 $$;
 
-comment on function memex._embed_on_write() is
-'Internal trigger: embeds new and changed chunks at write time when memex.embed_on_write is on.';
+comment on function memex._embed_on_write(uuid[]) is
+'Internal: embeds the given new or changed chunks at write time when memex.embed_on_write is on.';
 
+-- Earlier releases did this with statement triggers on memex.chunks: dropped on upgrade.
 drop trigger if exists embed_on_insert on memex.chunks;
-create trigger embed_on_insert after insert on memex.chunks
-referencing new table as changed_chunks
-for each statement execute function memex._embed_on_write();
-
 drop trigger if exists embed_on_update on memex.chunks;
-create trigger embed_on_update after update on memex.chunks
-referencing new table as changed_chunks
-for each statement execute function memex._embed_on_write();
+drop function if exists memex._embed_on_write();

@@ -1,12 +1,15 @@
 -- The queue's consumers (docs/worker.md): writes wake `memex worker`s through NOTIFY, and each
 -- worker keeps a heartbeat row that admins read in memex.workers.
 
--- A statement that wrote chunks notifies channel memex_pending, empty payload (any role may
--- LISTEN to any channel: the payload names no tenant). PostgreSQL delivers identical
--- notifications of one transaction once, at commit: a load of 10,000 documents in one
--- transaction wakes a worker once, and a rolled-back write never.
-create or replace function memex._notify_pending()
-returns trigger
+-- memex._chunks_written(chunk_ids): what follows a write function's new or changed chunks
+-- (_replace_chunks, _message_contexts_near): NOTIFY memex_pending, empty payload (any role may
+-- LISTEN to any channel: the payload names no tenant), then embed-on-write when it is on
+-- (sql/142). PostgreSQL delivers identical notifications of one transaction once, at commit: a
+-- load of 10,000 documents in one transaction wakes a worker once, and a rolled-back write
+-- never. Called by the write functions, not by a trigger: no trigger on a tenant table
+-- (docs/scale.md, "Citus").
+create or replace function memex._chunks_written(chunk_ids uuid[])
+returns void
 language plpgsql
 volatile
 parallel unsafe
@@ -14,25 +17,21 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if exists (select from changed_chunks) then
-        perform pg_catalog.pg_notify('memex_pending', '');
+    if coalesce(pg_catalog.cardinality(chunk_ids), 0) = 0 then
+        return;
     end if;
-    return null;
+    perform pg_catalog.pg_notify('memex_pending', '');
+    perform memex._embed_on_write(chunk_ids);
 end
 $$;
 
-comment on function memex._notify_pending() is
-'Internal trigger: NOTIFY memex_pending once per statement that wrote chunks (delivered once per transaction).';
+comment on function memex._chunks_written(uuid[]) is
+'Internal: after a write function stored new or changed chunks: NOTIFY memex_pending, then embed-on-write.';
 
+-- Earlier releases notified with statement triggers on memex.chunks: dropped on upgrade.
 drop trigger if exists notify_pending_insert on memex.chunks;
-create trigger notify_pending_insert after insert on memex.chunks
-referencing new table as changed_chunks
-for each statement execute function memex._notify_pending();
-
 drop trigger if exists notify_pending_update on memex.chunks;
-create trigger notify_pending_update after update on memex.chunks
-referencing new table as changed_chunks
-for each statement execute function memex._notify_pending();
+drop function if exists memex._notify_pending();
 
 -- memex._worker_started(...): a worker's heartbeat row (its id). Rows of workers stopped or
 -- silent for a week are removed here: the table stays the size of the fleet.

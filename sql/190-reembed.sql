@@ -398,9 +398,10 @@ begin
          , cursor_tokens = case when r.phase = 'done' then null else r.cursor_tokens end
          , cursor_chunk = case when r.phase = 'done' then null else r.cursor_chunk end
          , finished_at = null, activation_ms = null
-         , started_at = case when r.phase = 'done' then pg_catalog.now() else r.started_at end
+         -- excluded's times are their defaults, now(): no function in DO UPDATE (Citus)
+         , started_at = case when r.phase = 'done' then excluded.started_at else r.started_at end
          , rows_total = case when r.phase = 'done' then excluded.rows_total else r.rows_done + excluded.rows_total end
-         , updated_at = pg_catalog.now()
+         , updated_at = excluded.updated_at
     returning r.* into state;
     commit;
     set local search_path = pg_catalog, pg_temp;

@@ -1,8 +1,11 @@
 -- Row-level security policies, re-applied on every install (RLS itself is enabled and FORCED in
 -- the migrations). Every tenant table: a row is visible and writable only when its tenant_id is
 -- the transaction's tenant. current_tenant() is null when unset or '', and `x = null` is never
--- true: no tenant means zero rows and every write refused. `(select ...)` evaluates it once per
--- statement instead of once per row.
+-- true: no tenant means zero rows and every write refused. The policies compare with
+-- current_tenant()'s own expression (the setting read by current_setting, a stable built-in that
+-- costs little per row and serves as an index condition), not with `(select current_tenant())`:
+-- Citus refuses a policy with a subquery on a distributed table (docs/scale.md), and
+-- current_tenant() itself, a function with its own search_path, would be called once per row.
 
 -- memex._tenant_tables(): the tables that hold tenant rows, each with this one policy. A new
 -- tenant table is added here (and to the tenancy tests' list, tests/db/helpers.py).
@@ -25,23 +28,21 @@ comment on function memex._tenant_tables() is 'Internal: the tables that hold te
 do $policies$
 declare
     t text;
+    -- memex.current_tenant()'s body (sql/100-tenancy.sql): the two are one definition
+    tenant constant text := $e$nullif(pg_catalog.current_setting('memex.tenant_id', true), '')::uuid$e$;
 begin
     foreach t in array memex._tenant_tables() loop
         execute pg_catalog.format('drop policy if exists tenant_isolation on memex.%I', t);
         execute pg_catalog.format(
             'create policy tenant_isolation on memex.%I for all to memex_app, memex_admin'
-            ' using (tenant_id = (select memex.current_tenant()))'
-            ' with check (tenant_id = (select memex.current_tenant()))', t
+            ' using (tenant_id = %s) with check (tenant_id = %s)', t, tenant, tenant
         );
     end loop;
+    -- tenants: an application sees only its current tenant's row and changes none.
+    drop policy if exists tenant_self on memex.tenants;
+    execute pg_catalog.format('create policy tenant_self on memex.tenants for select to memex_app using (id = %s)', tenant);
 end
 $policies$;
-
--- tenants: an application sees only its current tenant's row and changes none.
-drop policy if exists tenant_self on memex.tenants;
-create policy tenant_self on memex.tenants
-for select to memex_app
-using (id = (select memex.current_tenant()));
 
 -- memex_admin manages tenants (create_tenant) and, for maintenance that spans tenants, lists
 -- them to act for each in turn (set_tenant inside the job): it reads content only through the

@@ -39,6 +39,8 @@ class Cluster:
     name: str
     root: Path
     port: int
+    # postgresql.conf lines of its own (the Citus test nodes: shared_preload_libraries = 'citus')
+    settings: tuple[str, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -115,10 +117,10 @@ class Cluster:
             "max_connections = 100",
             "log_min_messages = warning",
         ]
-        if self.name == "test":
+        if self.name == "test" or self.name.startswith("test-"):
             # Throwaway test data: durability only costs time here.
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *self.settings]) + "\n"
 
     def start(self) -> None:
         if not self.is_initialised():

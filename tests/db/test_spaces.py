@@ -74,46 +74,39 @@ def test_the_app_role_cannot_manage_spaces(conn: Conn) -> None:
 
 
 def test_a_vector_of_other_dimensions_never_enters_a_space(conn: Conn) -> None:
+    """memex._store_embeddings, the one writer of vectors, checks them all before storing any
+    (no trigger on a tenant table: docs/scale.md); a direct write into a space with its index
+    is refused by the index's own cast."""
     ids = make_tenants(conn, "a")
     as_role(conn, "memex_admin")
     populate(conn, ids["a"])
     conn.execute("select memex.create_space('h8', 'hash:8', index_kind => 'none')")
-    chunk = conn.execute("select id, content_hash from memex.chunks limit 1").fetchone()
-    assert chunk is not None
-    with pytest.raises(psycopg.errors.DataException, match="8 dimensions") as failed:
-        conn.execute(
-            "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
-            " select id, %s, memex.embed('x'), %s from memex.spaces where name = 'h8'",
-            chunk,
-        )
-    assert failed.value.sqlstate == "22000"
-    # One statement of many rows, one of them wrong: none stays (the guard runs per statement).
-    before = conn.execute("select count(*) from memex.embeddings").fetchone()
+    conn.execute("select memex.set_tenant('a', false)")
+    chunks = conn.execute(
+        "select id, content_hash from memex.chunks order by id limit 3"
+    ).fetchall()
+    store = ("select memex._store_embeddings((select id from memex.spaces where name = 'h8'),"
+             " %s, %s, %s::text[]::vector[])")  # fmt: skip
+    h8 = [str(conn.execute("select memex.embed('x', 'h8')::text").fetchone()[0])] * 3  # type: ignore[index]
+    wide = str(conn.execute("select memex.embed('x')::text").fetchone()[0])  # type: ignore[index]
+    ids_, hashes = [c[0] for c in chunks], [c[1] for c in chunks]
+    # One batch of three, one of them wrong: none is stored.
     with pytest.raises(psycopg.errors.DataException, match="384 dimensions cannot go into space"):
+        conn.execute(store, (ids_, hashes, [h8[0], wide, h8[0]]))
+    in_h8 = ("select count(*) from memex.embeddings as e join memex.spaces as s"
+             " on s.id = e.space_id where s.name = 'h8'")  # fmt: skip
+    assert conn.execute(in_h8).fetchone() == (0,)
+    assert conn.execute(store, (ids_, hashes, h8)).fetchone() == (3,)
+    # A space with its HNSW index (the default): a direct write of other dimensions fails on
+    # the index expression, embedding::vector(8).
+    conn.execute("select memex.create_space('h8i', 'hash:8')")
+    conn.execute("select memex.set_tenant('a', false)")
+    with pytest.raises(psycopg.errors.DataException, match="expected 8 dimensions"):
         conn.execute(
-            "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
-            " select s.id, c.id, case when c.id = %s then memex.embed('x')"
-            " else memex.embed('x', 'h8') end, c.content_hash"
-            " from memex.spaces as s cross join memex.chunks as c where s.name = 'h8'",
-            (chunk[0],),
-        )
-    assert conn.execute("select count(*) from memex.embeddings").fetchone() == before
-    # An update that would change a stored vector's dimensions is refused and changes nothing.
-    conn.execute(
-        "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
-        " select id, %s, memex.embed('x', 'h8'), %s from memex.spaces where name = 'h8'",
-        chunk,
-    )
-    in_h8 = (
-        "select embedding::text from memex.embeddings e join memex.spaces s on s.id = e.space_id"
-    )
-    stored = conn.execute(f"{in_h8} where s.name = 'h8'").fetchall()
-    with pytest.raises(psycopg.errors.DataException, match="384 dimensions cannot go into space"):
-        conn.execute(
-            "update memex.embeddings as e set embedding = memex.embed('x') from memex.spaces as s"
-            " where s.id = e.space_id and s.name = 'h8'"
-        )
-    assert conn.execute(f"{in_h8} where s.name = 'h8'").fetchall() == stored
+            "insert into memex.embeddings (space_id, tenant_id, chunk_id, embedding, content_hash)"
+            " select id, memex.current_tenant(), %s, memex.embed('x'), %s"
+            " from memex.spaces where name = 'h8i'", chunks[0],
+        )  # fmt: skip
 
 
 def test_activate_refuses_a_space_with_pending_chunks_then_switches(conn: Conn) -> None:

@@ -524,3 +524,17 @@ def test_a_write_gives_contexts_to_its_turns_and_the_turns_after_them(app: Conn)
         """select memex.upsert_messages('c', '[{"role": "assistant", "content": "ten"}]')"""
     )
     assert _contexts(app)[-1][:3] == (10, "ten", "In reply to user: nine")
+
+
+def test_a_folder_that_holds_documents_is_not_deleted(app: Conn) -> None:
+    """A plain foreign key (migration 0030, no ON DELETE SET NULL (column): docs/scale.md):
+    deleting a folder that still holds a document is refused and changes nothing."""
+    app.execute("select memex.upsert_document('notes/a.md', 'alpha', folder => 'notes')")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), app.transaction():
+        app.execute("delete from memex.folders")
+    assert app.execute("select d.uri, f.path from memex.documents as d "
+                       "join memex.folders as f on f.id = d.folder_id").fetchall() == [
+        ("notes/a.md", "notes")]  # fmt: skip
+    app.execute("select memex.delete_document('notes/a.md')")
+    app.execute("delete from memex.folders")
+    assert app.execute("select count(*) from memex.folders").fetchone() == (0,)

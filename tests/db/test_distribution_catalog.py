@@ -1,0 +1,175 @@
+"""What distributing memex by tenant (Citus, docs/scale.md) requires of its schema, read from
+the catalog of a stock install: runs everywhere, Citus or not.
+
+Tenant tables are those with a tenant_id column, except api_tokens (found by its hash before
+any tenant is known: a shared table). Shared tables are every other memex table. Each rule
+lists what still breaks it (KNOWN_*): a new breach fails, and so does a listed one that is
+fixed, so that each list only shrinks until it is empty."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+
+SHARED_WITH_TENANT_ID = {"api_tokens"}
+
+# Triggers that still keep the text index up to date; they move into the write functions as
+# the queue's NOTIFY, embed-on-write and the dimension check did (issue 27, item 2).
+KNOWN_TRIGGERS = {
+    "chunks.text_version", "chunks.text_index_insert", "chunks.text_index_update",
+    "chunks.text_index_delete",
+}  # fmt: skip
+
+
+def _rows(conn: psycopg.Connection[Any], query: str) -> set[str]:
+    return {row[0] for row in conn.execute(query).fetchall()}
+
+
+TENANT_TABLES = """
+    select c.oid from pg_class as c join pg_attribute as a on a.attrelid = c.oid
+     where c.relnamespace = 'memex'::regnamespace and c.relkind in ('r', 'p')
+       and a.attname = 'tenant_id' and not a.attisdropped
+       and c.relname <> all(%s)
+"""
+
+
+def _tenant_tables_sql() -> str:
+    names = ", ".join(f"'{n}'" for n in sorted(SHARED_WITH_TENANT_ID))
+    return TENANT_TABLES % f"array[{names}]::name[]"
+
+
+def test_tenant_tables_are_the_policed_ones(conn: psycopg.Connection[Any]) -> None:
+    """A new table with tenant_id is a tenant table: it has its policy and its keys below."""
+    found = _rows(conn, f"select c.oid::regclass::text from ({_tenant_tables_sql()}) as t (oid) "
+                        "join pg_class as c on c.oid = t.oid")  # fmt: skip
+    policed = _rows(conn, "select 'memex.' || t from unnest(memex._tenant_tables()) as t")
+    assert found == policed
+
+
+def test_every_key_of_a_tenant_table_includes_tenant_id(conn: psycopg.Connection[Any]) -> None:
+    """Primary keys, unique constraints and unique indexes, and foreign keys between tenant
+    tables (a foreign key to a shared table, spaces, points at a reference table: allowed)."""
+    breaches = _rows(conn, f"""
+        with tenant as ({_tenant_tables_sql()})
+        select i.indexrelid::regclass::text
+          from pg_index as i
+         where i.indisunique and i.indrelid in (select oid from tenant)
+           and not exists (select from unnest(i.indkey) as n
+                             join pg_attribute as a on a.attrelid = i.indrelid and a.attnum = n
+                            where a.attname = 'tenant_id')
+        union all
+        select k.conrelid::regclass::text || '.' || k.conname
+          from pg_constraint as k
+         where k.contype = 'f' and k.conrelid in (select oid from tenant)
+           and k.confrelid in (select oid from tenant)
+           and not exists (select from unnest(k.conkey) as n
+                             join pg_attribute as a on a.attrelid = k.conrelid and a.attnum = n
+                            where a.attname = 'tenant_id')
+    """)  # fmt: skip
+    assert breaches == set()
+
+
+def test_no_foreign_key_from_a_shared_table_to_a_tenant_table(
+    conn: psycopg.Connection[Any],
+) -> None:
+    breaches = _rows(conn, f"""
+        with tenant as ({_tenant_tables_sql()})
+        select k.conrelid::regclass::text || '.' || k.conname
+          from pg_constraint as k
+          join pg_class as c on c.oid = k.conrelid
+         where k.contype = 'f' and c.relnamespace = 'memex'::regnamespace
+           and k.conrelid not in (select oid from tenant)
+           and k.confrelid in (select oid from tenant)
+    """)  # fmt: skip
+    assert breaches == set()
+
+
+def test_no_set_null_of_some_columns(conn: psycopg.Connection[Any]) -> None:
+    """ON DELETE SET NULL (col): Citus refuses it when the key holds the distribution column."""
+    breaches = _rows(conn, """
+        select k.conrelid::regclass::text || '.' || k.conname from pg_constraint as k
+         where k.contype = 'f' and k.connamespace = 'memex'::regnamespace
+           and k.confdelsetcols is not null
+    """)  # fmt: skip
+    assert breaches == set()
+
+
+def test_no_trigger_on_a_tenant_table(conn: psycopg.Connection[Any]) -> None:
+    found = _rows(conn, f"""
+        select c.relname || '.' || t.tgname
+          from pg_trigger as t join pg_class as c on c.oid = t.tgrelid
+         where not t.tgisinternal and t.tgrelid in ({_tenant_tables_sql()})
+    """)  # fmt: skip
+    assert found - KNOWN_TRIGGERS == set(), "a new trigger on a tenant table"
+    assert KNOWN_TRIGGERS - found == set(), "fixed: take it out of KNOWN_TRIGGERS"
+
+
+def test_no_policy_with_a_subquery(conn: psycopg.Connection[Any]) -> None:
+    """Citus: "Subqueries are not supported in policies on distributed tables"."""
+    breaches = _rows(conn, """
+        select tablename || '.' || policyname from pg_policies
+         where schemaname = 'memex'
+           and (qual ~* '\\(\\s*select\\M' or with_check ~* '\\(\\s*select\\M')
+    """)  # fmt: skip
+    assert breaches == set()
+
+
+# SQL-language functions reading tenant tables: Citus cannot plan their statements over
+# distributed tables ("parameters in SQL functions"); they become plpgsql (issue 27, item 4).
+KNOWN_SQL_FUNCTIONS = {
+    "memex._chunks_here(integer)", "memex._failed_here(integer)",
+    "memex._memory_time(uuid,uuid,uuid,uuid,timestamp with time zone)",
+    "memex._message_contexts(uuid,uuid)",
+}  # fmt: skip
+
+
+def test_no_sql_function_reads_a_tenant_table(conn: psycopg.Connection[Any]) -> None:
+    found = _rows(conn, """
+        select p.oid::regprocedure::text from pg_proc as p
+         where p.pronamespace = 'memex'::regnamespace
+           and p.prolang = (select oid from pg_language where lanname = 'sql')
+           and exists (select from unnest(memex._tenant_tables()) as t
+                        where p.prosrc ~* ('memex\\.' || t || '\\M'))
+    """)  # fmt: skip
+    assert found - KNOWN_SQL_FUNCTIONS == set(), "a new SQL-language function reads a tenant table"
+    assert KNOWN_SQL_FUNCTIONS - found == set(), "fixed: take it out of KNOWN_SQL_FUNCTIONS"
+
+
+# Functions whose signature names a table's row type: Citus leaves them on the coordinator (and
+# PUBLIC could execute them on the workers once distributed); a whole chunk row as argument
+# also breaks the text rebuild on shards (issue 27, item 4).
+KNOWN_ROW_TYPE_SIGNATURES = {
+    "memex._reembed_no_op(memex.spaces,text,integer,text,text)", "memex._space(text)",
+    "memex._text_terms(memex.chunks)",
+}  # fmt: skip
+
+
+def test_no_row_type_in_a_signature(conn: psycopg.Connection[Any]) -> None:
+    found = _rows(conn, """
+        select p.oid::regprocedure::text from pg_proc as p
+         where p.pronamespace = 'memex'::regnamespace
+           and exists (select from unnest(array[p.prorettype] || p.proargtypes::oid[]
+                                          || coalesce(p.proallargtypes, '{}')) as s (type)
+                         join pg_type as y on y.oid = s.type
+                         join pg_class as c on c.oid = y.typrelid
+                        where c.relnamespace = 'memex'::regnamespace and c.relkind in ('r', 'p'))
+    """)  # fmt: skip
+    assert found - KNOWN_ROW_TYPE_SIGNATURES == set(), "a new function names a table's row type"
+    assert KNOWN_ROW_TYPE_SIGNATURES - found == set(), "fixed: take it out of the list"
+
+
+def test_no_function_call_in_do_update(conn: psycopg.Connection[Any]) -> None:
+    """Citus: "functions used in the DO UPDATE SET clause ... must be marked IMMUTABLE"; the
+    time of a write is the inserted row's default (excluded.created_at) instead."""
+    bodies = conn.execute("select p.oid::regprocedure::text, p.prosrc from pg_proc as p "
+                          "where p.pronamespace = 'memex'::regnamespace").fetchall()  # fmt: skip
+    breaches = set()
+    for name, body in bodies:
+        for clause in re.findall(r"on\s+conflict[^;]*?do\s+update[^;]*", body, re.I):
+            clause = re.sub(r"--[^\n]*", "", clause)
+            if re.search(r"\b(now|clock_timestamp|statement_timestamp|current_tenant)\s*\(|"
+                         r"current_timestamp", clause, re.I):  # fmt: skip
+                breaches.add(name)
+    assert breaches == set()
