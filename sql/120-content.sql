@@ -29,7 +29,16 @@ declare
     contents text[];
     tokens integer[];
     domains text[];
-    written uuid[];
+    old_ids uuid[];
+    old_languages text[];
+    old_docs bigint[];
+    old_tsvs tsvector[];
+    new_ids uuid[];
+    new_languages text[];
+    new_docs bigint[];
+    new_tsvs tsvector[];
+    retired record;
+    added record;
 begin
     select
         pg_catalog.array_agg(c.ord order by c.ord)
@@ -43,9 +52,17 @@ begin
         tokens[1] := tokens[1] + memex.count_tokens(heading || E'\n\n');
     end if;
 
-    delete from memex.chunks as k
-     where k.tenant_id = tenant and k.source_kind = kind and k.source_id = source
-       and k.ord >= coalesce(pg_catalog.cardinality(ords), 0);
+    perform memex._drop_chunks(array(
+        select k.id from memex.chunks as k
+         where k.tenant_id = tenant and k.source_kind = kind and k.source_id = source
+           and k.ord >= coalesce(pg_catalog.cardinality(ords), 0)));
+    -- the text versions the upsert below may replace (the caller holds the source's parent
+    -- row: no other write changes them meanwhile)
+    select pg_catalog.array_agg(k.id), pg_catalog.array_agg(k.language), pg_catalog.array_agg(k.text_doc)
+         , pg_catalog.array_agg(k.tsv)
+      into old_ids, old_languages, old_docs, old_tsvs
+      from memex.chunks as k
+     where k.tenant_id = tenant and k.source_kind = kind and k.source_id = source;
 
     with stored as (
         insert into memex.chunks as k (
@@ -67,13 +84,33 @@ begin
                , content_hash = excluded.content_hash
                , language = excluded.language
                , domain = excluded.domain
-               , created_at = excluded.created_at  -- its default, now(): no function in DO UPDATE (Citus)
+               -- excluded's are their defaults, now() and nextval: no function in DO UPDATE
+               -- (Citus); new text, new text version (its old postings are dead)
+               , created_at = excluded.created_at
+               , text_doc = case when k.content <> excluded.content or k.language <> excluded.language
+                                 then excluded.text_doc else k.text_doc end
          where k.content_hash <> excluded.content_hash or k.language <> excluded.language
             or k.domain <> excluded.domain
-        returning k.id
+        returning k.id, k.language, k.text_doc, k.tsv
     )
-    select pg_catalog.array_agg(s.id) into written from stored as s;
-    perform memex._chunks_written(written);
+    select pg_catalog.array_agg(s.id), pg_catalog.array_agg(s.language), pg_catalog.array_agg(s.text_doc)
+         , pg_catalog.array_agg(s.tsv)
+      into new_ids, new_languages, new_docs, new_tsvs
+      from stored as s;
+    -- the text index: the versions replaced out, the new ones in
+    select pg_catalog.array_agg(o.language) as languages, pg_catalog.array_agg(o.text_doc) as docs
+         , pg_catalog.array_agg(o.tsv) as tsvs
+      into retired
+      from unnest(old_ids, old_languages, old_docs, old_tsvs) as o (id, language, text_doc, tsv)
+      join unnest(new_ids, new_docs) as n (id, text_doc) on n.id = o.id and n.text_doc <> o.text_doc;
+    perform memex._text_apply(tenant, retired.languages, retired.docs, retired.tsvs, -1);
+    select pg_catalog.array_agg(n.language) as languages, pg_catalog.array_agg(n.text_doc) as docs
+         , pg_catalog.array_agg(n.tsv) as tsvs
+      into added
+      from unnest(new_ids, new_languages, new_docs, new_tsvs) as n (id, language, text_doc, tsv)
+     where n.text_doc <> all(coalesce(old_docs, '{}'));
+    perform memex._text_apply(tenant, added.languages, added.docs, added.tsvs, 1);
+    perform memex._chunks_written(new_ids);
 end
 $$;
 
@@ -225,7 +262,8 @@ $$;
 comment on function memex.upsert_document(text, text, text, jsonb, text) is
 'Creates or updates a document by uri; unchanged content writes nothing, changed content replaces its chunks (pending embedding).';
 
--- memex.delete_document(uri): true when a document was deleted (its chunks cascade).
+-- memex.delete_document(uri): true when a document was deleted, with its chunks (out of the
+-- text index first: memex._drop_chunks).
 create or replace function memex.delete_document(uri text)
 returns boolean
 language plpgsql
@@ -238,9 +276,18 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
+    document uuid;
 begin
-    delete from memex.documents as d where d.tenant_id = tenant and d.uri = delete_document.uri;
-    return found;
+    select d.id into document from memex.documents as d
+     where d.tenant_id = tenant and d.uri = delete_document.uri
+       for update;
+    if document is null then
+        return false;
+    end if;
+    perform memex._drop_chunks(array(
+        select k.id from memex.chunks as k where k.tenant_id = tenant and k.document_id = document));
+    delete from memex.documents as d where d.tenant_id = tenant and d.id = document;
+    return true;
 end
 $$;
 

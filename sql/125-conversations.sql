@@ -143,16 +143,20 @@ comment on function memex._message_contexts_near(uuid, integer[]) is
 -- (an upsert that removed messages), or for one (rechunk, which re-cuts one message at a time).
 create or replace function memex._message_contexts(conversation uuid, message uuid default null)
 returns void
-language sql
+language plpgsql
 volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select memex._message_contexts_near(_message_contexts.conversation, array(
+declare
+    tenant uuid := memex._require_tenant();
+begin
+    perform memex._message_contexts_near(_message_contexts.conversation, array(
         select m.seq from memex.messages as m
-         where m.tenant_id = memex.current_tenant() and m.conversation_id = _message_contexts.conversation
-           and (_message_contexts.message is null or m.id = _message_contexts.message)))
+         where m.tenant_id = tenant and m.conversation_id = _message_contexts.conversation
+           and (_message_contexts.message is null or m.id = _message_contexts.message)));
+end
 $$;
 
 comment on function memex._message_contexts(uuid, uuid) is
@@ -355,6 +359,12 @@ begin
         raise exception using errcode = '22023', message = checked ->> 'error', hint = checked ->> 'hint';
     end if;
     if upsert_messages_outcome.replace then
+        perform memex._drop_chunks(array(
+            select k.id from memex.chunks as k
+              join memex.messages as g on g.tenant_id = k.tenant_id and g.id = k.message_id
+             where k.tenant_id = tenant and k.conversation_id = conversation and g.tenant_id = tenant
+               and g.conversation_id = conversation
+               and g.seq <> all (array(select (x ->> 'seq')::integer from pg_catalog.jsonb_array_elements(checked) as x))));
         with gone as (
             delete from memex.messages as g
              where g.tenant_id = tenant and g.conversation_id = conversation
@@ -539,9 +549,19 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
     tenant uuid := memex._require_tenant();
+    conversation uuid;
 begin
-    delete from memex.conversations as c where c.tenant_id = tenant and c.slug = delete_conversation.slug;
-    return found;
+    select c.id into conversation from memex.conversations as c
+     where c.tenant_id = tenant and c.slug = delete_conversation.slug
+       for update;
+    if conversation is null then
+        return false;
+    end if;
+    -- its messages' and summaries' chunks, out of the text index first
+    perform memex._drop_chunks(array(
+        select k.id from memex.chunks as k where k.tenant_id = tenant and k.conversation_id = conversation));
+    delete from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
+    return true;
 end
 $$;
 

@@ -47,7 +47,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
     return query execute
-        'select c.id from memex.chunks as c where c.tenant_id = memex.current_tenant()'
+        'select c.id from memex.chunks as c where c.tenant_id = $6'
         || case when _pending_chunks.after_tokens is not null and _pending_chunks.after is not null
                 then ' and (c.token_count, c.id) > ($5, $2)' else '' end
         || case when _pending_chunks.among is not null then ' and c.id = any($4)' else '' end
@@ -65,7 +65,7 @@ begin
              )
            order by c.token_count, c.id limit $3'
         using _pending_chunks.space_id, _pending_chunks.after, _pending_chunks.n, _pending_chunks.among
-            , _pending_chunks.after_tokens;
+            , _pending_chunks.after_tokens, memex.current_tenant();  -- the tenant bound as a value
 end
 $$;
 
@@ -87,16 +87,19 @@ comment on function memex._pending_here(integer) is 'Internal: pending chunks of
 -- memex._chunks_here(space_id): chunks of the current tenant that the space embeds.
 create or replace function memex._chunks_here(space_id integer)
 returns bigint
-language sql
+language plpgsql
 stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select pg_catalog.count(*) from memex.chunks as c
-     where c.tenant_id = memex.current_tenant()
-       -- a scalar subquery: an InitPlan, evaluated once rather than for every row
-       and (c.domain = 'code' or not (select memex._space_embeds_code_only(_chunks_here.space_id)))
+declare
+    tenant uuid := memex.current_tenant();
+    code_only boolean := memex._space_embeds_code_only(_chunks_here.space_id);
+begin
+    return (select pg_catalog.count(*) from memex.chunks as c
+             where c.tenant_id = tenant and (c.domain = 'code' or not code_only));
+end
 $$;
 
 comment on function memex._chunks_here(integer) is 'Internal: chunks of the current tenant that a space embeds (its domain''s).';
@@ -105,16 +108,21 @@ comment on function memex._chunks_here(integer) is 'Internal: chunks of the curr
 -- embed into the space and are not pending: waiting for their retry, or parked.
 create or replace function memex._failed_here(space_id integer)
 returns bigint
-language sql
+language plpgsql
 stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select pg_catalog.count(*) from memex.embedding_failures as f
-      join memex.chunks as c on c.tenant_id = f.tenant_id and c.id = f.chunk_id and c.content_hash = f.content_hash
-     where f.space_id = _failed_here.space_id and f.tenant_id = memex.current_tenant()
-       and (f.retry_at is null or f.retry_at > pg_catalog.now())  -- a due retry is pending again
+declare
+    tenant uuid := memex.current_tenant();
+    checked_at constant timestamptz := pg_catalog.now();
+begin
+    return (select pg_catalog.count(*) from memex.embedding_failures as f
+              join memex.chunks as c on c.tenant_id = f.tenant_id and c.id = f.chunk_id and c.content_hash = f.content_hash
+             where f.space_id = _failed_here.space_id and f.tenant_id = tenant and c.tenant_id = tenant
+               and (f.retry_at is null or f.retry_at > checked_at));  -- a due retry is pending again
+end
 $$;
 
 comment on function memex._failed_here(integer) is 'Internal: chunks of the current tenant that failed to embed into a space (retrying or parked).';

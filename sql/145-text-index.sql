@@ -1,9 +1,10 @@
 -- The BM25 text index (memex.text_segments and memex.text_postings, migration 0006), kept
--- current by triggers on memex.chunks. A chunk's terms are the lexemes of its tsvector (its
+-- current by the functions that write memex.chunks (_replace_chunks, _drop_chunks: no trigger
+-- on a tenant table, docs/scale.md "Citus"). A chunk's terms are the lexemes of its tsvector (its
 -- language's text-search configuration: stemming and stop words); its length is the number of
 -- those lexeme occurrences.
 --
--- Writes: each statement that writes chunks inserts one segment row with its postings and
+-- Writes: each write of chunks inserts one segment row with its postings and
 -- signed statistics, so writers never wait on one another. When a tenant language holds 32
 -- segments, or 8,192 entries, the writer that notices compacts them into one block per lexeme,
 -- and blocks of a lexeme are merged four of a size class at a time (size-tiered, like an LSM
@@ -15,9 +16,10 @@
 -- pass over the same rows, so entry i of each is the same posting; their order is irrelevant
 -- (a chunk version appears once per lexeme), so no aggregate sorts.
 
--- memex._text_terms(c): the postings of one chunk: (lexeme, term frequency, chunk length).
--- The one definition of how a chunk is indexed (writes, rebuilds and the tests' recount).
-create or replace function memex._text_terms(c memex.chunks)
+-- memex._text_terms(tsv): the postings of one chunk (its tsvector, chunks.tsv): (lexeme, term
+-- frequency, chunk length). The one definition of how a chunk is indexed (writes, rebuilds and
+-- the tests' recount).
+create or replace function memex._text_terms(tsv tsvector)
 returns table (lexeme text, tf smallint, len smallint)
 language sql
 immutable
@@ -31,11 +33,11 @@ as $$
         , least(sum(t.tf) over (), 32767)::smallint
     from (
         select u.lexeme, least(coalesce(pg_catalog.array_length(u.positions, 1), 1), 32767)::smallint as tf
-          from pg_catalog.unnest(c.tsv) as u
+          from pg_catalog.unnest(_text_terms.tsv) as u
     ) as t
 $$;
 
-comment on function memex._text_terms(memex.chunks) is
+comment on function memex._text_terms(tsvector) is
 'Internal: the BM25 postings of a chunk: each lexeme of its tsvector, its frequency, the chunk''s length.';
 
 -- memex._text_lock_key(tenant, language): the advisory lock key of a tenant's language for
@@ -189,11 +191,15 @@ $$;
 comment on function memex._text_compact(uuid, text) is
 'Internal: folds a tenant language''s text index segments into blocks, then merges (skipped while another session does).';
 
--- memex._text_apply(docs, sign): one segment per (tenant, language) of the chunk versions: with
--- sign 1 their postings and +1 statistics; with sign -1 (updated or deleted chunks) -1
--- statistics only (their postings die where they are, skipped by searches). A chunk with no
--- lexeme still counts as a chunk, of length 0. Then compacts a language whose segments grew.
-create or replace function memex._text_apply(docs memex.chunks[], sign integer)
+-- memex._text_apply(tenant, languages, text_docs, tsvs, sign): one segment per language of the
+-- tenant's chunk versions given (entry i of each array is one chunk version: its language, text
+-- version and tsvector): with sign 1 their postings and +1 statistics; with sign -1 (updated or
+-- deleted chunks) -1 statistics only (their postings die where they are, skipped by searches).
+-- A chunk with no lexeme still counts as a chunk, of length 0. Then compacts a language whose
+-- segments grew.
+create or replace function memex._text_apply(
+    tenant uuid, languages text[], text_docs bigint[], tsvs tsvector[], sign integer
+)
 returns void
 language plpgsql
 volatile
@@ -207,14 +213,14 @@ begin
     if sign not in (1, -1) then
         raise exception 'sign must be 1 or -1, not %', sign using errcode = '22023';
     end if;
-    if coalesce(pg_catalog.cardinality(docs), 0) = 0 then
+    if coalesce(pg_catalog.cardinality(text_docs), 0) = 0 then
         return;  -- e.g. an update that changed no chunk's text
     end if;
     for part in
         with terms as (
-            select d.tenant_id, d.language::text as language, d.text_doc, t.lexeme, t.tf, t.len
-              from pg_catalog.unnest(docs) as d
-              left join lateral memex._text_terms(d) as t on true
+            select _text_apply.tenant as tenant_id, d.language, d.text_doc, t.lexeme, t.tf, t.len
+              from unnest(languages, text_docs, tsvs) as d (language, text_doc, tsv)  -- FROM-clause form: cannot be qualified
+              left join lateral memex._text_terms(d.tsv) as t on true
         ),
         per_chunk as (
             select distinct t.tenant_id, t.language, t.text_doc, t.len from terms as t
@@ -259,75 +265,52 @@ begin
 end
 $$;
 
-comment on function memex._text_apply(memex.chunks[], integer) is
+comment on function memex._text_apply(uuid, text[], bigint[], tsvector[], integer) is
 'Internal: records chunk versions added to (sign 1) or taken out of (sign -1) the text index, as a segment; compacts when segments grew.';
 
--- memex._text_index_chunks(): statement trigger on memex.chunks: indexes inserted chunks,
--- unindexes deleted ones, and re-indexes updated chunks whose text version changed.
-create or replace function memex._text_index_chunks()
-returns trigger
+-- memex._drop_chunks(chunk_ids): deletes the current tenant's chunks given and takes them out of
+-- the text index (their vectors and failure records cascade). The one way memex deletes chunks:
+-- _replace_chunks, delete_document, delete_conversation and upsert_messages' replace call it
+-- before their own deletes, which then cascade to no chunk.
+create or replace function memex._drop_chunks(chunk_ids uuid[])
+returns void
 language plpgsql
 volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    tenant uuid := memex._require_tenant();
+    languages text[];
+    text_docs bigint[];
+    tsvs tsvector[];
 begin
-    if tg_op = 'INSERT' then
-        perform memex._text_apply(array(select n::memex.chunks from new_chunks as n), 1);
-    elsif tg_op = 'DELETE' then
-        perform memex._text_apply(array(select o::memex.chunks from old_chunks as o), -1);
-    else
-        perform memex._text_apply(array(
-            select o::memex.chunks from old_chunks as o join new_chunks as n on n.tenant_id = o.tenant_id and n.id = o.id
-             where n.text_doc <> o.text_doc), -1);
-        perform memex._text_apply(array(
-            select n::memex.chunks from new_chunks as n join old_chunks as o on o.tenant_id = n.tenant_id and o.id = n.id
-             where n.text_doc <> o.text_doc), 1);
+    if coalesce(pg_catalog.cardinality(chunk_ids), 0) = 0 then
+        return;
     end if;
-    return null;
+    with gone as (
+        delete from memex.chunks as k
+         where k.tenant_id = tenant and k.id = any(_drop_chunks.chunk_ids)
+        returning k.language, k.text_doc, k.tsv
+    )
+    select pg_catalog.array_agg(g.language), pg_catalog.array_agg(g.text_doc), pg_catalog.array_agg(g.tsv)
+      into languages, text_docs, tsvs
+      from gone as g;
+    perform memex._text_apply(tenant, languages, text_docs, tsvs, -1);
 end
 $$;
 
-comment on function memex._text_index_chunks() is
-'Internal trigger: keeps the BM25 text index current for inserted, updated and deleted chunks.';
+comment on function memex._drop_chunks(uuid[]) is
+'Internal: deletes chunks of the current tenant and takes them out of the text index.';
 
--- memex._text_new_version(): a chunk whose content or language changes gets a new text
--- version, so its old postings are dead and its new ones are indexed.
-create or replace function memex._text_new_version()
-returns trigger
-language plpgsql
-volatile
-parallel unsafe
-security invoker
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-    if new.content is distinct from old.content or new.language is distinct from old.language then
-        new.text_doc := pg_catalog.nextval('memex.text_doc_seq');
-    end if;
-    return new;
-end
-$$;
-
-comment on function memex._text_new_version() is
-'Internal trigger: gives a chunk a new text version when its content or language changes.';
-
+-- Earlier releases kept the index with triggers on memex.chunks (and gave a changed chunk its
+-- new text version in a row trigger, now _replace_chunks' DO UPDATE): dropped on upgrade.
 drop trigger if exists text_version on memex.chunks;
-create trigger text_version before update of content, language on memex.chunks
-for each row execute function memex._text_new_version();
-
 drop trigger if exists text_index_insert on memex.chunks;
-create trigger text_index_insert after insert on memex.chunks
-referencing new table as new_chunks
-for each statement execute function memex._text_index_chunks();
-
 drop trigger if exists text_index_update on memex.chunks;
-create trigger text_index_update after update on memex.chunks
-referencing old table as old_chunks new table as new_chunks
-for each statement execute function memex._text_index_chunks();
-
 drop trigger if exists text_index_delete on memex.chunks;
-create trigger text_index_delete after delete on memex.chunks
-referencing old table as old_chunks
-for each statement execute function memex._text_index_chunks();
+drop function if exists memex._text_index_chunks();
+drop function if exists memex._text_new_version();
+drop function if exists memex._text_apply(memex.chunks[], integer);
+drop function if exists memex._text_terms(memex.chunks);

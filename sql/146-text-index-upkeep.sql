@@ -36,7 +36,7 @@ begin
     terms as (
         select c.text_doc, t.lexeme, t.tf, t.len
           from memex.chunks as c
-          left join lateral memex._text_terms(c) as t on true
+          left join lateral memex._text_terms(c.tsv) as t on true
          where c.tenant_id = tenant and c.language::text = _text_rebuild.language
     )
     insert into memex.text_postings (tenant_id, language, lexeme, postings, df, tokens, dead, docids, tfs, lengths)

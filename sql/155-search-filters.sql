@@ -7,18 +7,21 @@ create or replace function memex._memory_time(
     tenant uuid, message uuid, conversation uuid, document uuid, created timestamptz
 )
 returns timestamptz
-language sql
+language plpgsql
 stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select coalesce(
-        (select m.ts from memex.messages as m where m.tenant_id = tenant and m.id = message)
+begin
+    return coalesce(
+        (select m.ts from memex.messages as m where m.tenant_id = _memory_time.tenant and m.id = _memory_time.message)
         , (select v.created_date::timestamptz from memex.conversations as v
-            where v.tenant_id = tenant and v.id = conversation)
-        , (select d.created_at from memex.documents as d where d.tenant_id = tenant and d.id = document)
-        , created)
+            where v.tenant_id = _memory_time.tenant and v.id = _memory_time.conversation)
+        , (select d.created_at from memex.documents as d
+            where d.tenant_id = _memory_time.tenant and d.id = _memory_time.document)
+        , _memory_time.created);
+end
 $$;
 
 comment on function memex._memory_time(uuid, uuid, uuid, uuid, timestamptz) is

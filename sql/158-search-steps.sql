@@ -50,6 +50,9 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     n integer := coalesce(pg_catalog.cardinality(ids), 0);
+    tenant uuid := memex.current_tenant();
+    found_ids uuid[];
+    found_vectors __vector_schema__.vector[];
     vectors __vector_schema__.vector[];
     relevance double precision[];
     redundancy double precision[];
@@ -67,10 +70,15 @@ begin
     if n > 4000 or want > 1000 then
         raise exception 'diversity works on at most 4000 candidates and k <= 1000' using errcode = '54000';
     end if;
-    select pg_catalog.array_agg(e.embedding order by x.o) into vectors
+    -- the candidates' vectors, then put in the candidates' order (null where one has none): two
+    -- steps, so the table is read by a plain key lookup (Citus crashed on an unnest joined to
+    -- it, docs/scale.md)
+    select pg_catalog.array_agg(e.chunk_id), pg_catalog.array_agg(e.embedding) into found_ids, found_vectors
+      from memex.embeddings as e
+     where e.space_id = _mmr.space_id and e.tenant_id = tenant and e.chunk_id = any(_mmr.ids);
+    select pg_catalog.array_agg(f.v order by x.o) into vectors
       from pg_catalog.unnest(ids) with ordinality as x (id, o)
-      left join memex.embeddings as e
-        on e.space_id = _mmr.space_id and e.tenant_id = memex.current_tenant() and e.chunk_id = x.id;
+      left join unnest(found_ids, found_vectors) as f (id, v) on f.id = x.id;  -- FROM-clause form: cannot be qualified
     select min(s), max(s) into lo, hi from pg_catalog.unnest(scores) as s;
     relevance := array(
         select case when hi > lo then (x.s - lo) / (hi - lo) else 1 end

@@ -268,8 +268,9 @@ def evaluate_conversations(
                 for tenant in corpus.sessions:
                     with conn.transaction():
                         conn.execute("select memex.set_tenant(%s)", (tenant,))
-                        conn.execute("delete from memex.conversations "
-                                     "where tenant_id = memex.current_tenant()")  # fmt: skip
+                        conn.execute("select memex.delete_conversation(c.slug) "
+                                     "from memex.conversations as c "
+                                     "where c.tenant_id = memex.current_tenant()")  # fmt: skip
     return report
 
 

@@ -145,8 +145,9 @@ def _load(conn: psycopg.Connection[Any], tenant: str, data: Dataset) -> None:
     documents not in the corpus removed, then what is pending embedded."""
     with conn.transaction():
         conn.execute("select memex.set_tenant(%s)", (tenant,))
-        conn.execute("delete from memex.documents where tenant_id = memex.current_tenant() "
-                     "and not uri = any(%s)", (list(data.corpus),))  # fmt: skip
+        conn.execute("select memex.delete_document(d.uri) from memex.documents as d "
+                     "where d.tenant_id = memex.current_tenant() and not d.uri = any(%s)",
+                     (list(data.corpus),))  # fmt: skip
         for doc_id, (title, text) in progress(data.corpus.items(), desc="loading", unit="doc"):
             conn.execute("select memex.upsert_document(%s, %s, %s)", (doc_id, text, title or None))
     conn.execute("call memex.embed_pending()")
@@ -220,7 +221,8 @@ def evaluate(
                 with conn.transaction():
                     conn.execute("select memex.set_tenant(%s)", (tenant,))
                     conn.execute(
-                        "delete from memex.documents where tenant_id = memex.current_tenant()"
+                        "select memex.delete_document(d.uri) from memex.documents as d"
+                        " where d.tenant_id = memex.current_tenant()"
                     )
     return report
 

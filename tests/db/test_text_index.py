@@ -63,7 +63,7 @@ def chunk_tokens(conn: Conn) -> dict[str, list[str]]:
     rows = conn.execute(
         "select c.id::text, coalesce(json_agg(json_build_array(t.lexeme, t.tf)) "
         "filter (where t.lexeme is not null), '[]') from memex.chunks as c "
-        "left join lateral memex._text_terms(c) as t on true group by c.id"
+        "left join lateral memex._text_terms(c.tsv) as t on true group by c.id"
     ).fetchall()
     return {str(c): [w for w, tf in terms for _ in range(tf)] for c, terms in rows}  # type: ignore[misc, union-attr]
 
@@ -97,9 +97,9 @@ def recount(conn: Conn) -> dict[tuple[str, str], tuple[int, int]]:
     """(language, lexeme) -> (df, summed length) recounted from the chunks themselves."""
     rows = conn.execute(
         "select c.language::text, t.lexeme, count(*), 0 from memex.chunks as c, "
-        "memex._text_terms(c) as t group by 1, 2 "
+        "memex._text_terms(c.tsv) as t group by 1, 2 "
         "union all select c.language::text, '', count(*), coalesce(sum((select max(t.len) "
-        "from memex._text_terms(c) as t)), 0) from memex.chunks as c group by 1"
+        "from memex._text_terms(c.tsv) as t)), 0) from memex.chunks as c group by 1"
     ).fetchall()
     return {(str(lang), str(lex)): (int(df), int(tok)) for lang, lex, df, tok in rows if df}  # type: ignore[call-overload]
 
@@ -383,6 +383,6 @@ def test_a_tenant_reloaded_many_times_ranks_as_a_fresh_one(app: Conn) -> None:
     load(app, texts)
     fresh = top_scores()
     for _ in range(6):
-        app.execute("delete from memex.documents")
+        app.execute("select memex.delete_document(uri) from memex.documents")
         load(app, texts)
     assert top_scores() == fresh
