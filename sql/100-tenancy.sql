@@ -15,6 +15,33 @@ as $$ select nullif(pg_catalog.current_setting('memex.tenant_id', true), '')::uu
 comment on function memex.current_tenant() is
 'The tenant this transaction acts for (setting memex.tenant_id); null when unset or empty.';
 
+-- memex._act_for(tenant, is_local): act for a tenant (its id as text; '' for none), for this
+-- transaction (is_local, the default) or the session, as SET [LOCAL] memex.tenant_id. A SET
+-- LOCAL command rather than set_config: on Citus (docs/scale.md, "Citus") a transaction's SET
+-- LOCAL commands reach the workers it opens connections to when citus.propagate_set_commands
+-- is 'local', which this sets for the transaction where Citus is loaded; set_config never does.
+-- The one way memex sets the tenant (set_tenant, and every job that acts for tenants in turn).
+create or replace function memex._act_for(tenant text, is_local boolean default true)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if is_local and pg_catalog.current_setting('citus.propagate_set_commands', true) is not null then
+        perform pg_catalog.set_config('citus.propagate_set_commands', 'local', true);
+    end if;
+    execute pg_catalog.format(
+        case when is_local then 'set local memex.tenant_id = %L' else 'set memex.tenant_id = %L' end
+        , coalesce(_act_for.tenant, ''));
+end
+$$;
+
+comment on function memex._act_for(text, boolean) is
+'Internal: acts for a tenant (id as text, empty for none) for this transaction or the session, as SET [LOCAL] (reaches Citus workers).';
+
 -- memex._tenant_named(tenant): the id of the tenant a caller names by id or by name (an id
 -- first: a name that looks like another tenant's id does not take its place), or null. The
 -- one lookup behind set_tenant, delete_tenant and create_api_token; it sees the tenants its
@@ -124,7 +151,7 @@ begin
     set local search_path = pg_catalog, pg_temp;
     foreach t in array tables loop
         loop
-            perform pg_catalog.set_config('memex.tenant_id', victim.id::text, true);
+            perform memex._act_for(victim.id::text);
             execute pg_catalog.format(
                 'delete from memex.%1$I as r where r.tenant_id = $1 and r.ctid = any(array('
                 || 'select x.ctid from memex.%1$I as x where x.tenant_id = $1 limit $2))', t)
@@ -171,7 +198,7 @@ begin
         raise exception 'unknown tenant: %', tenant
             using errcode = 'P0002', hint = 'an administrator creates tenants with memex.create_tenant(name)';
     end if;
-    perform pg_catalog.set_config('memex.tenant_id', found::text, coalesce(is_local, true));
+    perform memex._act_for(found::text, coalesce(is_local, true));
     return found;
 end
 $$;

@@ -19,7 +19,7 @@ begin
     set local search_path = pg_catalog, pg_temp;
     perform memex._check_batch_size(batch_size);
     for tenant in select t.id from memex.tenants as t order by t.id loop
-        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        perform memex._act_for(tenant::text);
         total := total + (select pg_catalog.count(*) from memex.documents as d where d.tenant_id = tenant)
             + (select pg_catalog.count(*) from memex.messages as m where m.tenant_id = tenant)
             + (select pg_catalog.count(*) from memex.summaries as s where s.tenant_id = tenant);
@@ -27,7 +27,7 @@ begin
     raise notice 'memex.rechunk: % sources to re-cut', total
         using detail = pg_catalog.jsonb_build_object('event', 'start', 'done', 0, 'total', total)::text;
     for tenant in select t.id from memex.tenants as t order by t.id loop
-        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        perform memex._act_for(tenant::text);
         -- Ids only (the loop's rows are kept across COMMITs); the content is read under a lock.
         for source in
             select 'document' as kind, d.id from memex.documents as d where d.tenant_id = tenant
@@ -43,7 +43,7 @@ begin
             if in_batch >= batch_size then
                 commit;
                 set local search_path = pg_catalog, pg_temp;
-                perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+                perform memex._act_for(tenant::text);
                 in_batch := 0;
                 if pg_catalog.clock_timestamp() - last_notice >= interval '1 second' then
                     last_notice := pg_catalog.clock_timestamp();

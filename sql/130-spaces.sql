@@ -337,14 +337,6 @@ $$;
 
 comment on function memex.drop_space(text) is 'Drops a space that is not active, with its index and vectors.';
 
--- No vector enters a space with other dimensions than the space's: memex._store_embeddings, the
--- one writer of vectors, checks them (sql/141). Earlier releases checked with statement
--- triggers on memex.embeddings: dropped on upgrade (no trigger on a tenant table: docs/scale.md).
-drop trigger if exists dimension_guard on memex.embeddings;
-drop trigger if exists dimension_guard_insert on memex.embeddings;
-drop trigger if exists dimension_guard_update on memex.embeddings;
-drop function if exists memex._dimension_guard();
-
 -- Initial loads without the index: the HNSW graph built once at the end of a large load.
 
 -- memex._bulk_index_rows(): the setting memex.bulk_index_rows (default 1000; 0: never): a

@@ -129,7 +129,7 @@ begin
         raise exception 'endpoint % is the model of spaces %', drop_endpoint.name, users
             using errcode = '55006', hint = 'drop_space those spaces first';
     end if;
-    if not exists (select from memex.endpoints as e where e.name = drop_endpoint.name) then
+    if not exists (select 1 from memex.endpoints as e where e.name = drop_endpoint.name) then
         raise exception 'unknown endpoint %', pg_catalog.quote_literal(drop_endpoint.name) using errcode = '22023';
     end if;
     perform memex.set_endpoint_key(drop_endpoint.name, null);

@@ -53,12 +53,12 @@ begin
         || case when _pending_chunks.among is not null then ' and c.id = any($4)' else '' end
         || case when memex._space_embeds_code_only(_pending_chunks.space_id) then ' and c.domain = ''code''' else '' end
         || ' and not exists (
-                 select from memex.embeddings as e
+                 select 1 from memex.embeddings as e
                   where e.space_id = $1 and e.tenant_id = c.tenant_id
                     and e.chunk_id = c.id and e.content_hash = c.content_hash
              )
              and not exists (
-                 select from memex.embedding_failures as f
+                 select 1 from memex.embedding_failures as f
                   where f.space_id = $1 and f.tenant_id = c.tenant_id and f.chunk_id = c.id
                     and f.content_hash = c.content_hash
                     and (f.retry_at is null or f.retry_at > pg_catalog.now())
@@ -152,18 +152,18 @@ begin
     chunks := 0;
     pending := 0;
     failed := 0;
-    if not exists (select from memex.tenants) then  -- an application role with no tenant set
+    if not exists (select 1 from memex.tenants) then  -- an application role with no tenant set
         raise notice 'no tenant is set: the counts cover no tenant'
             using hint = 'memex.set_tenant(''name'', false) in psql; memex_admin counts every tenant';
         return;
     end if;
     for tenant in select t.id from memex.tenants as t order by t.id loop
-        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        perform memex._act_for(tenant::text);
         chunks := chunks + memex._chunks_here(_space_counts.space_id);
         pending := pending + memex._pending_here(_space_counts.space_id);
         failed := failed + memex._failed_here(_space_counts.space_id);
     end loop;
-    perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
+    perform memex._act_for(coalesce(saved, ''));
 end
 $$;
 

@@ -47,7 +47,7 @@ begin
             finished := true;
             return;
         end if;
-        perform pg_catalog.set_config('memex.tenant_id', place.tenant::text, true);
+        perform memex._act_for(place.tenant::text);
         candidates := array(
             select p from memex._pending_chunks(_drain_step.space_id, place.after_tokens, place.after, n) as p
         );
@@ -423,12 +423,12 @@ begin
         select t.id from memex.tenants as t
          where memex.current_tenant() is null or t.id = memex.current_tenant() order by t.id
     loop
-        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        perform memex._act_for(tenant::text);
         delete from memex.embedding_failures as f where f.space_id = target and f.tenant_id = tenant;
         get diagnostics n = row_count;
         queued := queued + n;
     end loop;
-    perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
+    perform memex._act_for(coalesce(saved, ''));
     if queued > 0 then
         perform pg_catalog.pg_notify('memex_pending', '');  -- wake the workers (sql/143-queue.sql)
     end if;

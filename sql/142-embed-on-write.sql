@@ -42,8 +42,3 @@ $$;
 
 comment on function memex._embed_on_write(uuid[]) is
 'Internal: embeds the given new or changed chunks at write time when memex.embed_on_write is on.';
-
--- Earlier releases did this with statement triggers on memex.chunks: dropped on upgrade.
-drop trigger if exists embed_on_insert on memex.chunks;
-drop trigger if exists embed_on_update on memex.chunks;
-drop function if exists memex._embed_on_write();

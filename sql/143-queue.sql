@@ -28,11 +28,6 @@ $$;
 comment on function memex._chunks_written(uuid[]) is
 'Internal: after a write function stored new or changed chunks: NOTIFY memex_pending, then embed-on-write.';
 
--- Earlier releases notified with statement triggers on memex.chunks: dropped on upgrade.
-drop trigger if exists notify_pending_insert on memex.chunks;
-drop trigger if exists notify_pending_update on memex.chunks;
-drop function if exists memex._notify_pending();
-
 -- memex._worker_started(...): a worker's heartbeat row (its id). Rows of workers stopped or
 -- silent for a week are removed here: the table stays the size of the fleet.
 create or replace function memex._worker_started(

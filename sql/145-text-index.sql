@@ -303,14 +303,3 @@ $$;
 
 comment on function memex._drop_chunks(uuid[]) is
 'Internal: deletes chunks of the current tenant and takes them out of the text index.';
-
--- Earlier releases kept the index with triggers on memex.chunks (and gave a changed chunk its
--- new text version in a row trigger, now _replace_chunks' DO UPDATE): dropped on upgrade.
-drop trigger if exists text_version on memex.chunks;
-drop trigger if exists text_index_insert on memex.chunks;
-drop trigger if exists text_index_update on memex.chunks;
-drop trigger if exists text_index_delete on memex.chunks;
-drop function if exists memex._text_index_chunks();
-drop function if exists memex._text_new_version();
-drop function if exists memex._text_apply(memex.chunks[], integer);
-drop function if exists memex._text_terms(memex.chunks);

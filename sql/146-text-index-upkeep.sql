@@ -80,7 +80,7 @@ begin
         tenants := array[memex.set_tenant(optimize_text_index.tenant, true)];
     end if;
     foreach t in array tenants loop
-        perform pg_catalog.set_config('memex.tenant_id', t::text, true);
+        perform memex._act_for(t::text);
         for lang in
             select distinct c.language::text from memex.chunks as c where c.tenant_id = t
             union
@@ -92,10 +92,10 @@ begin
                 , pg_catalog.round(extract(epoch from pg_catalog.clock_timestamp() - started)::numeric * 1000);
             commit;
             set local search_path = pg_catalog, pg_temp;
-            perform pg_catalog.set_config('memex.tenant_id', t::text, true);
+            perform memex._act_for(t::text);
         end loop;
     end loop;
-    perform pg_catalog.set_config('memex.tenant_id', '', true);
+    perform memex._act_for('');
 end
 $$;
 
@@ -166,8 +166,8 @@ do $backfill$
 declare
     part record;
 begin
-    if exists (select from memex.text_postings) or exists (select from memex.text_segments)
-       or not exists (select from memex.chunks) then
+    if exists (select 1 from memex.text_postings) or exists (select 1 from memex.text_segments)
+       or not exists (select 1 from memex.chunks) then
         return;
     end if;
     for part in select distinct c.tenant_id, c.language::text as language from memex.chunks as c loop

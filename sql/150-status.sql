@@ -51,7 +51,7 @@ begin
          order by x.name
     loop
         -- the tenant is set for each count: RLS binds memex_admin as it binds applications
-        perform pg_catalog.set_config('memex.tenant_id', listed.id::text, true);
+        perform memex._act_for(listed.id::text);
         tenant := listed.name;
         tenant_id := listed.id;
         created_at := listed.created_at;
@@ -64,7 +64,7 @@ begin
         failed := memex._failed_here(space_id);
         return next;
     end loop;
-    perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
+    perform memex._act_for(coalesce(saved, ''));
 end
 $$;
 

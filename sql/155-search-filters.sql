@@ -89,11 +89,11 @@ begin
         ) then
             raise exception 'filter levels: expected an array of integers' using errcode = '22023';
         end if;
-        clauses := clauses || text 'exists (select from memex.summaries as s where s.tenant_id = c.tenant_id and s.id = c.summary_id
+        clauses := clauses || text 'exists (select 1 from memex.summaries as s where s.tenant_id = c.tenant_id and s.id = c.summary_id
             and s.level in (select (pg_catalog.jsonb_array_elements_text($3 -> ''levels''))::integer))';
     end if;
     if f ? 'topics_any' then
-        clauses := clauses || text 'exists (select from memex.summaries as s where s.tenant_id = c.tenant_id and s.id = c.summary_id
+        clauses := clauses || text 'exists (select 1 from memex.summaries as s where s.tenant_id = c.tenant_id and s.id = c.summary_id
             and s.topics && array(select pg_catalog.jsonb_array_elements_text($3 -> ''topics_any'')))';
     end if;
     if f ? 'conversation' then
@@ -101,11 +101,11 @@ begin
             where v.tenant_id = c.tenant_id and v.slug = $3 ->> ''conversation'')';
     end if;
     if f ? 'document_uri_prefix' then
-        clauses := clauses || text 'exists (select from memex.documents as d where d.tenant_id = c.tenant_id and d.id = c.document_id
+        clauses := clauses || text 'exists (select 1 from memex.documents as d where d.tenant_id = c.tenant_id and d.id = c.document_id
             and pg_catalog.starts_with(d.uri, $3 ->> ''document_uri_prefix''))';
     end if;
     if f ? 'folder' then
-        clauses := clauses || text 'exists (select from memex.documents as d join memex.folders as o
+        clauses := clauses || text 'exists (select 1 from memex.documents as d join memex.folders as o
             on o.tenant_id = d.tenant_id and o.id = d.folder_id
             where d.tenant_id = c.tenant_id and d.id = c.document_id
               and (o.path = $3 ->> ''folder'' or pg_catalog.starts_with(o.path, ($3 ->> ''folder'') || ''/'')))';
@@ -139,9 +139,9 @@ begin
             < coalesce(($3 ->> ''before'')::timestamptz, ''infinity'')';
     end if;
     if f ? 'metadata' then
-        clauses := clauses || text '(exists (select from memex.documents as d where d.tenant_id = c.tenant_id
+        clauses := clauses || text '(exists (select 1 from memex.documents as d where d.tenant_id = c.tenant_id
             and d.id = c.document_id and d.metadata @> ($3 -> ''metadata''))
-            or exists (select from memex.conversations as v where v.tenant_id = c.tenant_id
+            or exists (select 1 from memex.conversations as v where v.tenant_id = c.tenant_id
             and v.id = c.conversation_id and v.metadata @> ($3 -> ''metadata'')))';
     end if;
     if pg_catalog.cardinality(clauses) = 0 then

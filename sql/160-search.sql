@@ -166,7 +166,7 @@ begin
     -- four times as much for no better recall (docs/memory.md), and it would say the
     -- caller's pending chunks cannot be found when only summaries are few.
     if _search.conversation_weight > 0 and _search.query is not null
-       and exists (select from memex.summaries as u where u.tenant_id = tenant) then
+       and exists (select 1 from memex.summaries as u where u.tenant_id = tenant) then
         select pg_catalog.array_agg(r.source_id order by r.o), pg_catalog.array_agg(r.score order by r.o)
           into summary_ids, summary_scores
           from memex._search(
@@ -376,7 +376,7 @@ begin
                 using hint = 'embed pending chunks: CALL memex.embed_pending() (memex embed), a running memex worker, or SET memex.embed_on_write = on for new writes';
         end if;
     elsif _search.mode = 'vector' and coalesce(pg_catalog.cardinality(pool_ids), 0) < want
-          and exists (select from memex._pending_chunks(sp.id, n => 1)) then
+          and exists (select 1 from memex._pending_chunks(sp.id, n => 1)) then
         raise notice 'memex.rag_search: this tenant has chunks with no vector in space % yet: a vector search cannot find them', sp.name
             using hint = 'embed pending chunks: CALL memex.embed_pending() (memex embed), a running memex worker, or SET memex.embed_on_write = on for new writes';
     end if;

@@ -145,7 +145,7 @@ begin
     select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
     select s.* into existing from memex.spaces as s where s.name = target.name;
     no_op := memex._reembed_no_op(active, reembed_plan.model, target.dimensions_out, target.model_hash, reembed_plan.space_name);
-    perform pg_catalog.set_config('memex.tenant_id', '', true);  -- counts span every tenant
+    perform memex._act_for('');  -- counts span every tenant
     if existing.id is not null then
         counts := memex._space_counts(existing.id);
         todo := counts.pending;
@@ -156,13 +156,13 @@ begin
     -- a sample of real chunks, from the first tenants, for the measured rate
     for tenant in select t.id from memex.tenants as t order by t.id loop
         exit when pg_catalog.cardinality(sample) >= 64;
-        perform pg_catalog.set_config('memex.tenant_id', tenant::text, true);
+        perform memex._act_for(tenant::text);
         sample := sample || array(
             select c.content from memex.chunks as c where c.tenant_id = tenant
              order by c.id limit 64 - pg_catalog.cardinality(sample)
         );
     end loop;
-    perform pg_catalog.set_config('memex.tenant_id', coalesce(saved, ''), true);
+    perform memex._act_for(coalesce(saved, ''));
     if not no_op and todo > 0 then
         rate := memex._measure_rate(reembed_plan.model, sample);
     end if;
@@ -284,7 +284,7 @@ begin
             using detail = pg_catalog.jsonb_build_object('event', 'progress', 'done', state.rows_done
                                                         , 'total', state.rows_total, 'rate', pg_catalog.round(run_rate::numeric, 1))::text;
     end loop;
-    perform pg_catalog.set_config('memex.tenant_id', '', true);
+    perform memex._act_for('');
     perform memex._release_memory();
 end
 $$;
@@ -337,7 +337,7 @@ begin
     -- anything is locked or written
     commit;
     set local search_path = pg_catalog, pg_temp;
-    perform pg_catalog.set_config('memex.tenant_id', '', true);  -- counts span every tenant
+    perform memex._act_for('');  -- counts span every tenant
 
     -- one reembed per space: a session-level lock, held across the batches' COMMITs. A lock
     -- this session still holds from a CALL that failed is reused, not taken twice.

@@ -44,30 +44,30 @@ begin
 end
 $policies$;
 
--- memex_admin manages tenants (create_tenant) and, for maintenance that spans tenants, lists
--- them to act for each in turn (set_tenant inside the job): it reads content only through the
--- same tenant_isolation policies as applications.
-drop policy if exists tenant_admin on memex.tenants;
-create policy tenant_admin on memex.tenants
-for all to memex_admin
-using (true)
-with check (true);
-
--- memex_owner reads tenants for memex.set_tenant (SECURITY DEFINER, owned by memex_owner).
-drop policy if exists tenant_owner on memex.tenants;
-create policy tenant_owner on memex.tenants
-for select to memex_owner
-using (true);
-
--- api_tokens: memex_admin creates, lists and revokes them; memex_owner reads them for
--- memex.tenant_for_token (SECURITY DEFINER); memex_app has no privilege on the table at all.
-drop policy if exists token_admin on memex.api_tokens;
-create policy token_admin on memex.api_tokens
-for all to memex_admin
-using (true)
-with check (true);
-
-drop policy if exists token_owner on memex.api_tokens;
-create policy token_owner on memex.api_tokens
-for select to memex_owner
-using (true);
+-- The shared tables' policies. Every policy statement of this file runs in a DO block: Citus
+-- forwards a top-level policy statement on a distributed or reference table to the workers
+-- with the text of the whole file, which they refuse (docs/scale.md, "Citus").
+-- * tenants, tenant_admin: memex_admin manages tenants (create_tenant) and, for maintenance
+--   that spans tenants, lists them to act for each in turn (set_tenant inside the job): it reads
+--   content only through the same tenant_isolation policies as applications.
+-- * tenants, tenant_owner: memex_owner reads tenants for memex.set_tenant (SECURITY DEFINER,
+--   owned by memex_owner).
+-- * api_tokens: memex_admin creates, lists and revokes them; memex_owner reads them for
+--   memex.tenant_for_token (SECURITY DEFINER); memex_app has no privilege on the table at all.
+do $policies$
+declare
+    p record;
+begin
+    for p in
+        select * from (values
+            ('tenants', 'tenant_admin', 'for all to memex_admin using (true) with check (true)')
+            , ('tenants', 'tenant_owner', 'for select to memex_owner using (true)')
+            , ('api_tokens', 'token_admin', 'for all to memex_admin using (true) with check (true)')
+            , ('api_tokens', 'token_owner', 'for select to memex_owner using (true)')
+        ) as x (tab, policy, definition)
+    loop
+        execute pg_catalog.format('drop policy if exists %I on memex.%I', p.policy, p.tab);
+        execute pg_catalog.format('create policy %I on memex.%I %s', p.policy, p.tab, p.definition);
+    end loop;
+end
+$policies$;

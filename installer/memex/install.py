@@ -265,7 +265,7 @@ def _has_chunks(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     """Whether memex.chunks holds rows (as the installer sees them: all, for a superuser)."""
     if conn.execute("select to_regclass('memex.chunks')").fetchone() == (None,):
         return False
-    return conn.execute("select exists (select from memex.chunks)").fetchone() == (True,)
+    return conn.execute("select exists (select 1 from memex.chunks)").fetchone() == (True,)
 
 
 def _record_fingerprint(conn: psycopg.Connection[tuple[object, ...]], fingerprint: str) -> None:

@@ -159,3 +159,12 @@ def test_no_function_call_in_do_update(conn: psycopg.Connection[Any]) -> None:
                          r"current_timestamp", clause, re.I):  # fmt: skip
                 breaches.add(name)
     assert breaches == set()
+
+
+def test_no_empty_select_list_over_memex_tables(conn: psycopg.Connection[Any]) -> None:
+    """`exists (select from memex.chunks)`: Citus answers "a column definition list is required
+    for functions returning record" (it broke a re-run of the installer); `select 1 from`."""
+    bodies = conn.execute("select p.oid::regprocedure::text, p.prosrc from pg_proc as p "
+                          "where p.pronamespace = 'memex'::regnamespace").fetchall()  # fmt: skip
+    breaches = {name for name, body in bodies if re.search(r"select\s+from\s+memex\.", body, re.I)}
+    assert breaches == set()

@@ -130,7 +130,7 @@ def keep_stored_uri(conn: psycopg.Connection[Any], doc: Document) -> Document:
 def _uri_taken(conn: psycopg.Connection[Any], uri: str) -> bool:
     """This file's own uri is stored already (an earlier run from here): it stays there."""
     row = conn.execute(
-        "select exists (select from memex.documents"
+        "select exists (select 1 from memex.documents"
         " where tenant_id = memex.current_tenant() and uri = %s)",
         (uri,),
     )
