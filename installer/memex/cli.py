@@ -79,8 +79,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     from memex.install import install
 
-    report = install(resolve_dsn(args.dsn), say=lambda m: print(m, file=sys.stderr))
+    dsn = resolve_dsn(args.dsn)
+    report = install(dsn, say=lambda m: print(m, file=sys.stderr))
     print(report.summary())
+    if getattr(args, "citus", False):
+        from memex.citus import distribute
+
+        distribute(dsn, say=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def cmd_citus(args: argparse.Namespace) -> int:
+    from memex.citus import distribute
+
+    distribute(resolve_dsn(args.dsn), say=lambda m: print(m, file=sys.stderr))
     return 0
 
 
@@ -328,10 +340,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         _add_dsn(p)
         p.set_defaults(handler=handler)
+        if name == "install":
+            p.add_argument("--citus", action="store_true",
+                           help="on a Citus coordinator with workers: then distribute "
+                           "memex's tables by tenant (docs/scale.md); no-op once done")  # fmt: skip
         if name == "doctor":
             p.add_argument("--repair", action="store_true",
                            help="first export the bundled model to ONNX again (a damaged model "
                            "file); run it on the database server")  # fmt: skip
+
+    citus = sub.add_parser("citus", help="memex on a Citus cluster (docs/scale.md)")
+    citus_actions = citus.add_subparsers(dest="action", required=True, parser_class=Parser)
+    distribute = citus_actions.add_parser(
+        "distribute", help="distribute memex's tables by tenant (reference tables for the "
+        "shared ones), in one transaction; a no-op once done")  # fmt: skip
+    _add_dsn(distribute)
+    citus.set_defaults(handler=cmd_citus)
 
     status = sub.add_parser("status", help="per tenant and space: what memex holds, what is "
                             "pending, who is embedding")  # fmt: skip

@@ -168,3 +168,13 @@ def test_no_empty_select_list_over_memex_tables(conn: psycopg.Connection[Any]) -
                           "where p.pronamespace = 'memex'::regnamespace").fetchall()  # fmt: skip
     breaches = {name for name, body in bodies if re.search(r"select\s+from\s+memex\.", body, re.I)}
     assert breaches == set()
+
+
+def test_no_forced_generic_plan(conn: psycopg.Connection[Any]) -> None:
+    """Citus cannot plan a generic plan's parameters over distributed tables."""
+    breaches = _rows(conn, """
+        select p.oid::regprocedure::text from pg_proc as p
+         where p.pronamespace = 'memex'::regnamespace
+           and 'plan_cache_mode=force_generic_plan' = any(coalesce(p.proconfig, '{}'))
+    """)  # fmt: skip
+    assert breaches == set()
