@@ -246,6 +246,7 @@ declare
     step record;
     place memex.drain_position;
     run_started timestamptz := pg_catalog.clock_timestamp();
+    step_at timestamptz;
     run_done bigint := 0;
     run_rate double precision;
 begin
@@ -265,7 +266,8 @@ begin
         perform memex._embed_or_isolate(target_id, step.ids, step.contents, step.hashes);
         run_done := run_done + pg_catalog.cardinality(step.ids);
         embedded := embedded + pg_catalog.cardinality(step.ids);
-        run_rate := run_done / greatest(extract(epoch from pg_catalog.clock_timestamp() - run_started), 0.001);
+        step_at := pg_catalog.clock_timestamp();  -- a value: Citus refuses volatile calls in an UPDATE
+        run_rate := run_done / greatest(extract(epoch from step_at - run_started), 0.001);
         update memex.reembeds as r
            set rows_done = r.rows_done + pg_catalog.cardinality(step.ids)
              , rows_total = greatest(r.rows_total, r.rows_done + pg_catalog.cardinality(step.ids))
@@ -273,7 +275,7 @@ begin
              , cursor_tokens = case when from_start then r.cursor_tokens else place.after_tokens end
              , cursor_chunk = case when from_start then r.cursor_chunk else place.after end
              , rate = case when from_start then r.rate else run_rate end  -- the main pass's rate
-             , updated_at = pg_catalog.clock_timestamp()
+             , updated_at = step_at
          where r.space_id = target_id
         returning r.* into state;
         commit;

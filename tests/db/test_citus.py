@@ -1,7 +1,7 @@
 """memex on a real Citus cluster (a coordinator and two workers on this machine, tests/citus.py),
-distributed by `memex install --citus`, against a single node holding the same data. Skipped
-where Citus is not installed (`make citus CITUS_SRC=dir`). Run as the superuser: RLS as
-memex_app on the workers is not done yet (docs/scale.md, "Citus")."""
+distributed by `memex install --citus`, against a single node holding the same data; and RLS
+on every shard for an application's login role. Skipped where Citus is not installed (`make
+citus CITUS_SRC=dir`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from memex.citus import REFERENCE_TABLES, TENANT_TABLES, distribute
 from memex.install import install
@@ -107,3 +108,76 @@ def test_the_workflow_on_citus_equals_a_single_node(citus: CitusCluster, db: str
             assert conn.execute("select memex.delete_document('cats.md')").fetchone() == (True,)
             conn.commit()
     assert _answers(citus.dsn()) == _answers(db)
+
+
+APP_LOGIN = "memex_citus_app"  # an application's login role, member of memex_app
+
+
+def test_rls_isolates_tenants_on_every_shard(citus: CitusCluster) -> None:
+    """As an application's login role (a member of memex_app: Citus reaches the workers as the
+    role that logged in, and memex_app itself cannot log in) with tenant A set: 0 rows of B in
+    every tenant table, through the coordinator and by direct shard-name queries on the
+    workers; B's rows are there (the superuser counts them)."""
+    with psycopg.connect(citus.dsn(), autocommit=True) as conn:
+        if conn.execute("select count(*) from memex.tenants").fetchone() == (0,):
+            _load(citus.dsn())
+        conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(APP_LOGIN)))
+        conn.execute(sql.SQL("create role {} login in role memex_app").format(
+            sql.Identifier(APP_LOGIN)))  # fmt: skip
+        ids = dict(conn.execute("select name, id::text from memex.tenants").fetchall())
+        shards = conn.execute(
+            "select table_name::text, shard_name, nodeport from citus_shards"
+            " where table_name::text = any(%s)", ([f"memex.{t}" for t in TENANT_TABLES],)
+        ).fetchall()  # fmt: skip
+    assert len(shards) >= 32 * len(TENANT_TABLES)
+    acme, globex = ids["acme"], ids["globex"]
+    coordinator = citus.coordinator.dsn(user=APP_LOGIN)
+    with psycopg.connect(coordinator) as app:
+        app.execute("select memex.set_tenant('acme')")
+        for table in TENANT_TABLES:
+            q = sql.SQL("select count(*) filter (where tenant_id = %s), count(*) from memex.{}")
+            mine_and_all = app.execute(q.format(sql.Identifier(table)), (globex,)).fetchone()
+            assert mine_and_all is not None and mine_and_all[0] == 0, table
+    ports = {node.port: node for node in citus.workers}
+    seen_b = 0
+    for _table, shard, port in shards:
+        node = ports[int(port)]
+        name = sql.Identifier(*str(shard).split("."))
+        with psycopg.connect(node.dsn(user=APP_LOGIN), autocommit=True) as app:
+            app.execute("select set_config('memex.tenant_id', %s, false)", (acme,))
+            rows = app.execute(sql.SQL("select tenant_id::text from {}").format(name)).fetchall()
+            assert {r[0] for r in rows} <= {acme}, shard
+        with psycopg.connect(node.dsn(), autocommit=True) as su:
+            seen_b += su.execute(sql.SQL("select count(*) from {} where tenant_id = %s").format(
+                name), (globex,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+    assert seen_b > 0  # B's rows exist on the shards: the zeros above are RLS at work
+
+
+def test_every_statement_of_the_workflow_routes_to_one_shard_group(citus: CitusCluster) -> None:
+    """citus.multi_task_query_log_level = error makes any statement that Citus would split over
+    several shards fail: upserts, every search form, compose_context, delete_document and CALL
+    embed_pending each touch one tenant's shard group only (the tenant bound as a value)."""
+    with psycopg.connect(citus.dsn(), autocommit=True) as conn:
+        if conn.execute("select count(*) from memex.tenants").fetchone() == (0,):
+            _load(citus.dsn())
+        conn.execute("set citus.multi_task_query_log_level = error")
+        with conn.transaction():
+            conn.execute("select memex.set_tenant('acme')")
+            conn.execute("select memex.upsert_document('z.md', 'Zebra crossings and nightly "
+                         "backups of the zoo''s records.')")  # fmt: skip
+            conn.execute("select memex.upsert_conversation('chat')")
+            conn.execute("select memex.upsert_messages('chat', %s)", (
+                '[{"role": "user", "name": "Ann", "content": "When do backups run?"},'
+                ' {"role": "assistant", "content": "Nightly, at two."}]',))  # fmt: skip
+        conn.execute("call memex.embed_pending()")
+        with conn.transaction():
+            conn.execute("select memex.set_tenant('acme')")
+            for args in ("", ", mode => 'text'", ", mode => 'vector'",
+                         ", diversity => 0.5, max_per_document => 1",
+                         ", filters => '{\"source_kind\": [\"message\"]}'"):  # fmt: skip
+                assert conn.execute(f"select count(*) from memex.rag_search('nightly backups'"
+                                    f", k => 3{args})").fetchone() != (0,), args  # fmt: skip
+            assert conn.execute("select memex.compose_context('nightly backups', 300)"
+                                ).fetchone() is not None  # fmt: skip
+            assert conn.execute("select memex.delete_document('z.md')").fetchone() == (True,)
+            assert conn.execute("select memex.delete_conversation('chat')").fetchone() == (True,)
