@@ -31,13 +31,20 @@ DOCUMENTS = {
     },
 }
 QUERIES = ("nightly backups", "warm cat", "table bloat", "widget vault", "holiday booking")
+APP_LOGIN = "memex_citus_app"  # an application's login role, member of memex_app
 
 
 @pytest.fixture(scope="module")
 def citus() -> Iterator[CitusCluster]:
+    """The cluster with memex installed and distributed, DOCUMENTS loaded and embedded, and
+    APP_LOGIN created (Citus creates it on the workers too)."""
     with citus_cluster() as cluster:
         install(cluster.dsn(), say=lambda _m: None)
         assert distribute(cluster.dsn(), say=lambda _m: None)
+        _load(cluster.dsn())
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("create role {} login in role memex_app").format(
+                sql.Identifier(APP_LOGIN)))  # fmt: skip
         yield cluster
 
 
@@ -96,8 +103,8 @@ def test_the_workflow_on_citus_equals_a_single_node(citus: CitusCluster, db: str
     """Upserts, CALL embed_pending (every pending chunk embedded: the tenant reaches the
     workers inside a CALL), searches in every mode, compose_context, the text index's
     statistics, and a delete_document: the same on both."""
+    _load(db)
     for dsn in (citus.dsn(), db):
-        _load(dsn)
         with psycopg.connect(dsn) as conn:
             assert conn.execute("select memex.pending_count()").fetchone() == (0,)
             assert conn.execute("select count(*) from memex.embeddings").fetchone() == (5,)
@@ -110,20 +117,12 @@ def test_the_workflow_on_citus_equals_a_single_node(citus: CitusCluster, db: str
     assert _answers(citus.dsn()) == _answers(db)
 
 
-APP_LOGIN = "memex_citus_app"  # an application's login role, member of memex_app
-
-
 def test_rls_isolates_tenants_on_every_shard(citus: CitusCluster) -> None:
     """As an application's login role (a member of memex_app: Citus reaches the workers as the
     role that logged in, and memex_app itself cannot log in) with tenant A set: 0 rows of B in
     every tenant table, through the coordinator and by direct shard-name queries on the
     workers; B's rows are there (the superuser counts them)."""
     with psycopg.connect(citus.dsn(), autocommit=True) as conn:
-        if conn.execute("select count(*) from memex.tenants").fetchone() == (0,):
-            _load(citus.dsn())
-        conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(APP_LOGIN)))
-        conn.execute(sql.SQL("create role {} login in role memex_app").format(
-            sql.Identifier(APP_LOGIN)))  # fmt: skip
         ids = dict(conn.execute("select name, id::text from memex.tenants").fetchall())
         shards = conn.execute(
             "select table_name::text, shard_name, nodeport from citus_shards"
@@ -158,8 +157,6 @@ def test_every_statement_of_the_workflow_routes_to_one_shard_group(citus: CitusC
     several shards fail: upserts, every search form, compose_context, delete_document and CALL
     embed_pending each touch one tenant's shard group only (the tenant bound as a value)."""
     with psycopg.connect(citus.dsn(), autocommit=True) as conn:
-        if conn.execute("select count(*) from memex.tenants").fetchone() == (0,):
-            _load(citus.dsn())
         conn.execute("set citus.multi_task_query_log_level = error")
         with conn.transaction():
             conn.execute("select memex.set_tenant('acme')")
@@ -181,3 +178,19 @@ def test_every_statement_of_the_workflow_routes_to_one_shard_group(citus: CitusC
                                 ).fetchone() is not None  # fmt: skip
             assert conn.execute("select memex.delete_document('z.md')").fetchone() == (True,)
             assert conn.execute("select memex.delete_conversation('chat')").fetchone() == (True,)
+
+
+def test_set_tenant_reaches_the_workers_in_a_do_block_as_the_application(
+    citus: CitusCluster,
+) -> None:
+    """set_tenant inside a DO block (autocommit: no explicit transaction) as an application's
+    login role: the write lands on the tenant's shards and reads back through RLS."""
+    with psycopg.connect(citus.coordinator.dsn(user=APP_LOGIN), autocommit=True) as app:
+        app.execute(
+            "do $$ begin perform memex.set_tenant('globex'); "
+            "perform memex.upsert_document('do.md', 'Written inside a DO block.'); end $$"
+        )
+        with app.transaction():
+            app.execute("select memex.set_tenant('globex')")
+            uris = {r[0] for r in app.execute("select uri from memex.documents").fetchall()}
+    assert "do.md" in uris and uris <= set(DOCUMENTS["globex"]) | {"do.md"}
