@@ -15,11 +15,11 @@ stable
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
--- Its statements are prepared once per backend and planned per call with their values: Citus
--- cannot plan them generically over distributed tables ("could not create distributed plan",
--- docs/scale.md), and on one node that costs about 0.35 ms a text search (NFCorpus, 3.9 ms
--- against 3.6 ms with generic plans).
-set plan_cache_mode = force_custom_plan
+-- Its statements are prepared once per backend; replanning them per call (what the plan cache
+-- does when a generic plan looks no cheaper) costs more than running them. Where Citus is
+-- loaded, which cannot plan generic plans over distributed tables, the function asks for
+-- custom ones for its own call (memex_db.text_search, docs/scale.md).
+set plan_cache_mode = force_generic_plan
 as $py$
 @memex_db text_search:candidates(tenant, query, filters, where_filters, n, k1, b, vector_ids, vector_docs)@
 $py$;

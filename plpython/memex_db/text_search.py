@@ -154,6 +154,17 @@ def _check_plan(plpy: Plpy, gd: GD, where: str, must: bool) -> Any:
                        ["uuid", "bigint[]", "jsonb", "text", "text"])  # fmt: skip
 
 
+def _on_citus(plpy: Plpy, gd: GD) -> bool:
+    """Whether Citus is loaded in this backend (asked once)."""
+    if "memex_on_citus" not in gd:
+        row = plpy.execute(
+            "select pg_catalog.current_setting('citus.propagate_set_commands', true) is not null"
+            " as loaded"
+        )
+        gd["memex_on_citus"] = bool(row[0]["loaded"])
+    return bool(gd["memex_on_citus"])
+
+
 def candidates(
     plpy: Plpy,
     gd: GD,
@@ -174,6 +185,10 @@ def candidates(
     params = bm25.Params.checked(k1, b)
     if not query or not n or n < 1 or tenant is None:
         return []
+    if _on_citus(plpy, gd):
+        # Citus cannot plan the generic plans this function forces on one node (its SET
+        # clause, which also undoes this at the function's exit): custom ones there
+        plpy.execute("select pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true)")
     parsed = bm25.parse_query(query)
     where = where_filters or ""
     languages = plpy.execute(

@@ -170,6 +170,14 @@ def test_no_empty_select_list_over_memex_tables(conn: psycopg.Connection[Any]) -
     assert breaches == set()
 
 
+# Forced generic plans on one node that switch to custom plans for their own call where Citus
+# is loaded (memex_db.text_search._on_citus): generic plans are the faster ones there.
+SWITCHES_ON_CITUS = {
+    "memex._text_candidates(uuid,text,jsonb,text,integer,double precision,double precision,"
+    "uuid[],bigint[])",
+}
+
+
 def test_no_forced_generic_plan(conn: psycopg.Connection[Any]) -> None:
     """Citus cannot plan a generic plan's parameters over distributed tables."""
     breaches = _rows(conn, """
@@ -177,4 +185,4 @@ def test_no_forced_generic_plan(conn: psycopg.Connection[Any]) -> None:
          where p.pronamespace = 'memex'::regnamespace
            and 'plan_cache_mode=force_generic_plan' = any(coalesce(p.proconfig, '{}'))
     """)  # fmt: skip
-    assert breaches == set()
+    assert breaches == SWITCHES_ON_CITUS
