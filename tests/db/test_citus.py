@@ -194,3 +194,28 @@ def test_set_tenant_reaches_the_workers_in_a_do_block_as_the_application(
             app.execute("select memex.set_tenant('globex')")
             uris = {r[0] for r in app.execute("select uri from memex.documents").fetchall()}
     assert "do.md" in uris and uris <= set(DOCUMENTS["globex"]) | {"do.md"}
+
+
+def test_delete_tenant_on_citus_removes_its_rows_from_every_shard(citus: CitusCluster) -> None:
+    """CALL memex.delete_tenant commits batch by batch, each routed to the tenant's shard group
+    (the multi-shard guard on); afterwards no table holds a row of it, the others keep theirs."""
+    with psycopg.connect(citus.dsn(), autocommit=True) as conn:
+        conn.execute("select memex.create_tenant('initech')")
+        with conn.transaction():
+            conn.execute("select memex.set_tenant('initech')")
+            for i in range(5):
+                text = f"TPS report number {i}, with its cover sheet."
+                conn.execute("select memex.upsert_document(%s, %s)", (f"tps-{i}.md", text))
+        conn.execute("call memex.embed_pending()")
+        victim = conn.execute("select id from memex.tenants where name = 'initech'").fetchone()
+        assert victim is not None
+        others = conn.execute("select count(*) from memex.chunks where tenant_id <> %s",
+                              (victim[0],)).fetchone()  # fmt: skip
+        conn.execute("set citus.multi_task_query_log_level = error")
+        conn.execute("call memex.delete_tenant('initech', confirm => 'initech')")
+        conn.execute("reset citus.multi_task_query_log_level")
+        for table in TENANT_TABLES:
+            count = sql.SQL("select count(*) from memex.{} where tenant_id = %s")
+            left = conn.execute(count.format(sql.Identifier(table)), (victim[0],)).fetchone()
+            assert left == (0,), table
+        assert conn.execute("select count(*) from memex.chunks").fetchone() == others
