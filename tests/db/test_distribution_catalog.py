@@ -12,6 +12,10 @@ import re
 from typing import Any
 
 import psycopg
+import pytest
+
+from memex.citus import distribute
+from memex.errors import MemexError
 
 SHARED_WITH_TENANT_ID = {"api_tokens"}
 
@@ -186,3 +190,17 @@ def test_no_forced_generic_plan(conn: psycopg.Connection[Any]) -> None:
            and 'plan_cache_mode=force_generic_plan' = any(coalesce(p.proconfig, '{}'))
     """)  # fmt: skip
     assert breaches == SWITCHES_ON_CITUS
+
+
+def test_distribute_refuses_a_database_without_citus_and_changes_nothing(
+    conn: psycopg.Connection[Any], db: str
+) -> None:
+    """`memex citus distribute` on a single node: the fix named, no foreign key dropped."""
+    keys = (
+        "select count(*) from pg_constraint"
+        " where contype = 'f' and connamespace = 'memex'::regnamespace"
+    )
+    before = conn.execute(keys).fetchone()
+    with pytest.raises(MemexError, match="no citus extension"):
+        distribute(db, say=lambda _m: None)
+    assert conn.execute(keys).fetchone() == before
