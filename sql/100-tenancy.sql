@@ -36,11 +36,43 @@ begin
     execute pg_catalog.format(
         case when is_local then 'set local memex.tenant_id = %L' else 'set memex.tenant_id = %L' end
         , coalesce(_act_for.tenant, ''));
+    if is_local and coalesce(_act_for.tenant, '') <> '' and memex._distributed() then
+        -- Citus sends a transaction's SET LOCAL commands to a worker with the BEGIN of a remote
+        -- transaction block, and a read opens one only inside BEGIN ... COMMIT: in a CALL, a DO
+        -- block or a lone statement the worker would read with no tenant (RLS: no row). A row
+        -- lock opens the block (on the tenant's shard group, locking no row).
+        perform 1 from memex.users as u where u.tenant_id = _act_for.tenant::uuid limit 0 for key share;
+    end if;
 end
 $$;
 
 comment on function memex._act_for(text, boolean) is
 'Internal: acts for a tenant (id as text, empty for none) for this transaction or the session, as SET [LOCAL] (reaches Citus workers).';
+
+-- memex._distributed(): whether memex's tables are distributed by Citus here (docs/scale.md,
+-- "Citus"). pg_dist_partition exists only where the citus extension does, hence the dynamic SQL.
+create or replace function memex._distributed()
+returns boolean
+language plpgsql
+stable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    found boolean;
+begin
+    if pg_catalog.to_regclass('pg_catalog.pg_dist_partition') is null then
+        return false;
+    end if;
+    execute 'select exists (select from pg_catalog.pg_dist_partition where logicalrelid = $1)'
+        into found using 'memex.chunks'::regclass;
+    return found;
+end
+$$;
+
+comment on function memex._distributed() is
+'Internal: whether memex''s tables are distributed by Citus in this database.';
 
 -- memex._tenant_named(tenant): the id of the tenant a caller names by id or by name (an id
 -- first: a name that looks like another tenant's id does not take its place), or null. The
@@ -192,6 +224,11 @@ declare
 begin
     if tenant is null or pg_catalog.btrim(tenant) = '' then
         raise exception 'tenant must be a tenant name or id' using errcode = '22023';
+    end if;
+    if not coalesce(is_local, true) and memex._distributed() then
+        raise exception 'a tenant for the session does not reach the Citus workers: memex is distributed here'
+            using errcode = '0A000'
+            , hint = 'call memex.set_tenant(tenant) in each transaction (is_local => true, the default)';
     end if;
     found := memex._tenant_named(tenant);
     if found is null then

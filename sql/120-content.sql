@@ -24,6 +24,7 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_custom_plan
 as $$
 declare
+    doomed uuid[];  -- computed on its own: Citus would run a call with it on the shard
     tenant uuid := memex._require_tenant();
     ords integer[];
     contents text[];
@@ -52,10 +53,11 @@ begin
         tokens[1] := tokens[1] + memex.count_tokens(heading || E'\n\n');
     end if;
 
-    perform memex._drop_chunks(array(
+    doomed := array(
         select k.id from memex.chunks as k
          where k.tenant_id = tenant and k.source_kind = kind and k.source_id = source
-           and k.ord >= coalesce(pg_catalog.cardinality(ords), 0)));
+           and k.ord >= coalesce(pg_catalog.cardinality(ords), 0));
+    perform memex._drop_chunks(doomed);
     -- the text versions the upsert below may replace (the caller holds the source's parent
     -- row: no other write changes them meanwhile)
     select pg_catalog.array_agg(k.id), pg_catalog.array_agg(k.language), pg_catalog.array_agg(k.text_doc)
@@ -275,6 +277,7 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_custom_plan
 as $$
 declare
+    doomed uuid[];  -- computed on its own: Citus would run a call with it on the shard
     tenant uuid := memex._require_tenant();
     document uuid;
 begin
@@ -284,8 +287,9 @@ begin
     if document is null then
         return false;
     end if;
-    perform memex._drop_chunks(array(
-        select k.id from memex.chunks as k where k.tenant_id = tenant and k.document_id = document));
+    doomed := array(
+        select k.id from memex.chunks as k where k.tenant_id = tenant and k.document_id = document);
+    perform memex._drop_chunks(doomed);
     delete from memex.documents as d where d.tenant_id = tenant and d.id = document;
     return true;
 end

@@ -150,12 +150,14 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    seqs integer[];  -- computed on its own: Citus would run a call with it on the shard
     tenant uuid := memex._require_tenant();
 begin
-    perform memex._message_contexts_near(_message_contexts.conversation, array(
+    seqs := array(
         select m.seq from memex.messages as m
          where m.tenant_id = tenant and m.conversation_id = _message_contexts.conversation
-           and (_message_contexts.message is null or m.id = _message_contexts.message)));
+           and (_message_contexts.message is null or m.id = _message_contexts.message));
+    perform memex._message_contexts_near(_message_contexts.conversation, seqs);
 end
 $$;
 
@@ -328,6 +330,7 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_custom_plan
 as $$
 declare
+    doomed uuid[];  -- computed on its own: Citus would run a call with it on the shard
     tenant uuid := memex._require_tenant();
     conversation uuid;
     last_seq integer := 0;
@@ -359,12 +362,13 @@ begin
         raise exception using errcode = '22023', message = checked ->> 'error', hint = checked ->> 'hint';
     end if;
     if upsert_messages_outcome.replace then
-        perform memex._drop_chunks(array(
+        doomed := array(
             select k.id from memex.chunks as k
               join memex.messages as g on g.tenant_id = k.tenant_id and g.id = k.message_id
              where k.tenant_id = tenant and k.conversation_id = conversation and g.tenant_id = tenant
                and g.conversation_id = conversation
-               and g.seq <> all (array(select (x ->> 'seq')::integer from pg_catalog.jsonb_array_elements(checked) as x))));
+               and g.seq <> all (array(select (x ->> 'seq')::integer from pg_catalog.jsonb_array_elements(checked) as x)));
+        perform memex._drop_chunks(doomed);
         with gone as (
             delete from memex.messages as g
              where g.tenant_id = tenant and g.conversation_id = conversation
@@ -548,6 +552,7 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_custom_plan
 as $$
 declare
+    doomed uuid[];  -- computed on its own: Citus would run a call with it on the shard
     tenant uuid := memex._require_tenant();
     conversation uuid;
 begin
@@ -558,8 +563,9 @@ begin
         return false;
     end if;
     -- its messages' and summaries' chunks, out of the text index first
-    perform memex._drop_chunks(array(
-        select k.id from memex.chunks as k where k.tenant_id = tenant and k.conversation_id = conversation));
+    doomed := array(
+        select k.id from memex.chunks as k where k.tenant_id = tenant and k.conversation_id = conversation);
+    perform memex._drop_chunks(doomed);
     delete from memex.conversations as c where c.tenant_id = tenant and c.id = conversation;
     return true;
 end

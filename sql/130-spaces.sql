@@ -3,9 +3,11 @@
 -- them; applications read them. Only building and dropping an index needs the table owner,
 -- so only memex._build_space_index and memex._drop_space_index are SECURITY DEFINER.
 
--- memex._space(name): the named space, or the active space of domain 'text' when name is null.
-create or replace function memex._space(name text default null)
-returns memex.spaces
+-- memex._space_id(name): the id of the named space, or of the active space of domain 'text'
+-- when name is null. An id, not the spaces row: a function whose signature names a table's row
+-- type is left off the Citus workers (docs/scale.md, "Citus"); callers read the row by its key.
+create or replace function memex._space_id(name text default null)
+returns integer
 language plpgsql
 stable
 parallel safe
@@ -13,30 +15,30 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    found_space memex.spaces;
+    found_id integer;
 begin
-    if _space.name is null then
-        select s.* into found_space from memex.spaces as s where s.domain = 'text' and s.status = 'active';
+    if _space_id.name is null then
+        select s.id into found_id from memex.spaces as s where s.domain = 'text' and s.status = 'active';
         if not found then
             raise exception 'no active embedding space for domain text'
                 using errcode = 'P0002', hint = 'activate one with memex.activate_space(name)';
         end if;
     else
-        select s.* into found_space from memex.spaces as s where s.name = _space.name;
+        select s.id into found_id from memex.spaces as s where s.name = _space_id.name;
         if not found then
-            raise exception 'unknown embedding space %', pg_catalog.quote_literal(_space.name)
+            raise exception 'unknown embedding space %', pg_catalog.quote_literal(_space_id.name)
                 using errcode = '22023'
                 , hint = 'known spaces: ' || coalesce(
                     (select pg_catalog.string_agg(s.name, ', ' order by s.id) from memex.spaces as s), 'none'
                 );
         end if;
     end if;
-    return found_space;
+    return found_id;
 end
 $$;
 
-comment on function memex._space(text) is
-'Internal: a space by name, or the active text space when name is null (22023 / P0002 otherwise).';
+comment on function memex._space_id(text) is
+'Internal: a space''s id by name, or the active text space''s when name is null (22023 / P0002 otherwise).';
 
 -- memex._space_index_name(space_id): the name of a space's vector index,
 -- embeddings_space_<id>_<kind> (the default space's, from migration 0003: embeddings_space_1_hnsw).
@@ -265,9 +267,10 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    sp memex.spaces := memex._space(activate_space.name);
+    sp memex.spaces;
     missing bigint;
 begin
+    select s.* into strict sp from memex.spaces as s where s.id = memex._space_id(activate_space.name);
     if sp.status = 'active' then
         raise notice 'memex: space % is already active', sp.name;
         return;
@@ -302,8 +305,9 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    sp memex.spaces := memex._space(retire_space.name);
+    sp memex.spaces;
 begin
+    select s.* into strict sp from memex.spaces as s where s.id = memex._space_id(retire_space.name);
     update memex.spaces as s set status = 'retired', retired_at = pg_catalog.now() where s.id = sp.id;
     if sp.status = 'active' then
         raise warning 'memex: space % was the active % space; there is none now', sp.name, sp.domain
@@ -324,8 +328,9 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    sp memex.spaces := memex._space(drop_space.name);
+    sp memex.spaces;
 begin
+    select s.* into strict sp from memex.spaces as s where s.id = memex._space_id(drop_space.name);
     if sp.status = 'active' then
         raise exception 'space % is active', sp.name
             using errcode = '55006', hint = 'activate another space of this domain first';

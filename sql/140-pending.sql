@@ -179,7 +179,7 @@ volatile
 parallel unsafe
 security invoker
 set search_path = pg_catalog, pg_temp
-as $$ select c.pending from memex._space_counts((memex._space(pending_count.space)).id) as c $$;
+as $$ select c.pending from memex._space_counts(memex._space_id(pending_count.space)) as c $$;
 
 comment on function memex.pending_count(text) is
 'Chunks without an up-to-date vector in a space (null: the active text space).';

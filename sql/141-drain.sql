@@ -414,7 +414,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     saved text := pg_catalog.current_setting('memex.tenant_id', true);
-    target integer := (memex._space(retry_failed.space)).id;
+    target integer := memex._space_id(retry_failed.space);
     tenant uuid;
     queued bigint := 0;
     n bigint;
@@ -468,7 +468,7 @@ begin
     if max_rows is not null and max_rows < 1 then
         raise exception 'max_rows must be at least 1, not %', max_rows using errcode = '22023';
     end if;
-    sp := memex._space(space);
+    select s.* into strict sp from memex.spaces as s where s.id = memex._space_id(space);
     select c.chunks, c.pending into counts from memex._space_counts(sp.id) as c;
     total := counts.pending;
     if max_rows is not null then

@@ -15,6 +15,7 @@ as $$
 declare
     tenant uuid := memex._require_tenant();
     sp memex.spaces;
+    pending uuid[];
     ids uuid[];
     contents text[];
     hashes bytea[];
@@ -23,15 +24,17 @@ begin
        not in ('on', 'true', '1', 'yes') then
         return;
     end if;
-    sp := memex._space(null);
+    select s.* into strict sp from memex.spaces as s where s.id = memex._space_id(null);
+    -- on its own: Citus runs a statement over one tenant's rows on its shard, where a function
+    -- reading distributed tables cannot run
+    pending := array(select p from memex._pending_chunks(sp.id, among => chunk_ids) as p);
     select
         pg_catalog.array_agg(n.id order by n.id)
         , pg_catalog.array_agg(memex._embedding_text(n.content, n.context) order by n.id)
         , pg_catalog.array_agg(n.content_hash order by n.id)
     into ids, contents, hashes
     from memex.chunks as n
-    where n.tenant_id = tenant and n.id = any(chunk_ids)
-      and n.id in (select p from memex._pending_chunks(sp.id, among => chunk_ids) as p);
+    where n.tenant_id = tenant and n.id = any(pending);
     if ids is null then
         return;
     end if;

@@ -72,6 +72,14 @@ declare
     classes constant integer[] := '{4,16,64,256,1024,4096,16384,65536,262144,1048576,4194304,16777216}';
     picked tid[];
     merged integer;
+    m_lexemes text[];
+    m_postings bigint[];
+    m_df bigint[];
+    m_tokens bigint[];
+    m_dead bigint[];
+    m_docids bytea[];
+    m_tfs bytea[];
+    m_lengths bytea[];
 begin
     if not pg_catalog.pg_try_advisory_xact_lock(memex._text_lock_key(tenant, language)) then
         return 0;
@@ -94,19 +102,34 @@ begin
     if picked is null then
         return 0;
     end if;
+    -- Two statements: Citus runs an INSERT reading a data-modifying CTE through the
+    -- coordinator, as a COPY into the shard, which RLS refuses.
     with gone as (
-        delete from memex.text_postings as p where p.ctid = any(picked)
+        delete from memex.text_postings as p
+         where p.tenant_id = tenant and p.language = _text_merge.language and p.ctid = any(picked)
         returning p.*
+    ),
+    blocks as (
+        select g.lexeme, sum(g.postings) as postings, sum(g.df) as df, sum(g.tokens) as tokens
+             , sum(g.dead) as dead, pg_catalog.string_agg(g.docids, ''::bytea) as docids
+             , pg_catalog.string_agg(g.tfs, ''::bytea) as tfs, pg_catalog.string_agg(g.lengths, ''::bytea) as lengths
+          from gone as g
+         group by g.lexeme, pg_catalog.width_bucket(g.postings, classes)
     )
-    insert into memex.text_postings (tenant_id, language, lexeme, postings, df, tokens, dead, docids, tfs, lengths)
-    select
-        tenant, _text_merge.language, g.lexeme, sum(g.postings), sum(g.df), sum(g.tokens), sum(g.dead)
-        , pg_catalog.string_agg(g.docids, ''::bytea)
-        , pg_catalog.string_agg(g.tfs, ''::bytea)
-        , pg_catalog.string_agg(g.lengths, ''::bytea)
-      from gone as g
-     group by g.lexeme, pg_catalog.width_bucket(g.postings, classes);
-    get diagnostics merged = row_count;
+    select pg_catalog.array_agg(b.lexeme), pg_catalog.array_agg(b.postings), pg_catalog.array_agg(b.df)
+         , pg_catalog.array_agg(b.tokens), pg_catalog.array_agg(b.dead), pg_catalog.array_agg(b.docids)
+         , pg_catalog.array_agg(b.tfs), pg_catalog.array_agg(b.lengths)
+      into m_lexemes, m_postings, m_df, m_tokens, m_dead, m_docids, m_tfs, m_lengths
+      from blocks as b;
+    -- RETURNING: Citus writes the rows through the shard's INSERT (RLS applies), not a COPY
+    with added as (
+        insert into memex.text_postings (tenant_id, language, lexeme, postings, df, tokens, dead, docids, tfs, lengths)
+        select tenant, _text_merge.language, u.lexeme, u.postings, u.df, u.tokens, u.dead, u.docids, u.tfs, u.lengths
+          from unnest(m_lexemes, m_postings, m_df, m_tokens, m_dead, m_docids, m_tfs, m_lengths)
+            as u (lexeme, postings, df, tokens, dead, docids, tfs, lengths)
+        returning 1
+    )
+    select pg_catalog.count(*) into merged from added;
     return merged;
 end
 $$;

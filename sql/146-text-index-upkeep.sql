@@ -17,6 +17,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     saved_timeout text := pg_catalog.current_setting('lock_timeout');
+    written bigint;
 begin
     perform memex._bounded_lock_timeout();
     begin
@@ -38,20 +39,27 @@ begin
           from memex.chunks as c
           left join lateral memex._text_terms(c.tsv) as t on true
          where c.tenant_id = tenant and c.language::text = _text_rebuild.language
+    ),
+    -- the INSERT in a CTE with RETURNING: Citus runs the statement whole on the tenant's shard
+    -- group (a top-level INSERT ... SELECT it would write through the coordinator as a COPY,
+    -- which RLS refuses)
+    added as (
+        insert into memex.text_postings (tenant_id, language, lexeme, postings, df, tokens, dead, docids, tfs, lengths)
+        select
+            tenant, _text_rebuild.language, t.lexeme, pg_catalog.count(*), pg_catalog.count(*), 0, 0
+            , pg_catalog.string_agg(pg_catalog.int8send(t.text_doc), ''::bytea)
+            , pg_catalog.string_agg(pg_catalog.int2send(t.tf), ''::bytea)
+            , pg_catalog.string_agg(pg_catalog.int2send(t.len), ''::bytea)
+          from terms as t
+         where t.lexeme is not null
+         group by t.lexeme
+        union all
+        select tenant, _text_rebuild.language, '', 0, pg_catalog.count(*), coalesce(sum(g.len), 0), 0, '', '', ''
+          from (select distinct t.text_doc, t.len from terms as t) as g
+        having pg_catalog.count(*) > 0
+        returning 1
     )
-    insert into memex.text_postings (tenant_id, language, lexeme, postings, df, tokens, dead, docids, tfs, lengths)
-    select
-        tenant, _text_rebuild.language, t.lexeme, pg_catalog.count(*), pg_catalog.count(*), 0, 0
-        , pg_catalog.string_agg(pg_catalog.int8send(t.text_doc), ''::bytea)
-        , pg_catalog.string_agg(pg_catalog.int2send(t.tf), ''::bytea)
-        , pg_catalog.string_agg(pg_catalog.int2send(t.len), ''::bytea)
-      from terms as t
-     where t.lexeme is not null
-     group by t.lexeme
-    union all
-    select tenant, _text_rebuild.language, '', 0, pg_catalog.count(*), coalesce(sum(g.len), 0), 0, '', '', ''
-      from (select distinct t.text_doc, t.len from terms as t) as g
-    having pg_catalog.count(*) > 0;
+    select pg_catalog.count(*) into written from added;
 end
 $$;
 

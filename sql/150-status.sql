@@ -43,7 +43,7 @@ as $$
 declare
     saved text := pg_catalog.current_setting('memex.tenant_id', true);
     listed memex.tenants;
-    space_id integer := (memex._space(null)).id;
+    space_id integer := memex._space_id(null);
 begin
     for listed in
         select x.* from memex.tenants as x

@@ -79,7 +79,7 @@ begin
         , conversation_weight => _search.conversation_weight, recency => _search.recency
     );
     where_filters := memex._search_filters(_search.filters);
-    sp := memex._space(_search.space);
+    select s.* into strict sp from memex.spaces as s where s.id = memex._space_id(_search.space);
     if query_vector is not null and __vector_schema__.vector_dims(query_vector) <> sp.dimensions then
         raise exception 'the query embedding has % dimensions, space % has %'
             , __vector_schema__.vector_dims(query_vector), sp.name, sp.dimensions

@@ -64,25 +64,30 @@ $$;
 comment on function memex._reembed_target(text, integer, text) is
 'Internal: (space name, dimensions, model hash, model dimensions) a reembed targets; validates its arguments.';
 
--- memex._reembed_no_op(active, model, dimensions, model_hash, space_name): whether the active
--- space already has the signature a reembed asks for. A space made before migration 0005 has
--- no hash recorded: it is taken to match the model's current files.
+-- memex._reembed_no_op(active_id, model, dimensions, model_hash, space_name): whether the
+-- active space (its id; null when there is none) already has the signature a reembed asks for.
+-- A space made before migration 0005 has no hash recorded: it is taken to match the model's
+-- current files. An id, not the spaces row: docs/scale.md, "Citus".
 create or replace function memex._reembed_no_op(
-    active memex.spaces, model text, dimensions integer, model_hash text, space_name text
+    active_id integer, model text, dimensions integer, model_hash text, space_name text
 )
 returns boolean
 language sql
-immutable
+stable
 parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-    select active.id is not null and active.model = model and active.dimensions = dimensions
-       and coalesce(active.model_hash, model_hash) = model_hash
-       and (space_name is null or active.name = space_name)
+    select exists (
+        select from memex.spaces as a
+         where a.id = _reembed_no_op.active_id and a.model = _reembed_no_op.model
+           and a.dimensions = _reembed_no_op.dimensions
+           and coalesce(a.model_hash, _reembed_no_op.model_hash) = _reembed_no_op.model_hash
+           and (_reembed_no_op.space_name is null or a.name = _reembed_no_op.space_name)
+    )
 $$;
 
-comment on function memex._reembed_no_op(memex.spaces, text, integer, text, text) is
+comment on function memex._reembed_no_op(integer, text, integer, text, text) is
 'Internal: whether the active space already has the signature a reembed asks for.';
 
 -- memex._reembed_lock_key(space_name): the advisory lock ('reembed' class, key) one reembed of a
@@ -144,7 +149,7 @@ begin
     target := memex._reembed_target(reembed_plan.model, reembed_plan.dimensions, reembed_plan.space_name);
     select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
     select s.* into existing from memex.spaces as s where s.name = target.name;
-    no_op := memex._reembed_no_op(active, reembed_plan.model, target.dimensions_out, target.model_hash, reembed_plan.space_name);
+    no_op := memex._reembed_no_op(active.id, reembed_plan.model, target.dimensions_out, target.model_hash, reembed_plan.space_name);
     perform memex._act_for('');  -- counts span every tenant
     if existing.id is not null then
         counts := memex._space_counts(existing.id);
@@ -325,7 +330,7 @@ begin
     end if;
     target := memex._reembed_target(model, dimensions, space_name);
     select s.* into active from memex.spaces as s where s.domain = 'text' and s.status = 'active';
-    if memex._reembed_no_op(active, model, target.dimensions_out, target.model_hash, space_name) then
+    if memex._reembed_no_op(active.id, model, target.dimensions_out, target.model_hash, space_name) then
         if active.model_hash is null then  -- a space from before 0005: record what it was made with
             update memex.spaces as s set model_hash = target.model_hash where s.id = active.id;
         end if;

@@ -67,6 +67,10 @@ grant select on memex.tenants to memex_app;
 -- The text index: blocks are inserted by writers and merged (deleted and re-inserted) by them.
 grant select, insert, delete on memex.text_postings, memex.text_segments to memex_admin, memex_app;
 grant usage on sequence memex.text_doc_seq to memex_admin, memex_app;
+-- Their identity columns need no privilege on one node; on Citus a write that runs on a worker's
+-- shard (an INSERT ... SELECT pushed down) takes its numbers from the worker's sequence.
+grant usage on sequence memex.text_postings_block_seq, memex.text_segments_segment_seq
+to memex_admin, memex_app;
 grant select on memex.text_index_status to memex_admin, memex_app;
 -- Vectors: written by embed_pending and workers (memex_admin) and by embed-on-write in the
 -- application's own statements, always under RLS; spaces: managed by memex_admin only.

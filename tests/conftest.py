@@ -18,7 +18,9 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from memex import paths
 from memex.devcluster import Cluster, cluster, pg_bindir
+from memex.citus import distribute
 from memex.install import install
+from tests import citus
 
 TEST_CLUSTER = cluster("test")
 BASE = "memex"
@@ -96,10 +98,52 @@ def template_dsn(pg_cluster: Cluster, memex_server: NoopExecutor) -> str:
     return pg_cluster.dsn(memex_server.template_dbname)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--citus", action="store_true",
+        help="the `db` fixture is a database on a Citus cluster (a coordinator and 2 workers "
+        "started by tests/citus.py), memex installed and distributed: `make test-citus`",
+    )  # fmt: skip
+
+
+def on_citus(config: pytest.Config) -> bool:
+    return bool(config.getoption("citus"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("single_node")
+    if marker is not None and on_citus(item.config):
+        pytest.skip(f"single node only: {marker.args[0]}")
+
+
+@pytest.fixture(scope="session")
+def citus_nodes() -> Iterator[citus.CitusCluster]:
+    """The Citus cluster of a --citus run, with its distributed template."""
+    if (missing := citus.citus_missing()) is not None:
+        pytest.skip(missing)
+    with citus.citus_cluster() as nodes, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(psycopg, "connect", citus.TenantPerTransaction.connect)
+        citus.make_template(
+            nodes, lambda dsn: install(dsn, say=lambda _m: None),
+            lambda dsn: distribute(dsn, say=lambda _m: None),
+        )  # fmt: skip
+        yield nodes
+
+
 @pytest.fixture
-def db(pg_cluster: Cluster, template_dsn: str) -> Iterator[str]:
-    """DSN of a fresh clone of the installed template database, dropped after the test."""
+def db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """DSN of a fresh clone of the installed template database, dropped after the test (with
+    --citus: of the distributed template, on every node of the Citus cluster)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
+    if on_citus(request.config):
+        nodes: citus.CitusCluster = request.getfixturevalue("citus_nodes")
+        try:
+            yield citus.create_database(nodes, name)
+        finally:
+            citus.drop_database(nodes, name)
+        return
+    pg_cluster: Cluster = request.getfixturevalue("pg_cluster")
+    request.getfixturevalue("template_dsn")
     with _janitor(pg_cluster, name, TEMPLATE):
         yield pg_cluster.dsn(name)
 

@@ -109,6 +109,9 @@ def distribute(dsn: str, say: Callable[[str], None]) -> bool:
                 "select create_distributed_table(%s, 'tenant_id', colocate_with => %s)",
                 (f"memex.{table}", "default" if table == TENANT_TABLES[0] else anchor),
             )
+        # Citus reaches the workers as the current role: memex's SECURITY DEFINER functions
+        # (a space's index, set_tenant) run as memex_owner, which must be able to log in there.
+        conn.execute("alter role memex_owner login")
         for table, name, definition in keys:
             conn.execute(
                 sql.SQL("alter table {} add constraint {} {}").format(

@@ -62,12 +62,16 @@ def populate(conn: Conn, tenant: str, prefix: str = "") -> None:
     )
     conn.execute("select * from memex.upsert_summaries('2025-06-25__orage', %s)",
                  (json.dumps(ARTEFACT),))  # fmt: skip
-    # One vector per chunk in the default space, as embed_pending would store them.
-    conn.execute(
-        "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash) "
-        "select 1, c.id, memex.embed(c.content), c.content_hash from memex.chunks as c "
-        "where c.tenant_id = memex.current_tenant() on conflict do nothing"
-    )
+    # One vector per chunk in the default space, as embed_pending would store them (a row at a
+    # time: on Citus an INSERT ... SELECT runs on the shard, where memex.embed cannot).
+    chunks = conn.execute("select c.id, c.content, c.content_hash from memex.chunks as c"
+                          " where c.tenant_id = memex.current_tenant()").fetchall()  # fmt: skip
+    for chunk_id, content, content_hash in chunks:
+        conn.execute(
+            "insert into memex.embeddings (space_id, chunk_id, embedding, content_hash)"
+            " values (1, %s, memex.embed(%s), %s) on conflict do nothing",
+            (chunk_id, content, content_hash),
+        )
     # A failure record of an earlier content of one chunk (stale: it counts for nothing).
     conn.execute(
         "insert into memex.embedding_failures (space_id, chunk_id, content_hash, sqlstate, error)"

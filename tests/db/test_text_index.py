@@ -169,12 +169,12 @@ def test_another_tenants_writes_leave_scores_byte_identical(app: Conn) -> None:
     conn.execute(
         "select count(memex.upsert_document('b/' || i, 'x')) from generate_series(1, 100) as i"
     )
-    conn.execute(
-        "insert into memex.chunks "
+    conn.execute(  # RETURNING: on Citus an INSERT ... SELECT without it is a COPY, which RLS refuses
+        "with added as (insert into memex.chunks "
         "(source_kind, document_id, ord, content, token_count, content_hash) "
         "select 'document', d.id, o, (%s::text[])[1 + (o * 7 + length(d.uri)) %% 30] || ' ' || "
         "(%s::text[])[1 + o %% 30], 2, '\\x00' "
-        "from memex.documents as d, generate_series(1, 100) as o",
+        "from memex.documents as d, generate_series(1, 100) as o returning 1) select count(*) from added",
         (WORDS, WORDS),
     )
     assert conn.execute("select count(*) from memex.chunks").fetchone() == (10_100,)
@@ -295,12 +295,12 @@ def test_a_query_of_the_most_common_words_reads_a_bounded_number_of_postings(
         writer.execute("set role memex_app")
         writer.execute("select memex.set_tenant(%s, false)", (ids["big"],))
         doc = writer.execute("select memex.upsert_document('big.md', 'seed')").fetchone()
-        writer.execute(
-            "insert into memex.chunks (source_kind, document_id, ord, content, token_count,"
-            " content_hash)"
+        writer.execute(  # RETURNING: on Citus an INSERT ... SELECT without it is a COPY
+            "with added as (insert into memex.chunks (source_kind, document_id, ord, content,"
+            " token_count, content_hash)"
             " select 'document', %s, i, (select string_agg('w' || ((i * 7919 + j * 129) %% 200),"
             " ' ') from generate_series(1, 160) as j), 160, sha256(i::text::bytea)"
-            " from generate_series(1, 25000) as i",
+            " from generate_series(1, 25000) as i returning 1) select count(*) from added",
             (doc[0] if doc else None,),
         )
     with psycopg.connect(db, autocommit=True) as admin:
@@ -383,6 +383,7 @@ def test_a_tenant_reloaded_many_times_ranks_as_a_fresh_one(app: Conn) -> None:
     load(app, texts)
     fresh = top_scores()
     for _ in range(6):
-        app.execute("select memex.delete_document(uri) from memex.documents")
+        for (uri,) in app.execute("select uri from memex.documents").fetchall():
+            app.execute("select memex.delete_document(%s)", (uri,))
         load(app, texts)
     assert top_scores() == fresh

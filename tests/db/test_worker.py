@@ -37,7 +37,7 @@ def test_worker_drains_the_queue_with_the_databases_own_vectors(conn: Conn, db: 
     assert state(db) == (50, 50, 50, 0)
     rows = conn.execute(
         "select 1 - (e.embedding <=> memex.embed(c.content)) from memex.embeddings e"
-        " join memex.chunks c on c.id = e.chunk_id"
+        " join memex.chunks c on c.id = e.chunk_id and c.tenant_id = e.tenant_id"
     ).fetchall()
     assert min(float(r[0]) for r in rows) >= 0.9999  # type: ignore[arg-type]
 

@@ -131,8 +131,8 @@ def test_langchain_collections_keep_their_vectors_when_the_model_is_the_spaces(
     with psycopg.connect(db) as su:
         cosine = su.execute(
             "select min(1 - (e.embedding <=> s.embedding)) from memex.embeddings e"
-            " join memex.chunks c on c.id = e.chunk_id"
-            " join memex.documents d on d.id = c.document_id"
+            " join memex.chunks c on c.id = e.chunk_id and c.tenant_id = e.tenant_id"
+            " join memex.documents d on d.id = c.document_id and d.tenant_id = c.tenant_id"
             " join langchain_pg_embedding s on d.uri = 'langchain/kb/' || s.id"
         ).fetchone()  # fmt: skip
     assert cosine is not None and cosine[0] > 0.99999, "the source's own vectors"

@@ -1,4 +1,4 @@
-"""A fake plpy: answers current_setting() from a dict, memex._space() from a list, and
+"""A fake plpy: answers current_setting() from a dict, memex._space_id() from a list, and
 records notices and errors."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class FakePlpy:
         match = re.search(r"current_setting\('([^']+)'", text)
         if match:
             return [{"v": self.settings.get(match.group(1))}]
-        if "from memex._space($1)" in text:  # as the SQL function answers
+        if "memex._space_id($1)" in text:  # as the SQL function answers
             if args[0] is None:
                 found = [s for s in self.spaces if (s["domain"], s["status"]) == ("text", "active")]
             else:

@@ -107,7 +107,7 @@ def _samples(source: Source) -> dict[str | None, list[Vector]]:
 
 def check_models(conn: psycopg.Connection[Any], source: Source) -> list[ModelCheck]:
     """Each source model against the active text space: its sample re-embedded there."""
-    row = conn.execute("select (memex._space()).dimensions").fetchone()
+    row = conn.execute("select s.dimensions from memex.spaces as s where s.id = memex._space_id()").fetchone()
     dimensions = int(row[0]) if row else 0
     checks = []
     for model, sample in _samples(source).items():
@@ -151,7 +151,7 @@ def _keep_vectors(conn: psycopg.Connection[Any], vector_type: sql.Composable,
     if not found:
         return 0, 0
     statement = sql.SQL(
-        "select memex._store_embeddings((memex._space()).id, %s::uuid[], %s::bytea[],"
+        "select memex._store_embeddings(memex._space_id(), %s::uuid[], %s::bytea[],"
         " %s::text[]::{}[])"
     ).format(vector_type)
     columns = ([f[0] for f in found], [f[1] for f in found], [f[2] for f in found])
