@@ -1,7 +1,8 @@
 -- Embedding spaces: create, activate, retire, drop; their indexes; what each space holds.
 -- Spaces are installation-wide (no tenant): one model serves every tenant. memex_admin manages
 -- them; applications read them. Only building and dropping an index needs the table owner,
--- so only memex._build_space_index and memex._drop_space_index are SECURITY DEFINER.
+-- so only memex._build_space_index, memex._drop_space_index and memex._drop_space_storage are
+-- SECURITY DEFINER.
 
 -- memex._space_id(name): the id of the named space, or of the active space of domain 'text'
 -- when name is null. An id, not the spaces row: a function whose signature names a table's row
@@ -159,6 +160,27 @@ $$;
 
 comment on function memex._drop_space_index(integer) is
 'Internal (SECURITY DEFINER: the table owner drops indexes): drops a space''s vector index.';
+
+-- memex._drop_space_storage(space_id): drops a space's index and its row (its vectors cascade).
+-- SECURITY DEFINER for the index, like memex._drop_space_index; the row goes in the same
+-- function, as the same role: on Citus the owner's DROP INDEX and a cascade run as the caller
+-- would take the same shards over two connections of one transaction, a distributed deadlock.
+create or replace function memex._drop_space_storage(space_id integer)
+returns void
+language plpgsql
+volatile
+parallel unsafe
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    execute pg_catalog.format('drop index if exists memex.%I', memex._space_index_name(_drop_space_storage.space_id));
+    delete from memex.spaces as s where s.id = _drop_space_storage.space_id;  -- its embeddings cascade
+end
+$$;
+
+comment on function memex._drop_space_storage(integer) is
+'Internal (SECURITY DEFINER: the table owner drops indexes): drops a space''s index and row.';
 
 -- memex.create_space(...): registers a space (status 'building') and builds its empty index.
 -- Idempotent by name for the same signature; another signature under an existing name fails.
@@ -335,8 +357,7 @@ begin
         raise exception 'space % is active', sp.name
             using errcode = '55006', hint = 'activate another space of this domain first';
     end if;
-    perform memex._drop_space_index(sp.id);
-    delete from memex.spaces as s where s.id = sp.id;  -- its embeddings cascade
+    perform memex._drop_space_storage(sp.id);
 end
 $$;
 
@@ -399,7 +420,10 @@ begin
     select s.* into strict sp from memex.spaces as s where s.id = _defer_index_for_load.space_id;
     if sp.index_kind <> 'hnsw' or coalesce((sp.options ->> 'defer_index')::boolean, false)
        or min_rows = 0 or loading < min_rows
-       or not (current_vectors = 0 or (sp.status <> 'active' and loading >= current_vectors)) then
+       or not (current_vectors = 0 or (sp.status <> 'active' and loading >= current_vectors))
+       -- on Citus the drop would run as memex_owner on a connection of its own, behind the
+       -- caller's locks on the same shards: a distributed deadlock (docs/scale.md, "Citus")
+       or memex._distributed() then
         return false;
     end if;
     -- One runner at a time drops or builds a space's index (two DROPs at once deadlock on the

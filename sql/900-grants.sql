@@ -24,7 +24,7 @@ declare
         'python_check', 'rechunk', 'reembed', 'reembed_plan', 'retire_space', 'revoke_api_token',
         'set_endpoint_key',
         '_build_space_index', '_bulk_index_rows', '_check_batch_size', '_check_endpoint_options',
-        '_claim_step', '_defer_index_for_load', '_drain_step', '_drop_space_index',
+        '_claim_step', '_defer_index_for_load', '_drain_step', '_drop_space_index', '_drop_space_storage',
         '_finish_load_index', '_loopback_url', '_measure_rate', '_model_hash', '_model_info',
         '_rechunk_source', '_reembed_holder', '_reembed_lock_key', '_reembed_no_op',
         '_reembed_pass', '_reembed_target', '_release_memory', '_space_index_sql',
@@ -91,6 +91,10 @@ grant select on memex.reembed_progress to memex_admin;
 grant select, insert, update, delete on memex.worker_heartbeats to memex_admin;
 grant select on memex.workers to memex_admin;
 grant insert, update, delete on memex.spaces to memex_admin;
+-- Providers are the installer's; on Citus a write to spaces or reembeds locks the providers
+-- they reference on every node, which needs a write privilege on them (inserting a name enables nothing: a
+-- provider is a module of memex_db.providers).
+grant insert, update on memex.providers to memex_admin;
 -- Remote endpoints: applications read the URL and model (their queries are embedded there);
 -- keys are not in the database at all.
 grant select on memex.endpoints to memex_admin, memex_app;

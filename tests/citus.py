@@ -59,9 +59,13 @@ class CitusCluster:
 
 
 def _node(name: str) -> Cluster:
-    return Cluster(name, memex_home() / "clusters" / name, free_port(),
+    root = memex_home() / "clusters" / name
+    # citus.local_hostname: how a node reaches itself (EXPLAIN, intermediate results); the
+    # nodes listen on their sockets only
+    return Cluster(name, root, free_port(),
                    settings=("shared_preload_libraries = 'citus'", "max_connections = 200",
-                             "max_prepared_transactions = 100"))  # fmt: skip
+                             "max_prepared_transactions = 100",
+                             f"citus.local_hostname = '{root / 'run'}'"))  # fmt: skip
 
 
 @contextmanager

@@ -118,7 +118,8 @@ def embedding_state(dsn: str) -> tuple[int, int, int, int]:
                  , (select count(*) from memex.embeddings where space_id = 1)
                  , (select count(*) from memex.chunks c where (
                        select count(*) from memex.embeddings e where e.space_id = 1
-                          and e.chunk_id = c.id and e.content_hash = c.content_hash) = 1)
+                          and e.tenant_id = c.tenant_id and e.chunk_id = c.id
+                          and e.content_hash = c.content_hash) = 1)
                  , (select memex.pending_count())
             """
         ).fetchone()

@@ -93,13 +93,14 @@ def _run_until_interrupted(dsn: str, interrupt: str) -> type[BaseException] | No
         try:
             wait_until(lambda: embedded() >= 20, "20 vectors are committed")
         finally:  # interrupt it whatever happened, so the thread ends
-            watcher.execute(f"select {interrupt}(%s)", (pid,))
+            watcher.execute(f"select {interrupt}(%s::integer)", (pid,))
     worker.join(60)
     conn.close()
     return outcome[0]
 
 
 @pytest.mark.slow
+@pytest.mark.single_node("interrupting a coordinator backend mid-CALL is not verified on Citus yet")
 @pytest.mark.parametrize(
     ("interrupt", "error"),
     [("pg_cancel_backend", psycopg.errors.QueryCanceled),
@@ -232,21 +233,30 @@ def _index_oid(dsn: str, space_id: int = 1) -> int | None:
 
 def _vectors_the_index_returns(dsn: str) -> int:
     """How many of the default space's vectors a scan of its HNSW index reaches (ef_search at
-    its maximum, more than the chunks: a missing vector would be missing here)."""
-    with psycopg.connect(dsn) as conn:
+    its maximum, more than the chunks: a missing vector would be missing here). On Citus, the
+    vectors (the plan of a scan over every shard is not checked there)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:  # on its own (Citus: not on a shard)
+        keys = conn.execute("select memex.embed('keys')::text").fetchone()
+        if conn.execute("select memex._distributed()").fetchone() == (True,):
+            found = conn.execute("select count(*) from memex.embeddings where space_id = 1")
+            return int(found.fetchone()[0])  # type: ignore[index]
+    with psycopg.connect(dsn) as conn:  # SET LOCAL: on Citus they reach the workers' scans
+        conn.execute("select set_config('citus.propagate_set_commands', 'local', true)"
+                     " where current_setting('citus.propagate_set_commands', true) is not null")  # fmt: skip
         for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-            conn.execute(f"set {setting} = off")  # only the HNSW index gives that order
-        conn.execute("set hnsw.ef_search = 1000")
+            conn.execute(f"set local {setting} = off")  # only the HNSW index gives that order
+        conn.execute("set local hnsw.ef_search = 1000")
         query = """
             select count(*) from (
                 select 1 from memex.embeddings
                  where space_id = 1
-                 order by embedding::vector(384) <=> (select memex.embed('keys'))::vector(384)
+                 order by embedding::vector(384) <=> %(keys)s::vector(384)
                  limit 1000) as hits
         """
-        plan = "\n".join(str(r[0]) for r in conn.execute("explain " + query))
+        args = {"keys": keys[0] if keys else None}
+        plan = "\n".join(str(r[0]) for r in conn.execute("explain " + query, args))
         assert "embeddings_space_1_hnsw" in plan, plan
-        row = conn.execute(query).fetchone()
+        row = conn.execute(query, args).fetchone()
     assert row is not None
     return int(row[0])  # type: ignore[call-overload]
 
@@ -261,6 +271,7 @@ def _embed_pending_notices(dsn: str, call: str, *settings: str) -> list[str]:
     return notices
 
 
+@pytest.mark.single_node("a bulk load defers the HNSW index on one node only (docs/scale.md)")
 def test_a_large_load_into_an_empty_space_builds_its_index_once_at_the_end(
     two_tenants_loaded: str,
 ) -> None:
@@ -305,6 +316,7 @@ def test_the_default_threshold_and_zero_keep_the_index(two_tenants_loaded: str) 
     assert _vectors_the_index_returns(dsn) == 360
 
 
+@pytest.mark.single_node("a bulk load defers the HNSW index on one node only (docs/scale.md)")
 @pytest.mark.slow
 def test_an_interrupted_load_leaves_its_index_to_the_next_call(
     two_tenants_loaded: str, conn: Conn
@@ -325,6 +337,7 @@ def test_an_interrupted_load_leaves_its_index_to_the_next_call(
     assert _vectors_the_index_returns(dsn) == 360
 
 
+@pytest.mark.single_node("a bulk load defers the HNSW index on one node only (docs/scale.md)")
 @pytest.mark.slow
 def test_a_load_waits_at_most_a_second_for_the_index_and_then_grows_it(
     two_tenants_loaded: str,
@@ -382,18 +395,18 @@ def test_claims_come_shortest_first_so_each_batch_holds_one_length(conn: Conn, d
     place: str | None = None  # memex.drain_position, as text
     with admin(db) as run:
         while True:
-            row = run.execute(
-                """select d.finished, d.place::text
-                        , array(select c.token_count from memex.chunks as c
-                                 where c.id = any(d.ids) order by c.token_count)
-                     from memex._drain_step(1, 8, false, %s::memex.drain_position) as d""",
-                (place,),
-            ).fetchone()
-            assert row is not None
-            if row[0]:
-                break
-            place = row[1]
-            steps.append(list(row[2]))  # type: ignore[call-overload]
+            with run.transaction():  # the tenant _drain_step acts for, for both statements
+                row = run.execute(
+                    "select d.finished, d.place::text, d.ids"
+                    " from memex._drain_step(1, 8, false, %s::memex.drain_position) as d", (place,),
+                ).fetchone()  # fmt: skip
+                assert row is not None
+                if row[0]:
+                    break
+                place = row[1]
+                lengths = run.execute("select c.token_count from memex.chunks as c"
+                                      " where c.id = any(%s) order by 1", (row[2],)).fetchall()  # fmt: skip
+            steps.append([int(r[0]) for r in lengths])  # type: ignore[call-overload]
     assert [len(s) for s in steps] == [8] * 5
     flat = [t for s in steps for t in s]
     assert flat == sorted(flat) and len(set(flat)) == 40, "every chunk once, shortest first"

@@ -162,7 +162,7 @@ def _reembed_until_terminated(dsn: str) -> None:
         try:
             wait_until(lambda: done() >= 180, "half the chunks are re-embedded", timeout=120)
         finally:  # terminate it whatever happened, so the thread ends
-            watcher.execute("select pg_terminate_backend(%s)", (pid,))
+            watcher.execute("select pg_terminate_backend(%s::integer)", (pid,))
     worker.join(60)
     conn.close()
     assert failed, "the CALL was terminated"
