@@ -148,8 +148,14 @@ def _drop(node: Cluster, database: str) -> None:
                 time.sleep(0.2)
 
 
-_SET_TENANT_FOR_SESSION = re.compile(r"(memex\.set_tenant\((?:[^()]|\([^()]*\))*?,\s*(?:is_local\s*=>\s*)?)false\)", re.I)  # noqa: E501
-_NOT_IN_A_BLOCK = re.compile(r"^\s*(call|vacuum|begin|start|commit|rollback|copy|create database|drop database|alter system|\w+ index concurrently|\w+ \w+ index concurrently)\b", re.I)  # noqa: E501
+_SET_TENANT_FOR_SESSION = re.compile(
+    r"(memex\.set_tenant\((?:[^()]|\([^()]*\))*?,\s*(?:is_local\s*=>\s*)?)false\)", re.I
+)
+_NOT_IN_A_BLOCK = re.compile(
+    r"^\s*(call|vacuum|begin|start|commit|rollback|copy|create database|drop database"
+    r"|alter system|\w+ index concurrently|\w+ \w+ index concurrently)\b",
+    re.I,
+)
 
 
 class TenantPerTransaction(psycopg.Connection[Any]):
@@ -164,7 +170,9 @@ class TenantPerTransaction(psycopg.Connection[Any]):
         tenant = super().execute("select current_setting('memex.tenant_id', true)").fetchone()
         if tenant is not None and tenant[0]:
             super().execute("set local citus.propagate_set_commands = local")
-            super().execute(sql.SQL("set local memex.tenant_id = {}").format(sql.Literal(tenant[0])))
+            super().execute(
+                sql.SQL("set local memex.tenant_id = {}").format(sql.Literal(tenant[0]))
+            )
 
     def _run(self, query: Any, params: Any, kwargs: Any, *, begins: bool) -> Any:
         text = query if isinstance(query, str) else ""

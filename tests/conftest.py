@@ -17,8 +17,8 @@ from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from memex import paths
-from memex.devcluster import Cluster, cluster, pg_bindir
 from memex.citus import distribute
+from memex.devcluster import Cluster, cluster, pg_bindir
 from memex.install import install
 from tests import citus
 

@@ -150,7 +150,8 @@ def test_eval_reads_locomo_conversations_and_reports_evidence_recall_per_categor
         rows = conn.execute(
             "select c.slug, c.created_date::text, m.seq, m.role::text, m.content,"
             " m.ts = '2023-05-08 13:56:00+00'::timestamptz"
-            " from memex.messages as m join memex.conversations as c on c.id = m.conversation_id and c.tenant_id = m.tenant_id"
+            " from memex.messages as m join memex.conversations as c on c.id ="
+            " m.conversation_id and c.tenant_id = m.tenant_id"
             " order by c.slug, m.seq"
         ).fetchall()
         summaries = conn.execute("select covers::text from memex.summaries").fetchall()

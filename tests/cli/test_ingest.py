@@ -233,7 +233,8 @@ def _messages_of(dsn: str, tenant: str, slug: str) -> list[tuple[object, ...]]:
     return tenant_rows(
         dsn, tenant,
         "select g.seq, g.content from memex.messages as g join memex.conversations as c"
-        f" on c.id = g.conversation_id and c.tenant_id = g.tenant_id where c.slug = '{slug}' order by g.seq",
+        f" on c.id = g.conversation_id and c.tenant_id = g.tenant_id where c.slug ="
+        f" '{slug}' order by g.seq",
     )  # fmt: skip
 
 
@@ -338,7 +339,8 @@ def test_the_same_files_keep_their_uris_wherever_ingest_runs_from(
     assert "3 files: 0 inserted, 0 updated, 3 unchanged" in out
     assert "unchanged  notes/a.md  1 document; kept its uri kb/notes/a.md from an earlier" in out
     folders = tenant_rows(db, "t", "select distinct f.path from memex.documents as d"
-                          " join memex.folders as f on f.id = d.folder_id and f.tenant_id = d.tenant_id")  # fmt: skip
+                          " join memex.folders as f on f.id = d.folder_id and f.tenant_id ="
+                          " d.tenant_id")  # fmt: skip
     assert folders == [("kb/notes",)]
 
 

@@ -127,8 +127,6 @@ def test_no_sql_function_reads_a_tenant_table(conn: psycopg.Connection[Any]) -> 
     assert found == set()
 
 
-
-
 def test_no_row_type_in_a_signature(conn: psycopg.Connection[Any]) -> None:
     """A function whose signature names a table's row type (or an array of it) stays on the
     Citus coordinator, and one distributed by hand is executable by PUBLIC on the workers."""

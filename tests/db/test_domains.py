@@ -65,7 +65,8 @@ def repo(conn: Conn, db: str, tmp_path: Path) -> str:
 def _chunks(conn: Conn) -> list[tuple[str, str, str]]:
     rows = conn.execute(
         "select d.uri, c.domain, c.content from memex.chunks c"
-        " join memex.documents d on d.id = c.document_id and d.tenant_id = c.tenant_id order by d.uri, c.ord"
+        " join memex.documents d on d.id = c.document_id and d.tenant_id = c.tenant_id"
+        " order by d.uri, c.ord"
     ).fetchall()
     return [(str(u), str(dom), str(text)) for u, dom, text in rows]
 

@@ -241,8 +241,10 @@ def _vectors_the_index_returns(dsn: str) -> int:
             found = conn.execute("select count(*) from memex.embeddings where space_id = 1")
             return int(found.fetchone()[0])  # type: ignore[index]
     with psycopg.connect(dsn) as conn:  # SET LOCAL: on Citus they reach the workers' scans
-        conn.execute("select set_config('citus.propagate_set_commands', 'local', true)"
-                     " where current_setting('citus.propagate_set_commands', true) is not null")  # fmt: skip
+        conn.execute(
+            "select set_config('citus.propagate_set_commands', 'local', true)"
+            " where current_setting('citus.propagate_set_commands', true) is not null"
+        )
         for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
             conn.execute(f"set local {setting} = off")  # only the HNSW index gives that order
         conn.execute("set local hnsw.ef_search = 1000")
@@ -404,8 +406,10 @@ def test_claims_come_shortest_first_so_each_batch_holds_one_length(conn: Conn, d
                 if row[0]:
                     break
                 place = row[1]
-                lengths = run.execute("select c.token_count from memex.chunks as c"
-                                      " where c.id = any(%s) order by 1", (row[2],)).fetchall()  # fmt: skip
+                lengths = run.execute(
+                    "select c.token_count from memex.chunks as c where c.id = any(%s) order by 1",
+                    (row[2],),
+                ).fetchall()
             steps.append([int(r[0]) for r in lengths])  # type: ignore[call-overload]
     assert [len(s) for s in steps] == [8] * 5
     flat = [t for s in steps for t in s]

@@ -81,7 +81,8 @@ def test_rechunk_gives_messages_stored_before_contexts_their_context(conn: Conn,
         admin.execute("call memex.rechunk()")
     rows = conn.execute(
         "select m.seq, k.content, k.context from memex.chunks as k"
-        " join memex.messages as m on m.id = k.message_id and m.tenant_id = k.tenant_id order by m.seq"
+        " join memex.messages as m on m.id = k.message_id and m.tenant_id = k.tenant_id"
+        " order by m.seq"
     ).fetchall()
     assert rows == [
         (1, "Did you finish the book?", None),

@@ -336,7 +336,8 @@ def test_compose_context_merges_neighbouring_chunks_of_a_source(app: Conn) -> No
     app.execute("set memex.embed_on_write = on")
     app.execute("select memex.upsert_document('kb/ops/failover.md', %s, 'Failover')", (long_text,))
     chunks = app.execute(
-        "select count(*) from memex.chunks c join memex.documents d on d.id = c.document_id and d.tenant_id = c.tenant_id"
+        "select count(*) from memex.chunks c join memex.documents d on d.id = c.document_id"
+        " and d.tenant_id = c.tenant_id"
         " where d.uri = 'kb/ops/failover.md'"
     ).fetchone()
     assert chunks is not None and int(chunks[0]) >= 2  # type: ignore[call-overload]

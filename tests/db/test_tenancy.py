@@ -62,7 +62,9 @@ def test_moving_a_row_to_another_tenant_fails_with_42501(
 ) -> None:
     """RLS refuses it (42501); on Citus the distribution column cannot change at all (0A000)."""
     distributed = conn.execute("select memex._distributed()").fetchone() == (True,)
-    refused = psycopg.errors.FeatureNotSupported if distributed else psycopg.errors.InsufficientPrivilege
+    refused = (
+        psycopg.errors.FeatureNotSupported if distributed else psycopg.errors.InsufficientPrivilege
+    )
     with pytest.raises(refused):
         conn.execute(f"update memex.{table} set tenant_id = %s", (two_tenants["tenant-b"],))
 

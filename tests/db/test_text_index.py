@@ -169,12 +169,14 @@ def test_another_tenants_writes_leave_scores_byte_identical(app: Conn) -> None:
     conn.execute(
         "select count(memex.upsert_document('b/' || i, 'x')) from generate_series(1, 100) as i"
     )
-    conn.execute(  # RETURNING: on Citus an INSERT ... SELECT without it is a COPY, which RLS refuses
+    # RETURNING: on Citus an INSERT ... SELECT without it is a COPY, which RLS refuses
+    conn.execute(
         "with added as (insert into memex.chunks "
         "(source_kind, document_id, ord, content, token_count, content_hash) "
         "select 'document', d.id, o, (%s::text[])[1 + (o * 7 + length(d.uri)) %% 30] || ' ' || "
         "(%s::text[])[1 + o %% 30], 2, '\\x00' "
-        "from memex.documents as d, generate_series(1, 100) as o returning 1) select count(*) from added",
+        "from memex.documents as d, generate_series(1, 100) as o returning 1) select"
+        " count(*) from added",
         (WORDS, WORDS),
     )
     assert conn.execute("select count(*) from memex.chunks").fetchone() == (10_100,)

@@ -97,7 +97,8 @@ def test_duplicates_inside_one_payload(app: Conn) -> None:
 def _messages(conn: Conn, slug: str = "c") -> list[tuple[object, ...]]:
     return conn.execute(
         "select g.seq, g.role::text, g.content from memex.messages as g"
-        " join memex.conversations as c on c.id = g.conversation_id and c.tenant_id = g.tenant_id where c.slug = %s"
+        " join memex.conversations as c on c.id = g.conversation_id and c.tenant_id ="
+        " g.tenant_id where c.slug = %s"
         " order by g.seq",
         (slug,),
     ).fetchall()
@@ -373,7 +374,9 @@ def test_sixteen_concurrent_sessions_store_one_copy_without_deadlock(db: str, co
     assert found["chunks"] == 2 + 5 + 8
 
 
-@pytest.mark.single_node("counts index scans in pg_stat_user_indexes, which Citus keeps per shard on the workers")
+@pytest.mark.single_node(
+    "counts index scans in pg_stat_user_indexes, which Citus keeps per shard on the workers"
+)
 def test_a_bulk_load_in_one_transaction_never_reads_a_whole_tenant_per_row(app: Conn) -> None:
     """The tables are new and empty when a session's first plans are made: a cached generic
     plan then looked chunks up by tenant alone (the delete of a document's extra chunks) and so
@@ -424,7 +427,8 @@ def _contexts(app: Conn) -> list[tuple[object, ...]]:
     return app.execute(
         "select m.seq, k.content, k.context, k.content_hash"
         "     = sha256(convert_to(memex._embedding_text(k.content, k.context), 'UTF8'))"
-        "  from memex.chunks as k join memex.messages as m on m.id = k.message_id and m.tenant_id = k.tenant_id"
+        "  from memex.chunks as k join memex.messages as m on m.id = k.message_id and"
+        " m.tenant_id = k.tenant_id"
         " order by m.seq, k.ord"
     ).fetchall()
 
@@ -490,7 +494,9 @@ def test_what_is_embedded_for_a_reply_is_its_text_then_the_turn_before(app: Conn
     ).fetchall()
     assert [seq for seq, _v, _t in stored] == [1, 2], "both stored, and up to date"
 
-    def distance(vector: object, text: str) -> float:  # memex.embed on its own (Citus: not on a shard)
+    def distance(
+        vector: object, text: str
+    ) -> float:  # memex.embed on its own (Citus: not on a shard)
         found = app.execute("select %s::vector <=> memex.embed(%s)", (vector, text)).fetchone()
         return float(found[0])  # type: ignore[index,arg-type]
 
@@ -510,7 +516,8 @@ def test_a_write_gives_contexts_to_its_turns_and_the_turns_after_them(app: Conn)
     ]),))  # fmt: skip
     versions = (
         "select m.seq, k.xmin::text from memex.chunks as k"
-        " join memex.messages as m on m.id = k.message_id and m.tenant_id = k.tenant_id where m.seq in (1, 5) order by m.seq"
+        " join memex.messages as m on m.id = k.message_id and m.tenant_id = k.tenant_id"
+        " where m.seq in (1, 5) order by m.seq"
     )
     first = app.execute(versions).fetchall()
     # a turn written between 5 and 9: 9 now replies to it, 1 and 5 are untouched
@@ -536,7 +543,8 @@ def test_a_folder_that_holds_documents_is_not_deleted(app: Conn) -> None:
     with pytest.raises(psycopg.errors.ForeignKeyViolation), app.transaction():
         app.execute("delete from memex.folders")
     assert app.execute("select d.uri, f.path from memex.documents as d "
-                       "join memex.folders as f on f.id = d.folder_id and f.tenant_id = d.tenant_id").fetchall() == [
+                       "join memex.folders as f on f.id = d.folder_id and f.tenant_id ="
+                       " d.tenant_id").fetchall() == [
         ("notes/a.md", "notes")]  # fmt: skip
     app.execute("select memex.delete_document('notes/a.md')")
     app.execute("delete from memex.folders")

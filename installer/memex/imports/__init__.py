@@ -107,7 +107,9 @@ def _samples(source: Source) -> dict[str | None, list[Vector]]:
 
 def check_models(conn: psycopg.Connection[Any], source: Source) -> list[ModelCheck]:
     """Each source model against the active text space: its sample re-embedded there."""
-    row = conn.execute("select s.dimensions from memex.spaces as s where s.id = memex._space_id()").fetchone()
+    row = conn.execute(
+        "select s.dimensions from memex.spaces as s where s.id = memex._space_id()"
+    ).fetchone()
     dimensions = int(row[0]) if row else 0
     checks = []
     for model, sample in _samples(source).items():
