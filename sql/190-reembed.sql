@@ -79,7 +79,7 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
     select exists (
-        select from memex.spaces as a
+        select 1 from memex.spaces as a
          where a.id = _reembed_no_op.active_id and a.model = _reembed_no_op.model
            and a.dimensions = _reembed_no_op.dimensions
            and coalesce(a.model_hash, _reembed_no_op.model_hash) = _reembed_no_op.model_hash
