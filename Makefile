@@ -10,12 +10,12 @@ SETUP     := installer/setup
 HOST_PY   ?= python3
 STAMP     := $(VENV)/.memex-installed
 
-.PHONY: help setup system pgvector server-venv test-servers venv citus demo test test-fast lint format bench clean-dev
+.PHONY: help setup system pgvector server-venv test-servers venv citus demo test test-citus test-fast lint format bench clean-dev
 
 help:
 	@echo "make setup   install everything (idempotent, fast when present)"
 	@echo "make demo    setup + dev cluster + install + sample corpus + searches"
-	@echo "make test    setup + the whole test suite"
+	@echo "make test    setup + the whole test suite (+ test-citus where Citus is installed)"
 	@echo "make lint    ruff, mypy, sqlfluff"
 	@echo "make bench   benchmarks (ratios against baselines measured in the same run)"
 	@echo "make citus CITUS_SRC=dir   build and install Citus from its source (Citus-mode tests)"
@@ -56,6 +56,15 @@ demo: setup
 
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-citus
+
+# The database suites of issue 27 again, on a Citus cluster (tests/citus.py; docs/scale.md).
+CITUS_SUITES := tests/db/test_tenancy.py tests/db/test_upserts.py tests/db/test_search.py \
+	tests/db/test_text_index.py tests/db/test_embed_pending.py tests/db/test_reembed.py
+test-citus: setup
+	@if [ -f "$$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/citus.so" ]; then \
+		$(PY) -m pytest -p no:cacheprovider --citus $(CITUS_SUITES); \
+	else echo "test-citus: skipped, Citus is not installed (make citus CITUS_SRC=dir)"; fi
 
 lint: venv
 	$(VENV)/bin/ruff check installer plpython tests bench

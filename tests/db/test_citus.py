@@ -32,6 +32,7 @@ DOCUMENTS = {
 }
 QUERIES = ("nightly backups", "warm cat", "table bloat", "widget vault", "holiday booking")
 APP_LOGIN = "memex_citus_app"  # an application's login role, member of memex_app
+ADMIN_LOGIN = "memex_citus_admin"  # an administrator's login role, member of memex_admin
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,17 @@ def citus() -> Iterator[CitusCluster]:
     with citus_cluster() as cluster:
         install(cluster.dsn(), say=lambda _m: None)
         assert distribute(cluster.dsn(), say=lambda _m: None)
-        _load(cluster.dsn())
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("create role {} login in role memex_app").format(
-                sql.Identifier(APP_LOGIN)))  # fmt: skip
+            for role, group in ((APP_LOGIN, "memex_app"), (ADMIN_LOGIN, "memex_admin")):
+                conn.execute(sql.SQL("create role {} login in role {}").format(
+                    sql.Identifier(role), sql.Identifier(group)))  # fmt: skip
+        _load(cluster.dsn(), cluster.coordinator.dsn(user=ADMIN_LOGIN))
         yield cluster
 
 
-def _load(dsn: str) -> None:
+def _load(dsn: str, admin_dsn: str | None = None) -> None:
+    """DOCUMENTS, then CALL memex.embed_pending() (as an administrator's login role when given:
+    RLS applies to it on the workers, as it does not to the superuser)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         for tenant, docs in DOCUMENTS.items():
             conn.execute("select memex.create_tenant(%s)", (tenant,))
@@ -56,6 +60,7 @@ def _load(dsn: str) -> None:
                 conn.execute("select memex.set_tenant(%s)", (tenant,))
                 for uri, text in docs.items():
                     conn.execute("select memex.upsert_document(%s, %s)", (uri, text))
+    with psycopg.connect(admin_dsn or dsn, autocommit=True) as conn:
         conn.execute("call memex.embed_pending()")
 
 
