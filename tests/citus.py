@@ -61,10 +61,14 @@ class CitusCluster:
 def _node(name: str) -> Cluster:
     root = memex_home() / "clusters" / name
     # citus.local_hostname: how a node reaches itself (EXPLAIN, intermediate results); the
-    # nodes listen on their sockets only
+    # nodes listen on their sockets only. wal_level = logical and citus as an output plugin
+    # (this PostgreSQL admits only those listed): an online distribution copies tables by
+    # logical replication, which fails within the test's time rather than after 2 hours
     return Cluster(name, root, free_port(),
                    settings=("shared_preload_libraries = 'citus'", "max_connections = 200",
-                             "max_prepared_transactions = 100",
+                             "max_prepared_transactions = 100", "wal_level = logical",
+                             "output_plugin_libraries = 'pgoutput, test_decoding, citus'",
+                             "citus.logical_replication_timeout = '2min'",
                              f"citus.local_hostname = '{root / 'run'}'"))  # fmt: skip
 
 
@@ -104,19 +108,7 @@ def make_template(cluster: CitusCluster, install: Callable[[str], object],
     """CITUS_TEMPLATE on every node: memex installed and distributed, the workers added. It
     takes no connections afterwards (Citus's maintenance daemon holds one to every database
     with the extension, and CREATE DATABASE ... TEMPLATE needs none)."""
-    for node in cluster.nodes:
-        _drop(node, CITUS_TEMPLATE)
-        with psycopg.connect(node.dsn(), autocommit=True) as conn:
-            conn.execute(f"create database {CITUS_TEMPLATE}")
-        with psycopg.connect(node.dsn(CITUS_TEMPLATE), autocommit=True) as conn:
-            conn.execute("create extension citus")
-    dsn = cluster.coordinator.dsn(CITUS_TEMPLATE)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        coordinator = cluster.coordinator
-        conn.execute("select citus_set_coordinator_host(%s, %s)",
-                     (str(coordinator.socket_dir), coordinator.port))  # fmt: skip
-        for worker in cluster.workers:
-            conn.execute("select citus_add_node(%s, %s)", (str(worker.socket_dir), worker.port))
+    dsn = empty_database(cluster, CITUS_TEMPLATE)
     install(dsn)
     distribute(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -126,6 +118,25 @@ def make_template(cluster: CitusCluster, install: Callable[[str], object],
         with psycopg.connect(node.dsn(), autocommit=True) as conn:
             conn.execute(f"alter database {CITUS_TEMPLATE} allow_connections false")
             _disconnect(conn, CITUS_TEMPLATE)
+
+
+def empty_database(cluster: CitusCluster, name: str) -> str:
+    """A new database `name` on every node with the citus extension and the workers added,
+    without memex; the coordinator's DSN."""
+    for node in cluster.nodes:
+        _drop(node, name)
+        with psycopg.connect(node.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        with psycopg.connect(node.dsn(name), autocommit=True) as conn:
+            conn.execute("create extension citus")
+    dsn = cluster.coordinator.dsn(name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        coordinator = cluster.coordinator
+        conn.execute("select citus_set_coordinator_host(%s, %s)",
+                     (str(coordinator.socket_dir), coordinator.port))  # fmt: skip
+        for worker in cluster.workers:
+            conn.execute("select citus_add_node(%s, %s)", (str(worker.socket_dir), worker.port))
+    return dsn
 
 
 def _disconnect(conn: psycopg.Connection[tuple[object, ...]], database: str) -> None:

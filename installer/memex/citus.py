@@ -6,7 +6,10 @@ distributed by tenant_id in one colocation group, so a tenant's rows of every ta
 the same node. Citus refuses a foreign key between tables of different kinds while they are
 converted one by one, so memex's foreign keys are dropped, the tables converted (parents
 first) and the keys added back, all in one transaction: it succeeds whole or changes nothing.
-Installer bookkeeping (migrations, sql/ state, worker heartbeats) stays on the coordinator."""
+Installer bookkeeping (migrations, sql/ state, worker heartbeats) stays on the coordinator.
+
+On a database that already holds rows and takes writes, `online=True` does it step by step
+without blocking them (memex.citus_online)."""
 
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ TENANT_TABLES = (
 )
 
 
-def _check(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def check_cluster(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     if conn.execute("select 1 from pg_extension where extname = 'citus'").fetchone() is None:
         raise MemexError(
             "this database has no citus extension: memex is distributed on a Citus coordinator.\n"
@@ -72,15 +75,21 @@ def is_distributed(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
         conn.execute("select 1 from pg_extension where extname = 'citus'").fetchone() is not None
         and conn.execute(
             "select 1 from pg_dist_partition where logicalrelid = 'memex.chunks'::regclass"
+            " and partmethod = 'h'"
         ).fetchone()
         is not None
     )
 
 
-def distribute(dsn: str, say: Callable[[str], None]) -> bool:
-    """Distributes memex's tables; False when they already are (nothing done)."""
+def distribute(dsn: str, say: Callable[[str], None], online: bool = False) -> bool:
+    """Distributes memex's tables; False when they already are (nothing done). `online`:
+    for a database that holds rows, without blocking writes while they are copied."""
+    if online:
+        from memex.citus_online import distribute_online
+
+        return distribute_online(dsn, say)
     with psycopg.connect(dsn) as conn:
-        _check(conn)
+        check_cluster(conn)
         if is_distributed(conn):
             say("memex's tables are already distributed")
             return False

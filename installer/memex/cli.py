@@ -92,7 +92,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 def cmd_citus(args: argparse.Namespace) -> int:
     from memex.citus import distribute
 
-    distribute(resolve_dsn(args.dsn), say=lambda m: print(m, file=sys.stderr))
+    say = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    distribute(resolve_dsn(args.dsn), say=say, online=args.online)
     return 0
 
 
@@ -355,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
         "distribute", help="distribute memex's tables by tenant (reference tables for the "
         "shared ones), in one transaction; a no-op once done")  # fmt: skip
     _add_dsn(distribute)
+    distribute.add_argument("--online", action="store_true",
+                            help="for a database that holds rows: copy each table without "
+                            "blocking writes (wal_level = logical; resumable)")  # fmt: skip
     citus.set_defaults(handler=cmd_citus)
 
     status = sub.add_parser("status", help="per tenant and space: what memex holds, what is "

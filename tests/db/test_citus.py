@@ -5,6 +5,7 @@ citus CITUS_SRC=dir`)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from psycopg import sql
 
 from memex.citus import REFERENCE_TABLES, TENANT_TABLES, distribute
 from memex.install import install
-from tests.citus import WORKERS, CitusCluster, citus_cluster, citus_missing
+from tests.citus import WORKERS, CitusCluster, citus_cluster, citus_missing, empty_database
 
 pytestmark = pytest.mark.skipif(citus_missing() is not None, reason=str(citus_missing()))
 
@@ -224,3 +225,98 @@ def test_delete_tenant_on_citus_removes_its_rows_from_every_shard(citus: CitusCl
             left = conn.execute(count.format(sql.Identifier(table)), (victim[0],)).fetchone()
             assert left == (0,), table
         assert conn.execute("select count(*) from memex.chunks").fetchone() == others
+
+
+TABLES = [f"memex.{t}" for t in (*REFERENCE_TABLES, *TENANT_TABLES)]
+
+
+def _row_security(dsn: str) -> set[tuple[object, ...]]:
+    """Each memex table and kind of shard (its name without the shard id): RLS on, forced."""
+    with psycopg.connect(dsn) as conn:
+        return set(conn.execute(
+            "select regexp_replace(relname, '_[0-9]+$', ''), relrowsecurity, relforcerowsecurity"
+            " from pg_class where relnamespace = 'memex'::regnamespace and relkind = 'r'"
+        ))  # fmt: skip
+
+
+# memex's foreign keys, not those of the reference tables' shards on the coordinator
+MEMEX_KEYS = """select conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+  from pg_constraint where contype = 'f' and conrelid::regclass::text = any(%s)"""
+
+
+def test_an_online_distribution_of_a_database_with_rows_blocks_no_write(
+    citus: CitusCluster,
+) -> None:
+    """`memex citus distribute --online` on a database that holds rows, while an application
+    keeps writing documents: every write succeeds, every one is there afterwards, each step
+    says how far it is, the foreign keys come back, and the searches of the tenant nobody wrote
+    to give what they gave before."""
+    dsn = empty_database(citus, "memex_online")
+    install(dsn, say=lambda _m: None)
+    _load(dsn)
+    before = {k: v for k, v in _answers(dsn).items() if k.startswith("globex")}
+    with psycopg.connect(dsn) as conn:
+        keys = set(conn.execute(MEMEX_KEYS, (TABLES,)).fetchall())
+    written: list[str] = []
+    deleted: list[str] = []
+    retried: list[str] = []
+    failures: list[BaseException] = []
+    steps: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        # Every third step deletes a document: its chunks and embeddings go by cascade, whose
+        # keys are away for most of the move. A statement at the instant a table switches
+        # can fail (docs/scale.md): like an application, the writer retries it.
+        with psycopg.connect(citus.coordinator.dsn("memex_online", user=APP_LOGIN)) as app:
+            while not stop.is_set():
+                uri = f"live-{len(written)}.md"
+                doomed = [written[-1]] if len(written) % 3 == 2 else []
+                if len(steps) >= 2 and "cats.md" not in deleted:  # the keys are away
+                    doomed.append("cats.md")  # embedded: its embeddings go by cascade
+                for _attempt in range(5):
+                    try:
+                        with app.transaction():
+                            app.execute("select memex.set_tenant('acme')")
+                            for gone in doomed:
+                                app.execute("select memex.delete_document(%s)", (gone,))
+                            app.execute("select memex.upsert_document(%s, 'Written while"
+                                        " the tables move to the workers.')", (uri,))  # fmt: skip
+                        break
+                    except psycopg.Error as error:
+                        retried.append(f"{error.sqlstate} {str(error).splitlines()[0]}")
+                else:
+                    failures.append(RuntimeError(f"{uri}: 5 attempts failed"))
+                    return
+                written.append(uri)
+                deleted.extend(doomed)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert distribute(dsn, say=steps.append, online=True)
+    finally:
+        stop.set()
+        writer.join(60)
+    assert not failures, "\n".join([*map(str, failures), *steps])
+    assert len(retried) <= len(TABLES), retried  # a moment at each switch, at most
+    print(f"{len(written)} writes, {len(retried)} retried: {sorted(set(retried))}")
+    assert any(line.startswith("[18/18] memex.text_segments: distributed") for line in steps)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("select to_regclass('memex.citus_saved_foreign_keys')").fetchone() == (
+            None,
+        )
+        tables = {str(r[0]) for r in conn.execute(
+            "select logicalrelid::regclass::text from pg_dist_partition")}  # fmt: skip
+        assert {f"memex.{t}" for t in (*TENANT_TABLES, *REFERENCE_TABLES)} <= tables
+        assert set(conn.execute(MEMEX_KEYS + " and convalidated", (TABLES,))) == keys
+        conn.execute("select memex.set_tenant('acme')")
+        acme = "select uri from memex.documents where tenant_id = memex.current_tenant()"
+        uris = {r[0] for r in conn.execute(acme)}
+    assert uris == (set(written) | set(DOCUMENTS["acme"])) - set(deleted)
+    for node in citus.nodes:  # RLS as the one-transaction distribution leaves it, shards too
+        assert _row_security(node.dsn("memex_online")) == _row_security(node.dsn())
+    assert "cats.md" in deleted
+    assert any("cascaded as their keys say" in line for line in steps), steps
+    assert {k: v for k, v in _answers(dsn).items() if k.startswith("globex")} == before
+    assert not distribute(dsn, say=lambda _m: None, online=True)  # done: a no-op
