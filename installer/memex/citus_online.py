@@ -1,5 +1,7 @@
-"""`memex citus distribute --online` (docs/scale.md, "Citus"): memex distributed on a database
-that holds rows while the application keeps writing.
+"""memex's tables moved while applications keep writing (docs/scale.md, "Citus"): `memex
+citus distribute --online` on a database that holds rows, and `memex citus rebalance`.
+
+Distributing online:
 
 Each step commits on its own and says how far it is; a run that was interrupted resumes where
 it stopped when run again. In order:
@@ -18,6 +20,7 @@ a transaction over several tables never deadlocks with it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -42,14 +45,9 @@ def distribute_online(dsn: str, say: Say) -> bool:
         if is_distributed(conn) and saved == (None,):
             say("memex's tables are already distributed")
             return False
-        level = conn.execute("show wal_level").fetchone()
-        if level is None or level[0] != "logical":
-            raise MemexError(
-                f"an online distribution copies each table by logical replication, and "
-                f"wal_level is {level[0] if level else 'unknown'} here.\n"
-                "Fix: wal_level = logical on the coordinator (a restart), or distribute "
-                "without --online (writes to each table wait while it is copied)"
-            )
+        _require_logical(
+            conn, "an online distribution", "or distribute without --online (writes to each "
+            "table wait while it is copied)")  # fmt: skip
         # Citus reaches the workers as the table owner while it moves a table, and as
         # memex_owner for the SECURITY DEFINER functions: it must be able to log in there
         conn.execute("alter role memex_owner login")
@@ -65,6 +63,63 @@ def distribute_online(dsn: str, say: Say) -> bool:
             f"{len(REFERENCE_TABLES)} reference tables, foreign keys validated"
         )
     return True
+
+
+def rebalance(dsn: str, say: Say) -> int:
+    """Citus's rebalancer, moving shard groups by logical replication while writes go on;
+    the number of moves (0: balanced already)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        check_cluster(conn)
+        if not is_distributed(conn):
+            raise MemexError("memex is not distributed here.\nFix: memex citus distribute first")
+        _require_logical(
+            conn, "a rebalance", "or Citus's rebalance_table_shards with shard_transfer_mode "
+            "=> 'block_writes' (writes wait while it copies)")  # fmt: skip
+        planned = conn.execute("select count(*) from get_rebalance_table_shards_plan()").fetchone()
+        moves = int(str(planned[0])) if planned else 0
+        if moves == 0:
+            say("the shards are balanced already: nothing to move")
+            return 0
+        say(f"{moves} shard groups to move, each without blocking writes")
+        # as while distributing (_move_tables): the writes made during a move are replicated
+        # as a role with the owner's rights, which FORCE ROW LEVEL SECURITY would refuse
+        for table in TENANT_TABLES:
+            unforce = sql.SQL("alter table {} no force row level security").format(
+                sql.SQL(f"memex.{table}")
+            )
+            _briefly(conn, [f"memex.{table}"], [unforce], say)
+        done = threading.Event()
+        watcher = threading.Thread(target=_say_progress, args=(dsn, moves, done, say))
+        watcher.start()
+        try:
+            conn.execute("select rebalance_table_shards(shard_transfer_mode => 'force_logical')")
+        finally:
+            done.set()
+            watcher.join()
+            _force_row_security(conn, say)
+            conn.execute("call citus_cleanup_orphaned_resources()")
+        say(f"rebalanced: {moves} shard groups moved, row-level security forced again")
+        return moves
+
+
+def _say_progress(dsn: str, moves: int, done: threading.Event, say: Say) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not done.wait(5):
+            row = conn.execute(
+                "select count(distinct shardid) filter (where progress = 2)"
+                " from get_rebalance_progress()"
+            ).fetchone()
+            say(f"moving: {row[0] if row else 0} shards of the {moves} groups' tables done")
+
+
+def _require_logical(conn: Connection, what: str, otherwise: str) -> None:
+    level = conn.execute("show wal_level").fetchone()
+    if level is None or level[0] != "logical":
+        raise MemexError(
+            f"{what} copies tables by logical replication, and wal_level is "
+            f"{level[0] if level else 'unknown'} here.\n"
+            f"Fix: wal_level = logical on every node (a restart), {otherwise}"
+        )
 
 
 def _briefly(conn: Connection, tables: Sequence[str], statements: Sequence[Statement],

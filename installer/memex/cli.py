@@ -91,9 +91,13 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_citus(args: argparse.Namespace) -> int:
     from memex.citus import distribute
+    from memex.citus_online import rebalance
 
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    distribute(resolve_dsn(args.dsn), say=say, online=args.online)
+    if args.action == "rebalance":
+        rebalance(resolve_dsn(args.dsn), say=say)
+    else:
+        distribute(resolve_dsn(args.dsn), say=say, online=args.online)
     return 0
 
 
@@ -359,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     distribute.add_argument("--online", action="store_true",
                             help="for a database that holds rows: copy each table without "
                             "blocking writes (wal_level = logical; resumable)")  # fmt: skip
+    move = citus_actions.add_parser(
+        "rebalance", help="move shard groups to even out the workers (after adding one), "
+        "without blocking writes (wal_level = logical)")  # fmt: skip
+    _add_dsn(move)
     citus.set_defaults(handler=cmd_citus)
 
     status = sub.add_parser("status", help="per tenant and space: what memex holds, what is "
