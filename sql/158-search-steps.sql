@@ -134,6 +134,14 @@ security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    -- While `memex citus distribute --online` runs (its table of saved keys exists), some
+    -- tenant tables are distributed and others not yet, and Citus 13.2's planner crashes the
+    -- coordinator's backend on memex's searches there (docs/scale.md): they wait instead.
+    if pg_catalog.to_regclass('memex.citus_saved_foreign_keys') is not null then
+        raise exception 'memex is being distributed across the Citus cluster: searches wait until it is done'
+            using errcode = '55000'
+            , hint = 'retry when memex citus distribute --online has finished; writes go on meanwhile';
+    end if;
     if mode is null or mode not in ('hybrid', 'vector', 'text') then
         raise exception 'unknown search mode %', coalesce(pg_catalog.quote_literal(mode), 'null')
             using errcode = '22023', hint = 'hybrid, vector or text';

@@ -34,7 +34,9 @@ from memex.errors import MemexError
 Connection = psycopg.Connection[tuple[object, ...]]
 Say = Callable[[str], None]
 Statement = sql.Composed | sql.SQL
-SAVED_KEYS = "memex.citus_saved_foreign_keys"  # on the coordinator, while a run is under way
+# On the coordinator while a run is under way; memex._check_search_args refuses searches
+# while it exists (Citus's planner crashes on them with some tables distributed, others not).
+SAVED_KEYS = "memex.citus_saved_foreign_keys"
 
 
 def distribute_online(dsn: str, say: Say) -> bool:

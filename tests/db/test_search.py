@@ -395,3 +395,26 @@ def test_memex_search_prints_a_table_and_json(
                  "--mode", "text"]) == 0  # fmt: skip
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["metadata"]["uri"] == "kb/ops/zyxquartz.md" and rows[0]["text_rank"] == 1
+
+
+def test_searches_wait_while_memex_is_being_distributed(corpus: tuple[str, dict[str, str]]) -> None:
+    """While `memex citus distribute --online` runs (its table of saved keys exists), a search
+    is refused with 55000 and says why (docs/scale.md, "Distributing a database in use")."""
+    dsn, ids = corpus
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        owner.execute("create table memex.citus_saved_foreign_keys (relation text)")
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("set role memex_app")
+                conn.execute("select memex.set_tenant(%s, false)", (ids["acme"],))
+                with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState,
+                                   match="being distributed"):  # fmt: skip
+                    conn.execute("select * from memex.rag_search('backups')")
+                with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+                    conn.execute("select memex.compose_context('backups', 300)")
+        finally:
+            owner.execute("drop table memex.citus_saved_foreign_keys")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("set role memex_app")
+        conn.execute("select memex.set_tenant(%s, false)", (ids["acme"],))
+        assert uris(conn, "backups")
