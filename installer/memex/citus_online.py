@@ -83,21 +83,22 @@ def rebalance(dsn: str, say: Say) -> int:
             say("the shards are balanced already: nothing to move")
             return 0
         say(f"{moves} shard groups to move, each without blocking writes")
-        # as while distributing (_move_tables): the writes made during a move are replicated
-        # as a role with the owner's rights, which FORCE ROW LEVEL SECURITY would refuse
-        for table in TENANT_TABLES:
-            unforce = sql.SQL("alter table {} no force row level security").format(
-                sql.SQL(f"memex.{table}")
-            )
-            _briefly(conn, [f"memex.{table}"], [unforce], say)
         done = threading.Event()
         watcher = threading.Thread(target=_say_progress, args=(dsn, moves, done, say))
-        watcher.start()
         try:
+            # as while distributing (_move_tables): the writes made during a move are
+            # replicated as a role with the owner's rights, which FORCE would refuse
+            for table in TENANT_TABLES:
+                unforce = sql.SQL("alter table {} no force row level security").format(
+                    sql.SQL(f"memex.{table}")
+                )
+                _briefly(conn, [f"memex.{table}"], [unforce], say)
+            watcher.start()
             conn.execute("select rebalance_table_shards(shard_transfer_mode => 'force_logical')")
         finally:
             done.set()
-            watcher.join()
+            if watcher.is_alive():
+                watcher.join()
             _force_row_security(conn, say)
             conn.execute("call citus_cleanup_orphaned_resources()")
         say(f"rebalanced: {moves} shard groups moved, row-level security forced again")
@@ -218,23 +219,43 @@ def _move_tables(conn: Connection, say: Say) -> None:
             kind = "reference table"
         else:
             unforce = sql.SQL("alter table {} no force row level security").format(sql.SQL(name))
-            _briefly(conn, [name], [unforce], say)
-            conn.execute(
-                "select create_distributed_table_concurrently(%s, 'tenant_id',"
-                " colocate_with => %s)",
-                (name, "default" if name == anchor else anchor),
-            )
+            try:
+                _briefly(conn, [name], [unforce], say)
+                conn.execute(
+                    "select create_distributed_table_concurrently(%s, 'tenant_id',"
+                    " colocate_with => %s)",
+                    (name, "default" if name == anchor else anchor),
+                )
+            finally:
+                _force_row_security(conn, say)
             kind = "distributed by tenant_id, writes never blocked"
-        _force_row_security(conn, say)
         say(f"[{n}/{steps}] {name}: {kind}, {count[0] if count else 0} rows, "
             f"{time.monotonic() - started:.1f} s")  # fmt: skip
 
 
+_SEQUENCE_COLUMNS = """
+select c.oid::regclass::text, a.attname::text from pg_attribute as a
+  join pg_class as c on c.oid = a.attrelid
+ where c.oid::regclass::text = any(%s) and a.attnum > 0 and not a.attisdropped
+   and pg_get_serial_sequence(c.oid::regclass::text, a.attname) is not null
+"""
+
+
 def _tenant_tables_into_metadata(conn: Connection, kinds: dict[str, str], say: Say) -> None:
+    """Citus recreates the sequence of an identity or serial column when the table joins its
+    metadata, starting again at 1: each is set past the column's largest value in the same
+    transaction, or new rows collide with old ones (23505, seen on text_segments)."""
     names = [f"memex.{t}" for t in TENANT_TABLES if f"memex.{t}" not in kinds]
     if names:
         add = sql.SQL("select citus_add_local_table_to_metadata({})")
-        _briefly(conn, names, [add.format(sql.Literal(n)) for n in names], say)
+        statements = [add.format(sql.Literal(n)) for n in names]
+        for table, column in conn.execute(_SEQUENCE_COLUMNS, (names,)).fetchall():
+            statements.append(sql.SQL(
+                "select setval(pg_get_serial_sequence({t}, {c}),"
+                " coalesce((select max({col}) from {table}), 0) + 1, false)"
+            ).format(t=sql.Literal(table), c=sql.Literal(column), col=sql.Identifier(str(column)),
+                     table=sql.SQL(str(table))))  # fmt: skip
+        _briefly(conn, names, statements, say)
         say(f"{len(names)} tenant tables in Citus's metadata, on the coordinator until moved")
 
 
