@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     citus_actions = citus.add_subparsers(dest="action", required=True, parser_class=Parser)
     distribute = citus_actions.add_parser(
         "distribute", help="distribute memex's tables by tenant (reference tables for the "
-        "shared ones), in one transaction; a no-op once done")  # fmt: skip
+        "shared ones): in one transaction, or --online step by step; no-op when done")  # fmt: skip
     _add_dsn(distribute)
     distribute.add_argument("--online", action="store_true",
                             help="for a database that holds rows: copy each table without "
