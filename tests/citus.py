@@ -84,12 +84,7 @@ def citus_cluster() -> Iterator[CitusCluster]:
             node.start()  # pg_ctl -w -t 60: bounded
             with psycopg.connect(node.dsn(), autocommit=True) as conn:
                 conn.execute("create extension if not exists citus")
-        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-            coordinator = cluster.coordinator
-            conn.execute("select citus_set_coordinator_host(%s, %s)",
-                         (str(coordinator.socket_dir), coordinator.port))  # fmt: skip
-            for worker in cluster.workers:
-                conn.execute("select citus_add_node(%s, %s)", (str(worker.socket_dir), worker.port))
+        _add_nodes(cluster, cluster.dsn())
         yield cluster
     finally:
         for node in cluster.nodes:
@@ -130,13 +125,18 @@ def empty_database(cluster: CitusCluster, name: str) -> str:
         with psycopg.connect(node.dsn(name), autocommit=True) as conn:
             conn.execute("create extension citus")
     dsn = cluster.coordinator.dsn(name)
+    _add_nodes(cluster, dsn)
+    return dsn
+
+
+def _add_nodes(cluster: CitusCluster, dsn: str) -> None:
+    """The coordinator and the workers in the Citus metadata of the database at `dsn`."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         coordinator = cluster.coordinator
         conn.execute("select citus_set_coordinator_host(%s, %s)",
                      (str(coordinator.socket_dir), coordinator.port))  # fmt: skip
         for worker in cluster.workers:
             conn.execute("select citus_add_node(%s, %s)", (str(worker.socket_dir), worker.port))
-    return dsn
 
 
 def _disconnect(conn: psycopg.Connection[tuple[object, ...]], database: str) -> None:

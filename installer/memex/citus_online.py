@@ -89,10 +89,7 @@ def rebalance(dsn: str, say: Say) -> int:
             # as while distributing (_move_tables): the writes made during a move are
             # replicated as a role with the owner's rights, which FORCE would refuse
             for table in TENANT_TABLES:
-                unforce = sql.SQL("alter table {} no force row level security").format(
-                    sql.SQL(f"memex.{table}")
-                )
-                _briefly(conn, [f"memex.{table}"], [unforce], say)
+                _unforce_row_security(conn, f"memex.{table}", say)
             watcher.start()
             conn.execute("select rebalance_table_shards(shard_transfer_mode => 'force_logical')")
         finally:
@@ -218,9 +215,8 @@ def _move_tables(conn: Connection, say: Say) -> None:
             _briefly(conn, [name], [call], say)
             kind = "reference table"
         else:
-            unforce = sql.SQL("alter table {} no force row level security").format(sql.SQL(name))
             try:
-                _briefly(conn, [name], [unforce], say)
+                _unforce_row_security(conn, name, say)
                 conn.execute(
                     "select create_distributed_table_concurrently(%s, 'tenant_id',"
                     " colocate_with => %s)",
@@ -257,6 +253,12 @@ def _tenant_tables_into_metadata(conn: Connection, kinds: dict[str, str], say: S
                      table=sql.SQL(str(table))))  # fmt: skip
         _briefly(conn, names, statements, say)
         say(f"{len(names)} tenant tables in Citus's metadata, on the coordinator until moved")
+
+
+def _unforce_row_security(conn: Connection, table: str, say: Say) -> None:
+    """FORCE lifted from `table` while Citus copies it (_move_tables says why)."""
+    unforce = sql.SQL("alter table {} no force row level security").format(sql.SQL(table))
+    _briefly(conn, [table], [unforce], say)
 
 
 def _force_row_security(conn: Connection, say: Say) -> None:
