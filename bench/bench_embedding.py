@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_embedding.py [--rounds 3] [--short 2000] [--passages 400]
                                               [--batch-size 64] [--claim 64] [--dsn DSN]
-                                              [--parts runtimes,pending]
+                                              [--parts runtimes,pending] [--baseline COMMIT]
 
 In one run, on this machine, on the same texts (NFCorpus from ../shared/datasets: first
 sentences of abstracts, 8-40 words; and abstracts of 150-256 tokens):
@@ -12,7 +12,9 @@ sentences of abstracts, 8-40 words; and abstracts of 150-256 tokens):
   - `CALL memex.embed_pending` (claim, embed, store, HNSW insert, commit per batch), against
     embed_batch on the very chunk texts it stored, with the backend's peak and settled RSS.
 Rounds alternate the runners; ratios are medians over rounds. A scratch database
-`memex_bench` is created and dropped.
+`memex_bench` is created and dropped. With --baseline, the pending part also runs memex as of
+COMMIT (its sql/ and memex_db, from a git worktree, into `memex_bench_base`) in the same
+rounds, and prints embed_pending now / baseline.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from psycopg import sql
 from memex.dsn import resolve_dsn
 from memex.install import install
 from memex.paths import server_python
-from scratch import scratch_database
+from scratch import drop_server_lib, install_commit, scratch_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/datasets/nfcorpus/corpus.jsonl"
 
@@ -133,6 +135,7 @@ def main() -> None:
         help="runtimes: embed_batch vs sentence-transformers and onnxruntime; "
         "pending: CALL embed_pending vs embed_batch, with RSS",
     )  # fmt: skip
+    parser.add_argument("--baseline", help="a commit whose embed_pending to run beside this one")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     baseline = Baseline()
@@ -167,35 +170,53 @@ def main() -> None:
                 ratio = median_ratio(rates["db"], rates[key])
                 print(f"  embed_batch / {label:22s} {ratio:.2f}x   goal >= {goal}")
     baseline.close()
+    sides = {"now": dsn}
+    baseline_version = None
+    if args.baseline:
+        sides["baseline"] = scratch_database(resolve_dsn(args.dsn), "memex_bench_base")
+        baseline_version = install_commit(sides["baseline"], args.baseline)
     for name in ("short", "passages") if "pending" in parts else ():
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            if conn.execute("select 1 from memex.tenants where name = 'bench'").fetchone():
-                conn.execute("call memex.delete_tenant('bench', confirm => 'bench')")
-        chunks = load_chunks(dsn, sets[name])
-        pending: list[dict[str, float]] = []
+        for side_dsn in sides.values():
+            with psycopg.connect(side_dsn, autocommit=True) as conn:
+                if conn.execute("select 1 from memex.tenants where name = 'bench'").fetchone():
+                    conn.execute("call memex.delete_tenant('bench', confirm => 'bench')")
+            chunks = load_chunks(side_dsn, sets[name])
+        pending: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         direct: list[float] = []
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("select set_config('memex.embed_batch_size', %s, false)", (str(batch),))
             conn.execute("select count(*) from memex.embed_batch(array['warm up'])")
-            for _ in range(args.rounds):
-                pending.append(embed_pending_run(dsn, args.claim, len(chunks)))
+            for r in range(args.rounds):
+                for side in list(sides) if r % 2 == 0 else list(reversed(sides)):
+                    pending[side].append(embed_pending_run(sides[side], args.claim, len(chunks)))
                 direct.append(embed_batch_rate(conn, chunks))
-        rates = [p["rate"] for p in pending]
+        rates = {side: [p["rate"] for p in runs] for side, runs in pending.items()}
         print(
             f"\nCALL memex.embed_pending, {name}: {len(chunks)} chunks, "
             f"batch_size {args.claim} (inference batches of {batch})"
         )
-        for label, values in (("embed_pending", rates), ("embed_batch", direct)):
+        labelled = [(f"embed_pending {side}" if args.baseline else "embed_pending", values)
+                    for side, values in rates.items()] + [("embed_batch", direct)]  # fmt: skip
+        for label, values in labelled:
             print(
-                f"  {label:13s} {statistics.median(values):7.1f}/s {[round(r, 1) for r in values]}"
+                f"  {label:22s} {statistics.median(values):7.1f}/s {[round(r, 1) for r in values]}"
             )
-        print(f"  embed_pending / embed_batch: {median_ratio(rates, direct):.2f}x   goal >= 0.85")
-        loaded = statistics.median(p["loaded_mb"] for p in pending)
+        print(f"  embed_pending / embed_batch: {median_ratio(rates['now'], direct):.2f}x   "
+              f"goal >= 0.85")  # fmt: skip
+        if args.baseline:
+            now, base = rates["now"], rates["baseline"]
+            per_round = [round(a / b, 3) for a, b in zip(now, base, strict=True)]
+            print(f"  embed_pending now / baseline {args.baseline}: "
+                  f"{median_ratio(now, base):.3f}x {per_round}")  # fmt: skip
+        loaded = statistics.median(p["loaded_mb"] for p in pending["now"])
         print(f"  backend RSS: model loaded {loaded:.0f} MB, "
-              f"peak {max(p['peak_mb'] for p in pending):.0f} MB (goal <= 400), after "
-              f"{max(p['after_mb'] for p in pending):.0f} MB (goal <= 250)")  # fmt: skip
+              f"peak {max(p['peak_mb'] for p in pending['now']):.0f} MB (goal <= 400), after "
+              f"{max(p['after_mb'] for p in pending['now']):.0f} MB (goal <= 250)")  # fmt: skip
     with psycopg.connect(resolve_dsn(args.dsn), autocommit=True) as conn:
         conn.execute("drop database if exists memex_bench with (force)")
+        if baseline_version is not None:
+            conn.execute("drop database if exists memex_bench_base with (force)")
+            drop_server_lib(baseline_version)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
                                                [--dsn DSN]
 
 Each side in a scratch database of its own (memex_write_now, memex_write_base), the baseline
-installed from a git worktree of COMMIT (its sql/ and migrations/; the server lib is this
-machine's). Per round, on each side in turn (the order alternates): --docs synthetic documents
+installed from a git worktree of COMMIT (its sql/, migrations/ and memex_db: bench/scratch.py
+install_commit). Per round, on each side in turn (the order alternates): --docs synthetic documents
 upserted one call each, every document updated with new text, then every one deleted
 (`delete_document`), each call its own transaction. Prints p50/p95 per operation and side and
 the ratio now / baseline of the p50s. Made to price moving the text index's upkeep, the
@@ -16,28 +16,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 import synthetic
 from memex.dsn import resolve_dsn
-from scratch import percentile, scratch_database
+from scratch import (
+    REPO,
+    drop_server_lib,
+    install_commit,
+    install_from,
+    percentile,
+    scratch_database,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 OPERATIONS = ("insert", "update", "delete")
-
-
-def install(dsn: str, installer_dir: Path) -> None:
-    """memex installed by the installer (and sql/) found under installer_dir."""
-    code = "import sys; from memex.cli import main; sys.exit(main())"
-    subprocess.run([sys.executable, "-c", code, "install", "--dsn", dsn], check=True,
-                   capture_output=True, cwd=installer_dir.parent,
-                   env={"PYTHONPATH": str(installer_dir), "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
 def timed(conn: psycopg.Connection[tuple[object, ...]], statement: str, args: tuple[object, ...]
@@ -75,16 +70,8 @@ def main() -> None:
     base = resolve_dsn(args.dsn)
     sides = {"now": scratch_database(base, "memex_write_now"),
              "baseline": scratch_database(base, "memex_write_base")}  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="memex-baseline-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree),
-                        args.baseline], check=True, capture_output=True)  # fmt: skip
-        try:
-            install(sides["now"], REPO / "installer")
-            install(sides["baseline"], tree / "installer")
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
-                           check=True, capture_output=True)  # fmt: skip
+    install_from(sides["now"], REPO)
+    baseline_version = install_commit(sides["baseline"], args.baseline)
     for dsn in sides.values():
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("select memex.create_tenant('bench')")
@@ -104,6 +91,10 @@ def main() -> None:
                   f"   p95 {percentile(values, 0.95):7.2f} ms")  # fmt: skip
         ratio = statistics.median(results["now"][op]) / statistics.median(results["baseline"][op])
         print(f"  {op:7} ratio now / baseline (p50): {ratio:.3f}x")
+    with psycopg.connect(base, autocommit=True) as conn:
+        for name in ("memex_write_now", "memex_write_base"):
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+    drop_server_lib(baseline_version)
 
 
 if __name__ == "__main__":

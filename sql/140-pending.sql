@@ -13,8 +13,8 @@
 -- of chunks of about one length pad their inference batches least), after the position
 -- (after_tokens, after) when both are given, at most n (null: all), among the given ids when
 -- `among` is not null. The one definition of "pending": counts, claims, reembed batches and
--- embed-on-write all read it. One SQL statement (EXPLAIN shows the anti-join over the
--- chunks_pending_order index), built with only the conditions that apply: a generic plan of
+-- embed-on-write all read it. One SQL statement (EXPLAIN: a walk of the chunks_pending_order
+-- index, each chunk's vector probed by key), built with only the conditions that apply: a generic plan of
 -- `(after is null or ...)` cannot use the key, and would scan the tenant from its start at every
 -- batch.
 -- memex._space_embeds_code_only(space_id): true for a space of domain code (it embeds the code
@@ -45,6 +45,14 @@ parallel safe
 security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    -- A claim (n or among given) keeps each NOT EXISTS a subplan (OFFSET 0): every chunk walked,
+    -- shortest first from the position until n, probes its own vector by key. As an anti join,
+    -- a tenant whose vectors were newer than its statistics got a nested loop over all of them
+    -- for every chunk, quadratic over an embed_pending run; a count over the whole tenant
+    -- keeps the join, a hash join there (bench/RESULTS.md).
+    probe constant text := case when _pending_chunks.n is not null or _pending_chunks.among is not null
+                                then ' offset 0' else '' end;
 begin
     return query execute
         'select c.id from memex.chunks as c where c.tenant_id = $6'
@@ -55,13 +63,13 @@ begin
         || ' and not exists (
                  select 1 from memex.embeddings as e
                   where e.space_id = $1 and e.tenant_id = c.tenant_id
-                    and e.chunk_id = c.id and e.content_hash = c.content_hash
+                    and e.chunk_id = c.id and e.content_hash = c.content_hash' || probe || '
              )
              and not exists (
                  select 1 from memex.embedding_failures as f
                   where f.space_id = $1 and f.tenant_id = c.tenant_id and f.chunk_id = c.id
                     and f.content_hash = c.content_hash
-                    and (f.retry_at is null or f.retry_at > pg_catalog.now())
+                    and (f.retry_at is null or f.retry_at > pg_catalog.now())' || probe || '
              )
            order by c.token_count, c.id limit $3'
         using _pending_chunks.space_id, _pending_chunks.after, _pending_chunks.n, _pending_chunks.among
