@@ -50,7 +50,8 @@ declare
     -- shortest first from the position until n, probes its own vector by key. As an anti join,
     -- a tenant whose vectors were newer than its statistics got a nested loop over all of them
     -- for every chunk, quadratic over an embed_pending run; a count over the whole tenant
-    -- keeps the join, a hash join there (bench/RESULTS.md).
+    -- keeps the join, a hash join there (bench/RESULTS.md). Each subquery names the tenant as
+    -- a value: a subplan is planned alone, and Citus routes it by that value.
     probe constant text := case when _pending_chunks.n is not null or _pending_chunks.among is not null
                                 then ' offset 0' else '' end;
 begin
@@ -62,12 +63,12 @@ begin
         || case when memex._space_embeds_code_only(_pending_chunks.space_id) then ' and c.domain = ''code''' else '' end
         || ' and not exists (
                  select 1 from memex.embeddings as e
-                  where e.space_id = $1 and e.tenant_id = c.tenant_id
+                  where e.space_id = $1 and e.tenant_id = $6
                     and e.chunk_id = c.id and e.content_hash = c.content_hash' || probe || '
              )
              and not exists (
                  select 1 from memex.embedding_failures as f
-                  where f.space_id = $1 and f.tenant_id = c.tenant_id and f.chunk_id = c.id
+                  where f.space_id = $1 and f.tenant_id = $6 and f.chunk_id = c.id
                     and f.content_hash = c.content_hash
                     and (f.retry_at is null or f.retry_at > pg_catalog.now())' || probe || '
              )
