@@ -58,26 +58,30 @@ class CitusCluster:
         return (self.coordinator, *self.workers)
 
 
-def _node(name: str) -> Cluster:
+def _node(name: str, logical: bool) -> Cluster:
     root = memex_home() / "clusters" / name
     # citus.local_hostname: how a node reaches itself (EXPLAIN, intermediate results); the
     # nodes listen on their sockets only. wal_level = logical and citus as an output plugin
     # (this PostgreSQL admits only those listed): an online distribution copies tables by
     # logical replication, which fails within the test's time rather than after 2 hours
+    replication = ("wal_level = logical",
+                   "output_plugin_libraries = 'pgoutput, test_decoding, citus'",
+                   "citus.logical_replication_timeout = '2min'") if logical else ()  # fmt: skip
     return Cluster(name, root, free_port(),
                    settings=("shared_preload_libraries = 'citus'", "max_connections = 200",
-                             "max_prepared_transactions = 100", "wal_level = logical",
-                             "output_plugin_libraries = 'pgoutput, test_decoding, citus'",
-                             "citus.logical_replication_timeout = '2min'",
+                             "max_prepared_transactions = 100", *replication,
                              f"citus.local_hostname = '{root / 'run'}'"))  # fmt: skip
 
 
 @contextmanager
-def citus_cluster() -> Iterator[CitusCluster]:
-    """A coordinator and its workers, each with a `memex` database holding the citus extension
-    and the workers added; everything stopped and removed on exit."""
-    workers = tuple(_node(f"test-citus-{n}") for n in range(1, WORKERS + 1))
-    cluster = CitusCluster(_node("test-citus-0"), workers)
+def citus_cluster(
+    name: str = "test-citus", workers: int = WORKERS, logical: bool = True
+) -> Iterator[CitusCluster]:
+    """A coordinator (`<name>-0`) and its workers, each with a `memex` database holding the
+    citus extension and the workers added; everything stopped and removed on exit. Without
+    `logical`, the nodes keep PostgreSQL's wal_level (replica)."""
+    nodes = [_node(f"{name}-{n}", logical) for n in range(workers + 1)]
+    cluster = CitusCluster(nodes[0], tuple(nodes[1:]))
     try:
         for node in cluster.nodes:
             shutil.rmtree(node.root, ignore_errors=True)  # a killed run's leftovers

@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from memex.citus import REFERENCE_TABLES, TENANT_TABLES, distribute
-from memex.citus_online import rebalance
+from memex.citus import REFERENCE_TABLES, TENANT_TABLES, distribute, is_distributed
+from memex.citus_online import SAVED_KEYS, distribute_online, rebalance
+from memex.errors import MemexError
 from memex.install import install
 from tests.citus import WORKERS, CitusCluster, citus_cluster, citus_missing, empty_database
 
@@ -408,3 +409,34 @@ def test_a_rebalance_moves_shards_while_the_application_writes_and_searches(
     }
     assert rebalance(dsn, say=steps.append) == 0
     assert steps[-1] == "the shards are balanced already: nothing to move"
+
+
+def _state(dsn: str) -> tuple[object, ...]:
+    """What an online distribution or a rebalance would change: whether memex is distributed,
+    the saved-keys table, memex's foreign keys, memex_owner's login, RLS, the placements."""
+    with psycopg.connect(dsn) as conn:
+        keys = set(conn.execute(MEMEX_KEYS, (TABLES,)))
+        saved = conn.execute("select to_regclass(%s)", (SAVED_KEYS,)).fetchone()
+        login = conn.execute("select rolcanlogin from pg_roles where rolname = 'memex_owner'")
+        distributed = is_distributed(conn)
+        return (distributed, saved, keys, login.fetchone(), _row_security(dsn),
+                _placements(dsn) if distributed else None)  # fmt: skip
+
+
+def test_online_moves_refuse_without_logical_replication_and_change_nothing() -> None:
+    """`memex citus distribute --online` and `memex citus rebalance` copy tables by logical
+    replication: on nodes with PostgreSQL's default wal_level (replica) each refuses, saying
+    the fix, before it changes anything. A distribution in one transaction needs none."""
+    with citus_cluster("test-citus-replica", workers=1, logical=False) as cluster:
+        dsn = cluster.dsn()
+        install(dsn, say=lambda _m: None)
+        before = _state(dsn)
+        refused = r"wal_level is replica here\.\nFix: wal_level = logical on every node .* or "
+        with pytest.raises(MemexError, match=refused + "distribute without --online"):
+            distribute_online(dsn, say=lambda _m: None)
+        assert _state(dsn) == before
+        assert distribute(dsn, say=lambda _m: None)
+        before = _state(dsn)
+        with pytest.raises(MemexError, match=refused + "Citus's rebalance_table_shards"):
+            rebalance(dsn, say=lambda _m: None)
+        assert _state(dsn) == before
