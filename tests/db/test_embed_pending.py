@@ -68,10 +68,10 @@ def test_max_rows_stops_early_and_the_next_call_finishes(two_tenants_loaded: str
     assert state(two_tenants_loaded)[1:] == (360, 360, 0)
 
 
-def _run_until_interrupted(dsn: str, interrupt: str) -> type[BaseException] | None:
+def _run_until_interrupted(dsn: str, interrupt: str) -> psycopg.Error | None:
     """Start embed_pending in a thread, stop it with pg_cancel_backend / pg_terminate_backend
-    once some batches are committed; return the exception the CALL ended with."""
-    outcome: list[type[BaseException] | None] = []
+    once some batches are committed; return the error the CALL ended with."""
+    outcome: list[psycopg.Error | None] = []
     conn = admin(dsn)
     pid = conn.info.backend_pid
 
@@ -80,7 +80,7 @@ def _run_until_interrupted(dsn: str, interrupt: str) -> type[BaseException] | No
             conn.execute("call memex.embed_pending(batch_size => 4)")
             outcome.append(None)
         except psycopg.Error as exc:
-            outcome.append(type(exc))
+            outcome.append(exc)
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -100,7 +100,6 @@ def _run_until_interrupted(dsn: str, interrupt: str) -> type[BaseException] | No
 
 
 @pytest.mark.slow
-@pytest.mark.single_node("interrupting a coordinator backend mid-CALL is not verified on Citus yet")
 @pytest.mark.parametrize(
     ("interrupt", "error"),
     [("pg_cancel_backend", psycopg.errors.QueryCanceled),
@@ -109,9 +108,18 @@ def _run_until_interrupted(dsn: str, interrupt: str) -> type[BaseException] | No
 def test_an_interrupted_run_resumes_to_exactly_one_vector_per_chunk(
     two_tenants_loaded: str, interrupt: str, error: type[BaseException]
 ) -> None:
+    """On Citus a cancel ends the session instead, about one run in three: FATAL
+    "RollbackAndReleaseCurrentSubTransaction: unexpected state SUBBEGIN", in the cleanup of a
+    batch's exception block (docs/scale.md). What was committed is kept all the same, and a
+    new run finishes exactly."""
     dsn = two_tenants_loaded
     ended_with = _run_until_interrupted(dsn, interrupt)
-    assert ended_with is not None and issubclass(ended_with, error)
+    with psycopg.connect(dsn) as conn:
+        distributed = conn.execute("select memex._distributed()").fetchone() == (True,)
+    subbegin = isinstance(ended_with, psycopg.errors.InternalError_) and (
+        interrupt == "pg_cancel_backend" and "state SUBBEGIN" in str(ended_with)
+    )
+    assert isinstance(ended_with, error) or (distributed and subbegin), ended_with
     chunks, vectors, good, pending = state(dsn)
     assert 20 <= vectors < chunks, "committed batches are kept, the rest is still pending"
     assert good == vectors and pending == chunks - vectors
@@ -327,7 +335,7 @@ def test_an_interrupted_load_leaves_its_index_to_the_next_call(
     conn.execute(sql.SQL("alter database {} set memex.bulk_index_rows = 100").format(
         sql.Identifier(conn.info.dbname)))  # fmt: skip
     ended_with = _run_until_interrupted(dsn, "pg_cancel_backend")
-    assert ended_with is psycopg.errors.QueryCanceled
+    assert isinstance(ended_with, psycopg.errors.QueryCanceled)
     assert _index_oid(dsn) is None, "cancelled mid-load: the index is not there yet"
     chunks, vectors, _, _ = state(dsn)
     assert 20 <= vectors < chunks
