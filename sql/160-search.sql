@@ -66,6 +66,21 @@ declare
     pool_sources uuid[];
     summary_ids uuid[];
     summary_scores double precision[];
+    -- what the fusion statement reads of its candidates and of the matching summaries, read
+    -- before it by tenant: with no table in it, Citus leaves it to PostgreSQL (a distributed
+    -- table outer-joined to the unnested candidates crashed its planner where RLS applies)
+    cand_ids uuid[];
+    cand_kinds text[];
+    cand_conversations uuid[];
+    cand_documents uuid[];
+    cand_messages uuid[];
+    cand_created timestamptz[];
+    cand_seqs integer[];
+    cand_metadata jsonb[];
+    cand_names text[];
+    summary_rows uuid[];
+    summary_conversations uuid[];
+    summary_covers jsonb[];
     reranker_input jsonb;
     unembedded integer;
 begin
@@ -177,6 +192,22 @@ begin
               , max_per_document => null, rerank => null, rerank_depth => 50, bm25_k1 => _search.bm25_k1
               , bm25_b => _search.bm25_b, conversation_weight => 0, recency => null
           ) with ordinality as r (chunk_id, source_kind, source_id, content, score, similarity, vector_rank, text_rank, metadata, o);
+        select pg_catalog.array_agg(u.id), pg_catalog.array_agg(u.conversation_id), pg_catalog.array_agg(u.covers)
+          into summary_rows, summary_conversations, summary_covers
+          from memex.summaries as u
+         where u.tenant_id = tenant and u.id = any(summary_ids);
+    end if;
+    if with_signals or per_document then
+        select
+            pg_catalog.array_agg(c.id), pg_catalog.array_agg(c.source_kind), pg_catalog.array_agg(c.conversation_id)
+            , pg_catalog.array_agg(c.document_id), pg_catalog.array_agg(c.message_id), pg_catalog.array_agg(c.created_at)
+            , pg_catalog.array_agg(m.seq), pg_catalog.array_agg(m.metadata), pg_catalog.array_agg(m.name)
+          into cand_ids, cand_kinds, cand_conversations, cand_documents, cand_messages, cand_created
+             , cand_seqs, cand_metadata, cand_names
+          from memex.chunks as c
+          left join memex.messages as m on m.tenant_id = c.tenant_id and m.id = c.message_id
+         where c.tenant_id = tenant
+           and c.id = any(coalesce(vector_ids, '{}') || coalesce(text_ids, '{}'));
     end if;
 
     -- Fusion over the union of both legs' candidates, then min_similarity, the per-document
@@ -247,16 +278,18 @@ begin
     -- Then recency decays every score by its memory's age.
     candidates as (
         select
-            f.*, c.source_kind = 'message' as is_message, c.conversation_id, m.seq, m.metadata as message_metadata
-            , memex._mentions(_search.query, m.name) as named
+            f.*, c.source_kind = 'message' as is_message, c.conversation_id, c.seq, c.metadata as message_metadata
+            , case when _search.conversation_weight > 0 then memex._mentions(_search.query, c.name) end as named
             , case when _search.recency is not null
                    then memex._memory_time(tenant, c.message_id, c.conversation_id, c.document_id, c.created_at) end as at
             , case when per_document then coalesce(c.document_id, c.conversation_id, c.id) end as doc
             , coalesce(f.message_score, f.score) as message_key  -- what the signals add to
             , pg_catalog.max(coalesce(f.message_score, f.score)) over () as best
           from fused as f
-          left join memex.chunks as c on (with_signals or per_document) and c.tenant_id = tenant and c.id = f.chunk_id
-          left join memex.messages as m on _search.conversation_weight > 0 and m.tenant_id = tenant and m.id = c.message_id
+          left join unnest(cand_ids, cand_kinds, cand_conversations, cand_documents, cand_messages, cand_created
+                           , cand_seqs, cand_metadata, cand_names)
+                 as c (id, source_kind, conversation_id, document_id, message_id, created_at, seq, metadata, name)
+            on c.id = f.chunk_id
     ),
     turns as (  -- each message candidate once (its best chunk), for the session and neighbour signals
         select x.conversation_id, x.seq, pg_catalog.max(x.message_key) as score
@@ -279,7 +312,7 @@ begin
         select u.conversation_id, u.covers
              , greatest(h.score, 0) / nullif(pg_catalog.max(greatest(h.score, 0)) over (), 0) as strength
           from unnest(summary_ids, summary_scores) as h (id, score)
-          join memex.summaries as u on u.tenant_id = tenant and u.id = h.id
+          join unnest(summary_rows, summary_conversations, summary_covers) as u (id, conversation_id, covers) on u.id = h.id
     ),
     boosted as (
         select

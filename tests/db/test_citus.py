@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
 
 from memex.citus import REFERENCE_TABLES, TENANT_TABLES, distribute, is_distributed
 from memex.citus_online import SAVED_KEYS, distribute_online, rebalance
@@ -36,6 +38,7 @@ DOCUMENTS = {
 QUERIES = ("nightly backups", "warm cat", "table bloat", "widget vault", "holiday booking")
 APP_LOGIN = "memex_citus_app"  # an application's login role, member of memex_app
 ADMIN_LOGIN = "memex_citus_admin"  # an administrator's login role, member of memex_admin
+SINGLE_APP = "memex_single_app"  # the same as APP_LOGIN, on the single node
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +126,61 @@ def test_the_workflow_on_citus_equals_a_single_node(citus: CitusCluster, db: str
             assert conn.execute("select memex.delete_document('cats.md')").fetchone() == (True,)
             conn.commit()
     assert _answers(citus.dsn()) == _answers(db)
+
+
+OPS_CHAT = [
+    {"role": "user", "name": "Ann", "content": "When do the nightly backups run?"},
+    {"role": "assistant", "content": "Nightly, at two, with WAL archiving in between."},
+    {"role": "user", "name": "Ann", "content": "And who rehearses a restore?"},
+]
+CHAT_SUMMARY = {"version": 2, "level": 1, "summaries": [
+    {"index": 0, "summary": "Ann asked when backups run and who rehearses restores.",
+     "covers": [1, 2, 3]}]}  # fmt: skip
+
+
+def _conversation_answers(dsn: str, app: str) -> dict[str, Any]:
+    """Tenant initech's conversation with its summary, written and searched by `app`, an
+    application's login role (RLS applies to it, as it does not to the superuser)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memex.create_tenant('initech')")
+    found: dict[str, Any] = {}
+    with psycopg.connect(app, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("select memex.set_tenant('initech')")
+            conn.execute("select memex.upsert_conversation('ops')")
+            conn.execute("select memex.upsert_messages('ops', %s)", (Jsonb(OPS_CHAT),))
+            conn.execute("select * from memex.upsert_summaries('ops', %s)", (Jsonb(CHAT_SUMMARY),))
+        with conn.transaction():
+            conn.execute("select memex.set_tenant('initech')")
+            for mode in ("hybrid", "text"):
+                for filters in ({}, {"source_kind": ["message"]}):
+                    found[f"{mode} {filters}"] = conn.execute(
+                        "select source_kind, content, round(score::numeric, 6)::text"
+                        " from memex.rag_search('nightly backups', k => 5, mode => %s,"
+                        " filters => %s)", (mode, Jsonb(filters))).fetchall()  # fmt: skip
+            found["context"] = conn.execute(
+                "select memex.compose_context('nightly backups', 300)").fetchone()  # fmt: skip
+    return found
+
+
+def test_a_tenant_with_a_summary_searched_as_an_application_equals_a_single_node(
+    citus: CitusCluster, db: str
+) -> None:
+    """Citus 13.2.2's planner crashed the coordinator (signal 11) on memex._search's fusion
+    statement when it outer-joined a distributed table to the unnested candidates under RLS,
+    with a summary in the tenant (docs/scale.md): the statement now reads only arrays."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(SINGLE_APP)))
+        conn.execute(sql.SQL("create role {} login in role memex_app").format(
+            sql.Identifier(SINGLE_APP)))  # fmt: skip
+    try:
+        on_citus = _conversation_answers(citus.dsn(), citus.coordinator.dsn(user=APP_LOGIN))
+        single = _conversation_answers(db, make_conninfo(db, user=SINGLE_APP))
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(SINGLE_APP)))
+    assert on_citus == single
+    assert {row[0] for row in on_citus["hybrid {}"]} == {"message", "summary"}
 
 
 def test_rls_isolates_tenants_on_every_shard(citus: CitusCluster) -> None:
@@ -246,11 +304,19 @@ MEMEX_KEYS = """select conrelid::regclass::text, conname, pg_get_constraintdef(o
   from pg_constraint where contype = 'f' and conrelid::regclass::text = any(%s)"""
 
 
+LIVE_CHAT = "live-chat"
+
+
+def _turn(step: int) -> str:
+    return f"Ann: turn {step}, written while the tables move."
+
+
 class Traffic:
     """An application's login role acting for acme in a loop while tables move: upserts a
-    document, deletes the previous one every third step (and any of `also_delete()`), and
-    searches (in a transaction of its own). A statement at the instant a table switches can fail
-    (docs/scale.md): like an application, it retries, up to 5 times."""
+    document, deletes the previous one every third step (and any of `also_delete()`), appends a
+    message to a conversation and, every fifth step, rewrites its summary of the last turns;
+    then searches (in a transaction of its own). A statement at the instant a table switches can
+    fail (docs/scale.md): like an application, it retries, up to 5 times."""
 
     def __init__(self, dsn: str, also_delete: Callable[[], list[str]] = list) -> None:
         self.dsn, self.also_delete = dsn, also_delete
@@ -284,6 +350,7 @@ class Traffic:
                                 app.execute("select memex.delete_document(%s)", (gone,))
                             app.execute("select memex.upsert_document(%s, 'Written while"
                                         " the tables move.')", (uri,))  # fmt: skip
+                            self._converse(app, len(self.written))
                         break
                     except psycopg.Error as error:
                         self.retried.append(f"{error.sqlstate} {str(error).splitlines()[0]}")
@@ -293,6 +360,20 @@ class Traffic:
                 self.written.append(uri)
                 self.deleted.extend(doomed)
                 self._search(app)
+
+    @staticmethod
+    def _converse(app: psycopg.Connection[tuple[Any, ...]], step: int) -> None:
+        """Turn `step` (seq step + 1) of LIVE_CHAT, appended as an agent does, one at a time."""
+        app.execute("select memex.upsert_conversation(%s)", (LIVE_CHAT,))
+        app.execute("select memex.upsert_messages(%s, %s)", (LIVE_CHAT, Jsonb(
+            [{"role": "user", "name": "Ann", "content": _turn(step)}])))  # fmt: skip
+        if step % 5 == 4:
+            covers = list(range(step - 3, step + 2))
+            summary = {"index": 0, "summary": f"Ann counted to {step}.", "covers": covers}
+            app.execute(
+                "select * from memex.upsert_summaries(%s, %s)",
+                (LIVE_CHAT, Jsonb({"version": 2, "level": 1, "summaries": [summary]})),
+            )
 
     def _search(self, app: psycopg.Connection[tuple[Any, ...]]) -> None:
         try:
@@ -317,7 +398,20 @@ class Traffic:
             conn.execute("select memex.set_tenant('acme')")
             acme = "select uri from memex.documents where tenant_id = memex.current_tenant()"
             uris = {r[0] for r in conn.execute(acme)}
+            turns = conn.execute(
+                "select m.seq, m.content from memex.messages as m join memex.conversations as c"
+                " on c.tenant_id = m.tenant_id and c.id = m.conversation_id"
+                " where c.tenant_id = memex.current_tenant() and c.slug = %s order by m.seq",
+                (LIVE_CHAT,)).fetchall()  # fmt: skip
+            summary = conn.execute(
+                "select u.content from memex.summaries as u join memex.conversations as c"
+                " on c.tenant_id = u.tenant_id and c.id = u.conversation_id"
+                " where c.tenant_id = memex.current_tenant() and c.slug = %s",
+                (LIVE_CHAT,)).fetchall()  # fmt: skip
         assert uris == (set(self.written) | set(DOCUMENTS["acme"])) - set(self.deleted)
+        assert turns == [(n + 1, _turn(n)) for n in range(len(self.written))]
+        rewrites = [step for step in range(len(self.written)) if step % 5 == 4]
+        assert summary == ([(f"Ann counted to {rewrites[-1]}.",)] if rewrites else [])
 
 
 def test_an_online_distribution_of_a_database_with_rows_blocks_no_write(
