@@ -13,6 +13,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from memex.paths import server_lib_dir
+
 
 def scratch_database(dsn: str, name: str, reuse: bool = False) -> str:
     """The DSN of database `name` beside `dsn`'s: dropped and created again, or kept when it
@@ -44,8 +46,6 @@ def install_commit(dsn: str, commit: str) -> str:
     worktree, and its own memex_db in the server's lib dir under a version of its own (the
     SQL loads the lib of its version). Returns that version: drop_server_lib(version) once
     done."""
-    from memex.paths import server_lib_dir
-
     sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", commit], check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip
     version = f"0.0.0+baseline.{sha}"
@@ -69,8 +69,6 @@ def install_commit(dsn: str, commit: str) -> str:
 
 
 def drop_server_lib(version: str) -> None:
-    from memex.paths import server_lib_dir
-
     shutil.rmtree(server_lib_dir(version), ignore_errors=True)
 
 

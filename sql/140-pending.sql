@@ -13,10 +13,10 @@
 -- of chunks of about one length pad their inference batches least), after the position
 -- (after_tokens, after) when both are given, at most n (null: all), among the given ids when
 -- `among` is not null. The one definition of "pending": counts, claims, reembed batches and
--- embed-on-write all read it. One SQL statement (EXPLAIN: a walk of the chunks_pending_order
--- index, each chunk's vector probed by key), built with only the conditions that apply: a generic plan of
--- `(after is null or ...)` cannot use the key, and would scan the tenant from its start at every
--- batch.
+-- embed-on-write all read it. One SQL statement (EXPLAIN, for a claim: a walk of the
+-- chunks_pending_order index, each chunk's vector probed by key; for a count, an anti join),
+-- built with only the conditions that apply: a generic plan of `(after is null or ...)` cannot
+-- use the key, and would scan the tenant from its start at every batch.
 -- memex._space_embeds_code_only(space_id): true for a space of domain code (it embeds the code
 -- chunks only); a text space embeds every chunk, code included: the general model is what
 -- searches fall back to when no code space is active.
