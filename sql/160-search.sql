@@ -273,7 +273,9 @@ begin
     -- speaker (the name is out of the words searched, memex._content_query: this signal alone
     -- carries it), 0.3 of the best other candidate of its conversation (a session that holds
     -- the answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of the
-    -- best score times the strength of the best matching summary that covers it; all times
+    -- best score times the strength of the best matching summary that covers it, when that
+    -- summary's conversation holds one of the ten best messages (a summary the messages do not
+    -- agree with floods the first places with its session's turns); all times
     -- conversation_weight.
     -- Then recency decays every score by its memory's age.
     candidates as (
@@ -314,6 +316,12 @@ begin
           from unnest(summary_ids, summary_scores) as h (id, score)
           join unnest(summary_rows, summary_conversations, summary_covers) as u (id, conversation_id, covers) on u.id = h.id
     ),
+    leading_conversations as (  -- the conversations of the ten best message candidates
+        select x.conversation_id from candidates as x
+         where x.is_message and summary_ids is not null
+         order by x.message_key desc, x.chunk_id
+         limit 10
+    ),
     boosted as (
         select
             x.*, x.message_key + coalesce(_search.conversation_weight * (
@@ -322,6 +330,7 @@ begin
                 + 0.3 * pg_catalog.abs(x.best) * coalesce((
                     select pg_catalog.max(h.strength) from summary_hits as h
                      where x.is_message and h.conversation_id = x.conversation_id
+                       and h.conversation_id in (select l.conversation_id from leading_conversations as l)
                        and memex._covers(h.covers, x.seq, x.message_metadata)), 0)), 0) as boosted
           from candidates as x
           left join turn_signals as s on x.is_message and s.conversation_id = x.conversation_id and s.seq = x.seq

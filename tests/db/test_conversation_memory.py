@@ -297,6 +297,28 @@ def test_a_summary_that_matches_lifts_the_messages_it_covers(app: Conn) -> None:
     assert {k[0] for k in kinds} == {"message", "summary"}, "a default search returns both"
 
 
+def test_a_summary_whose_session_none_of_the_best_messages_is_in_lifts_nothing(app: Conn) -> None:
+    """The summary lift goes to sessions holding one of the ten best messages: a summary the
+    messages do not agree with would flood the first places with its session's turns."""
+    puppies = [{"role": "user", "content": f"We adopted a puppy, puppy number {i}."} for i in range(12)]
+    app.execute("select memex.upsert_conversation('s3', 'Session 3', '2023-07-01'::date)")
+    app.execute("select memex.upsert_messages('s3', %s)", (json.dumps(puppies),))
+
+    def ranking() -> list[tuple[str, int]]:
+        rows = app.execute(
+            "select metadata ->> 'conversation', (metadata ->> 'seq')::integer from memex.rag_search("
+            "'adopted a puppy', k => 25, mode => 'text', filters => '{\"source_kind\": [\"message\"]}')"
+        ).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    before = ranking()
+    assert before.index(("s1", 4)) >= 10, before
+    artefact = {"version": 2, "level": 1, "summaries": [
+        {"index": 0, "summary": "Melanie adopted a puppy.", "covers": [4]}]}  # fmt: skip
+    app.execute("select * from memex.upsert_summaries('s1', %s)", (json.dumps(artefact),))
+    assert ranking() == before
+
+
 def test_the_summary_search_is_by_words_in_every_mode(app: Conn) -> None:
     """In vector mode too: the summary search adds no model call and no NOTICE of its own (a
     vector search of the few summaries would say pending chunks cannot be found)."""
