@@ -300,7 +300,8 @@ def test_a_summary_that_matches_lifts_the_messages_it_covers(app: Conn) -> None:
 def test_a_summary_whose_session_none_of_the_best_messages_is_in_lifts_nothing(app: Conn) -> None:
     """The summary lift goes to sessions holding one of the ten best messages: a summary the
     messages do not agree with would flood the first places with its session's turns."""
-    puppies = [{"role": "user", "content": f"We adopted puppy number {i}."} for i in range(12)]
+    turn = "We adopted a puppy, puppy number {}."
+    puppies = [{"role": "user", "content": turn.format(i)} for i in range(12)]
     app.execute("select memex.upsert_conversation('s3', 'Session 3', '2023-07-01'::date)")
     app.execute("select memex.upsert_messages('s3', %s)", (json.dumps(puppies),))
 
