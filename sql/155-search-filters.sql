@@ -2,7 +2,8 @@
 
 -- memex._memory_time(tenant, message, conversation, document, created): when a chunk's memory
 -- happened: its message's time, else its conversation's date, else its document's creation, else
--- the chunk's own (the after / before filters and recency read it).
+-- the chunk's own (recency reads it; the after / before filters state the same rule as SQL,
+-- memex._search_filters).
 create or replace function memex._memory_time(
     tenant uuid, message uuid, conversation uuid, document uuid, created timestamptz
 )
@@ -51,6 +52,14 @@ declare
         "created_after": "string", "created_before": "string", "after": "string", "before": "string",
         "metadata": "object",
         "domain": "string"}';
+    -- memex._memory_time's rule without the message's time, as SQL over the chunk: the filters
+    -- run inside the legs' queries, which Citus sends whole to the tenant's shards, where a
+    -- function that queries tables cannot run (docs/scale.md)
+    memory_time constant text := 'coalesce(
+            (select v.created_date::timestamptz from memex.conversations as v
+              where v.tenant_id = c.tenant_id and v.id = c.conversation_id)
+            , (select d.created_at from memex.documents as d where d.tenant_id = c.tenant_id and d.id = c.document_id)
+            , c.created_at)';
 begin
     if pg_catalog.jsonb_typeof(f) <> 'object' then
         raise exception 'filters must be a JSON object, not %', pg_catalog.jsonb_typeof(f) using errcode = '22023';
@@ -118,10 +127,9 @@ begin
                 using errcode = '22023';
         end;
         -- A chunk's date: its conversation's date, else its document's creation, else its own
-        -- (a memory's time without its message's: no message argument).
-        clauses := clauses || text 'memex._memory_time(c.tenant_id, null, c.conversation_id, c.document_id, c.created_at)
-            between coalesce(($3 ->> ''created_after'')::timestamptz, ''-infinity'')
-            and coalesce(($3 ->> ''created_before'')::timestamptz, ''infinity'')';
+        -- (a memory's time without its message's).
+        clauses := clauses || (text 'pg_catalog.tstzrange(coalesce(($3 ->> ''created_after'')::timestamptz, ''-infinity'')
+            , coalesce(($3 ->> ''created_before'')::timestamptz, ''infinity''), ''[]'') @> ' || memory_time);
     end if;
     if f ? 'after' or f ? 'before' then
         begin
@@ -133,10 +141,10 @@ begin
                 using errcode = '22023', hint = 'e.g. "2023-05-08" or "2023-05-08T13:56:00Z"';
         end;
         -- after is inclusive, before exclusive
-        clauses := clauses || text 'memex._memory_time(c.tenant_id, c.message_id, c.conversation_id, c.document_id, c.created_at)
-            >= coalesce(($3 ->> ''after'')::timestamptz, ''-infinity'')
-            and memex._memory_time(c.tenant_id, c.message_id, c.conversation_id, c.document_id, c.created_at)
-            < coalesce(($3 ->> ''before'')::timestamptz, ''infinity'')';
+        clauses := clauses || (text 'pg_catalog.tstzrange(coalesce(($3 ->> ''after'')::timestamptz, ''-infinity'')
+            , coalesce(($3 ->> ''before'')::timestamptz, ''infinity''), ''[)'') @> coalesce(
+            (select m.ts from memex.messages as m where m.tenant_id = c.tenant_id and m.id = c.message_id), '
+            || memory_time || ')');
     end if;
     if f ? 'metadata' then
         clauses := clauses || text '(exists (select 1 from memex.documents as d where d.tenant_id = c.tenant_id

@@ -184,10 +184,6 @@ def test_recency_prefers_the_newer_of_two_equal_memories(app: Conn) -> None:
     assert recent[0][3] < plain[0][3], "decayed: the memories are years old"
 
 
-@pytest.mark.single_node(
-    "after / before read each memory's time with a function that queries tables, which Citus "
-    "refuses inside the text leg's shard query (docs/scale.md)"
-)
 def test_after_and_before_filter_on_the_messages_time(app: Conn) -> None:
     turns = search(app, "puppy", filters=json.dumps({"after": "2023-05-08T13:59:00Z"}))
     assert {h[:2] for h in turns} == {("s1", 4), ("s2", 1)}, "after is inclusive"
@@ -199,6 +195,15 @@ def test_after_and_before_filter_on_the_messages_time(app: Conn) -> None:
     assert [h[:2] for h in turns] == [("s2", 1)]
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="after / before must be ISO"):
         search(app, "puppy", filters=json.dumps({"after": "soon"}))
+    # a message without a time has its conversation's date (2023-06-01)
+    untimed = [{"role": "user", "content": "The puppy sleeps all day."}]
+    app.execute("select memex.upsert_messages('s2', %s)", (json.dumps(untimed),))
+    turns = search(app, "puppy", filters=json.dumps({"after": "2023-06-01"}))
+    assert {h[:2] for h in turns} == {("s2", 1), ("s2", 3)}
+    turns = search(app, "puppy", filters=json.dumps({"before": "2023-06-01"}))
+    assert {h[:2] for h in turns} == {("s1", 4)}, "before is exclusive"
+    turns = search(app, "puppy", filters=json.dumps({"created_after": "2023-06-01"}))
+    assert {h[:2] for h in turns} == {("s2", 1), ("s2", 3)}, "created_*: the conversation's date"
 
 
 def context(app: Conn, query: str, budget: int, **options: object) -> str:
