@@ -100,13 +100,13 @@ begin
       into new_ids, new_languages, new_docs, new_tsvs
       from stored as s;
     -- the text index: the versions replaced out, the new ones in
-    select pg_catalog.array_agg(o.language) as languages, pg_catalog.array_agg(o.text_doc) as docs
+    select pg_catalog.array_agg(memex._text_key(o.language, kind)) as languages, pg_catalog.array_agg(o.text_doc) as docs
          , pg_catalog.array_agg(o.tsv) as tsvs
       into retired
       from unnest(old_ids, old_languages, old_docs, old_tsvs) as o (id, language, text_doc, tsv)
       join unnest(new_ids, new_docs) as n (id, text_doc) on n.id = o.id and n.text_doc <> o.text_doc;
     perform memex._text_apply(tenant, retired.languages, retired.docs, retired.tsvs, -1);
-    select pg_catalog.array_agg(n.language) as languages, pg_catalog.array_agg(n.text_doc) as docs
+    select pg_catalog.array_agg(memex._text_key(n.language, kind)) as languages, pg_catalog.array_agg(n.text_doc) as docs
          , pg_catalog.array_agg(n.tsv) as tsvs
       into added
       from unnest(new_ids, new_languages, new_docs, new_tsvs) as n (id, language, text_doc, tsv)

@@ -40,6 +40,24 @@ $$;
 comment on function memex._text_terms(tsvector) is
 'Internal: the BM25 postings of a chunk: each lexeme of its tsvector, its frequency, the chunk''s length.';
 
+-- memex._text_key(language, kind): which statistics a chunk's text counts in, the `language`
+-- key of memex.text_postings and memex.text_segments: its text-search language, or for a
+-- summary `<language>:summary`. A summary repeats the words of the turns it covers: counted
+-- with them, it would change the document frequencies and the mean length that rank messages
+-- and documents (docs/search.md, "Text ranking"). Each key is ranked with its own statistics
+-- and the keys' hits are merged by score, as different languages' are.
+create or replace function memex._text_key(language text, kind text)
+returns text
+language sql
+immutable
+parallel safe
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$ select case when kind = 'summary' then language || ':summary' else language end $$;
+
+comment on function memex._text_key(text, text) is
+'Internal: the text index key of a chunk: its language, or <language>:summary for a summary (their own BM25 statistics).';
+
 -- memex._text_lock_key(tenant, language): the advisory lock key of a tenant's language for
 -- merges (two merges of the same blocks must not run at once).
 create or replace function memex._text_lock_key(tenant uuid, language text)
@@ -315,9 +333,10 @@ begin
     with gone as (
         delete from memex.chunks as k
          where k.tenant_id = tenant and k.id = any(_drop_chunks.chunk_ids)
-        returning k.language, k.text_doc, k.tsv
+        returning k.language, k.source_kind, k.text_doc, k.tsv
     )
-    select pg_catalog.array_agg(g.language), pg_catalog.array_agg(g.text_doc), pg_catalog.array_agg(g.tsv)
+    select pg_catalog.array_agg(memex._text_key(g.language, g.source_kind)), pg_catalog.array_agg(g.text_doc)
+         , pg_catalog.array_agg(g.tsv)
       into languages, text_docs, tsvs
       from gone as g;
     perform memex._text_apply(tenant, languages, text_docs, tsvs, -1);

@@ -38,7 +38,7 @@ begin
         select c.text_doc, t.lexeme, t.tf, t.len
           from memex.chunks as c
           left join lateral memex._text_terms(c.tsv) as t on true
-         where c.tenant_id = tenant and c.language::text = _text_rebuild.language
+         where c.tenant_id = tenant and memex._text_key(c.language::text, c.source_kind) = _text_rebuild.language
     ),
     -- the INSERT in a CTE with RETURNING: Citus runs the statement whole on the tenant's shard
     -- group (a top-level INSERT ... SELECT it would write through the coordinator as a COPY,
@@ -90,7 +90,7 @@ begin
     foreach t in array tenants loop
         perform memex._act_for(t::text);
         for lang in
-            select distinct c.language::text from memex.chunks as c where c.tenant_id = t
+            select distinct memex._text_key(c.language::text, c.source_kind) from memex.chunks as c where c.tenant_id = t
             union
             select distinct p.language from memex.text_postings as p where p.tenant_id = t
         loop
@@ -178,9 +178,34 @@ begin
        or not exists (select 1 from memex.chunks) then
         return;
     end if;
-    for part in select distinct c.tenant_id, c.language::text as language from memex.chunks as c loop
+    for part in
+        select distinct c.tenant_id, memex._text_key(c.language::text, c.source_kind) as language from memex.chunks as c
+    loop
         perform memex._text_rebuild(part.tenant_id, part.language);
     end loop;
     analyze memex.text_postings;
 end
 $backfill$;
+
+-- Summaries indexed with the other chunks of their language (before summaries had statistics
+-- of their own, memex._text_key): both keys of that tenant language rewritten from the chunks.
+do $summaries_apart$
+declare
+    part record;
+begin
+    for part in
+        select distinct c.tenant_id, c.language::text as language
+          from memex.chunks as c
+         where c.source_kind = 'summary'
+           and not exists (select 1 from memex.text_postings as p
+                            where p.tenant_id = c.tenant_id and p.language = memex._text_key(c.language::text, 'summary'))
+           and not exists (select 1 from memex.text_segments as s
+                            where s.tenant_id = c.tenant_id and s.language = memex._text_key(c.language::text, 'summary'))
+    loop
+        perform memex._text_rebuild(part.tenant_id, part.language);
+        perform memex._text_rebuild(part.tenant_id, memex._text_key(part.language, 'summary'));
+        raise notice 'memex: the summaries of tenant % (%) now have BM25 statistics of their own: its text index was rewritten'
+            , part.tenant_id, part.language;
+    end loop;
+end
+$summaries_apart$;

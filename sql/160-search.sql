@@ -174,7 +174,7 @@ begin
     end if;
 
     -- Summaries lead to their messages (docs/search.md, "Conversations: speakers, signals,
-    -- recency"): when the tenant has summaries, the ten that match the query's words best
+    -- recency"): when the tenant has summaries, the five that match the query's words best
     -- (BM25 over the words both legs search, without speakers' names, which every summary of
     -- a conversation writes; the same filters, summaries only) lift the messages they cover, whatever the
     -- mode. Not by vector: an HNSW scan filtered down to the few summary chunks cost about
@@ -185,7 +185,7 @@ begin
         select pg_catalog.array_agg(r.source_id order by r.o), pg_catalog.array_agg(r.score order by r.o)
           into summary_ids, summary_scores
           from memex._search(
-              query => content_query, query_embedding => null, k => 10, mode => 'text'
+              query => content_query, query_embedding => null, k => 5, mode => 'text'
               , filters => coalesce(_search.filters, '{}') || '{"source_kind": ["summary"]}', space => _search.space
               , min_similarity => null, rrf_k => _search.rrf_k, vector_weight => _search.vector_weight
               , text_weight => _search.text_weight, diversity => null, fusion => _search.fusion
@@ -272,8 +272,8 @@ begin
     -- score) gains from its conversation: 0.5 of the best score when the query names its
     -- speaker (the name is out of the words searched, memex._content_query: this signal alone
     -- carries it), 0.3 of the best other candidate of its conversation (a session that holds
-    -- the answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of the
-    -- best score times the strength of the best matching summary that covers it, when that
+    -- the answer holds its other parts), 0.2 of the better of its neighbour turns, 0.3 of its
+    -- own score times the strength of the best matching summary that covers it, when that
     -- summary's conversation holds one of the ten best messages (a summary the messages do not
     -- agree with floods the first places with its session's turns); all times
     -- conversation_weight.
@@ -327,7 +327,7 @@ begin
             x.*, x.message_key + coalesce(_search.conversation_weight * (
                 0.5 * pg_catalog.abs(x.best) * coalesce(x.named, false)::integer
                 + 0.3 * greatest(s.session_best, 0) + 0.2 * greatest(s.neighbour_best, 0)
-                + 0.3 * pg_catalog.abs(x.best) * coalesce((
+                + 0.3 * greatest(x.message_key, 0) * coalesce((
                     select pg_catalog.max(h.strength) from summary_hits as h
                      where x.is_message and h.conversation_id = x.conversation_id
                        and h.conversation_id in (select l.conversation_id from leading_conversations as l)

@@ -1,7 +1,9 @@
 """The text leg of rag_search: BM25 top-n over the current tenant's text index.
 
 For each text-search language the tenant's chunks use: the query is analysed with that
-language's configuration (stemming, stop words), the blocks of its lexemes are read from
+language's configuration (stemming, stop words); then for each of the language's two index keys
+(its own, and its summaries' `<language>:summary`, memex._text_key: summaries have statistics
+of their own) the blocks of its lexemes are read from
 memex.text_postings (RLS applies: only the tenant's own rows), every chunk version holding one
 of them is scored with numpy (memex_db.bm25), and the best are checked against memex.chunks in
 score order, in growing batches, until n are found that still exist (an updated or deleted
@@ -36,8 +38,8 @@ MAX_POSTINGS = 2_000_000
 
 # One statement for what a search needs before the index: the tenant's text-search languages
 # (a skip scan of memex.chunks_tenant_language) and, for each, the query's lexemes with their
-# counts, its phrases and exclusions as tsqueries. One row with null language when the tenant
-# has no chunk.
+# counts, its phrases and exclusions as tsqueries, and the key of its summaries when the index
+# holds any (else null). One row with null language when the tenant has no chunk.
 _PROLOGUE = """
 with recursive l (lang) as (
     (select c.language from memex.chunks as c
@@ -56,6 +58,12 @@ select l.lang::text as lang
               from pg_catalog.unnest($2::text[]) as p) as phrases
     , array(select pg_catalog.phraseto_tsquery(l.lang::regconfig, p)::text
               from pg_catalog.unnest($3::text[]) as p) as excluded
+    , (select k.key
+         from (select memex._text_key(l.lang::text, 'summary') as key) as k
+        where exists (select 1 from memex.text_postings as p
+                       where p.tenant_id = $4 and p.language = k.key and p.lexeme = '')
+           or exists (select 1 from memex.text_segments as s
+                       where s.tenant_id = $4 and s.language = k.key)) as summaries
   from (values (1)) as one (x) left join l on l.lang is not null
 """
 # The blocks of the query's lexemes (and of '', the totals), the recent segments' entries of
@@ -105,11 +113,13 @@ select c.text_doc, c.id::text as id
  where c.tenant_id = $1 and c.text_doc = any($2) and c.language::text = $4 {must} {filters}
 """
 _MUST = "and c.tsv @@ $5::tsquery"
-# The chunks holding the query's phrases (and none of its exclusions), through the GIN index.
+# The chunks holding the query's phrases (and none of its exclusions), through the GIN index:
+# summaries or the other kinds, as the index key ($7).
 _PHRASED = """
 select c.text_doc, c.id::text as id
   from memex.chunks as c
  where c.tenant_id = $1 and c.language::text = $4 and c.tsv @@ {must}::tsquery {filters}
+   and (c.source_kind = 'summary') = $7
  limit $6
 """
 
@@ -204,18 +214,22 @@ def candidates(
         if not terms:
             continue
         searched = True
-        terms = _affordable(plpy, gd, tenant, language, terms)
-        blocks = plpy.execute(
-            cached_plan(plpy, gd, "text_blocks", _BLOCKS, ["uuid", "text", "text[]"]),
-            [tenant, language, [*terms, ""]],
-        )
-        docids, scores = bm25.score(terms, bm25.decode(blocks), params)
-        scored.append((docids, scores))
-        search = _Search(plpy, gd, tenant, filters or "{}", where, language, n)
         must = _must(row["phrases"] or [], row["excluded"] or [])
         phrased = must is not None and any(row["phrases"] or [])
-        found = search.phrased(must, docids, scores) if must and phrased else None
-        hits.extend(found if found is not None else search.live(must, docids, scores))
+        keys = [(False, language)] + ([(True, row["summaries"])] if row["summaries"] else [])
+        for summaries, key in keys:
+            affordable = _affordable(plpy, gd, tenant, key, terms)
+            blocks = plpy.execute(
+                cached_plan(plpy, gd, "text_blocks", _BLOCKS, ["uuid", "text", "text[]"]),
+                [tenant, key, [*affordable, ""]],
+            )
+            if not len(blocks):
+                continue  # no chunk of that key (a tenant without summaries)
+            docids, scores = bm25.score(affordable, bm25.decode(blocks), params)
+            scored.append((docids, scores))
+            search = _Search(plpy, gd, tenant, filters or "{}", where, language, n, summaries)
+            found = search.phrased(must, docids, scores) if must and phrased else None
+            hits.extend(found if found is not None else search.live(must, docids, scores))
     if not searched and query.strip():
         plpy.notice(
             "text search: the query has no word to search for (only stop words or exclusions)",
@@ -235,10 +249,19 @@ class _Search:
     """Turns one language's scored text versions into the best n live chunks."""
 
     def __init__(
-        self, plpy: Plpy, gd: GD, tenant: str, filters: str, where: str, language: str, n: int
+        self,
+        plpy: Plpy,
+        gd: GD,
+        tenant: str,
+        filters: str,
+        where: str,
+        language: str,
+        n: int,
+        summaries: bool,
     ):
         self.plpy, self.gd, self.where = plpy, gd, where
         self.tenant, self.filters, self.language, self.n = tenant, filters, language, n
+        self.summaries = summaries
 
     def phrased(self, must: str, docids: Any, scores: Any) -> list[Any] | None:
         """The best n of the chunks holding the query's phrases, read through the GIN index on
@@ -246,9 +269,12 @@ class _Search:
         phrase is); None when more than PHRASE_ROWS chunks hold them (then candidates go in
         score order)."""
         sql = _PHRASED.format(must=self.plpy.quote_literal(must), filters=self.where)
-        plan = self.plpy.prepare(sql, ["uuid", "bigint[]", "jsonb", "text", "text", "integer"])
+        plan = self.plpy.prepare(
+            sql, ["uuid", "bigint[]", "jsonb", "text", "text", "integer", "boolean"]
+        )
         rows = self.plpy.execute(
-            plan, [self.tenant, None, self.filters, self.language, must, PHRASE_ROWS + 1]
+            plan,
+            [self.tenant, None, self.filters, self.language, must, PHRASE_ROWS + 1, self.summaries],
         )
         if len(rows) > PHRASE_ROWS:
             return None

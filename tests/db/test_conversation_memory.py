@@ -329,21 +329,31 @@ def test_a_summary_whose_session_none_of_the_best_messages_is_in_lifts_nothing(a
 def test_the_summary_search_is_by_words_in_every_mode(app: Conn) -> None:
     """In vector mode too: the summary search adds no model call and no NOTICE of its own (a
     vector search of the few summaries would say pending chunks cannot be found)."""
-    artefact = {"version": 2, "level": 1, "summaries": [
-        {"index": 0, "summary": "Melanie adopted a puppy.", "covers": [4]}]}  # fmt: skip
-    app.execute("select * from memex.upsert_summaries('s1', %s)", (json.dumps(artefact),))
+    for slug, text in (("s3", "We adopted a puppy."), ("s4", "We adopted a little puppy.")):
+        app.execute("select memex.upsert_conversation(%s, %s, '2023-07-01'::date)", (slug, slug))
+        turn = [{"role": "user", "content": text}]
+        app.execute("select memex.upsert_messages(%s, %s)", (slug, json.dumps(turn)))
     as_role(app, "memex_admin")  # embedding is an operator's call
     app.execute("call memex.embed_pending()")
     as_role(app, "memex_app")
+    messages = json.dumps({"source_kind": ["message"]})
+
+    def first() -> tuple[str, int]:
+        row = app.execute(
+            "select metadata ->> 'conversation', (metadata ->> 'seq')::integer from"
+            " memex.rag_search('we adopted a puppy', k => 3, mode => 'vector', filters => %s)",
+            (messages,),
+        ).fetchone()
+        assert row is not None
+        return str(row[0]), int(row[1])
+
+    assert first() != ("s4", 1), "on its vector alone, s4's turn is not the best"
+    artefact = {"version": 2, "level": 1, "summaries": [
+        {"index": 0, "summary": "They adopted a puppy.", "covers": [1]}]}  # fmt: skip
+    app.execute("select * from memex.upsert_summaries('s4', %s)", (json.dumps(artefact),))
     pending = [{"role": "user", "content": "a turn not embedded yet"}]
     app.execute("select memex.upsert_messages('s2', %s)", (json.dumps(pending),))
     said: list[str] = []
     app.add_notice_handler(lambda d: said.append(str(d.message_primary)))
-    messages = json.dumps({"source_kind": ["message"]})
-    rows = app.execute(
-        "select metadata ->> 'conversation', (metadata ->> 'seq')::integer from memex.rag_search("
-        "'did Melanie adopt a puppy', k => 3, mode => 'vector', filters => %s)",
-        (messages,),
-    ).fetchall()
-    assert rows[0] == ("s1", 4)
+    assert first() == ("s4", 1), "its summary, found by words (not embedded yet), lifts it"
     assert not [s for s in said if "cannot find" in s], said

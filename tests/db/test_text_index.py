@@ -94,11 +94,12 @@ def test_scores_equal_the_bm25s_reference(app: Conn, k1: float, b: float) -> Non
 
 
 def recount(conn: Conn) -> dict[tuple[str, str], tuple[int, int]]:
-    """(language, lexeme) -> (df, summed length) recounted from the chunks themselves."""
+    """(index key, lexeme) -> (df, summed length) recounted from the chunks themselves."""
+    key = "memex._text_key(c.language::text, c.source_kind)"
     rows = conn.execute(
-        "select c.language::text, t.lexeme, count(*), 0 from memex.chunks as c, "
+        f"select {key}, t.lexeme, count(*), 0 from memex.chunks as c, "
         "memex._text_terms(c.tsv) as t group by 1, 2 "
-        "union all select c.language::text, '', count(*), coalesce(sum((select max(t.len) "
+        f"union all select {key}, '', count(*), coalesce(sum((select max(t.len) "
         "from memex._text_terms(c.tsv) as t)), 0) from memex.chunks as c group by 1"
     ).fetchall()
     return {(str(lang), str(lex)): (int(df), int(tok)) for lang, lex, df, tok in rows if df}  # type: ignore[call-overload]
@@ -189,6 +190,40 @@ def test_another_tenants_writes_leave_scores_byte_identical(app: Conn) -> None:
         ).fetchone() == (0,)
 
 
+def summaries(conn: Conn, slug: str, texts: list[str]) -> None:
+    artefact = {"version": 2, "level": 1, "summaries": [
+        {"index": i, "summary": t, "covers": [1]} for i, t in enumerate(texts)]}  # fmt: skip
+    conn.execute("select * from memex.upsert_summaries(%s, %s)", (slug, json.dumps(artefact)))
+
+
+def conversation(conn: Conn, slug: str, texts: list[str]) -> None:
+    conn.execute("select memex.upsert_conversation(%s)", (slug,))
+    turns = [{"role": "user", "content": t} for t in texts]
+    conn.execute("select memex.upsert_messages(%s, %s)", (slug, json.dumps(turns)))
+
+
+def test_summaries_have_statistics_of_their_own(app: Conn) -> None:
+    """A summary repeats the words of the turns it covers: counted with them, it changed the
+    document frequencies and the mean length that rank messages and documents."""
+    load(app, corpus(5, 20))
+    conversation(app, "c1", corpus(6, 30))
+    before = {q: memex_scores(app, q) for q in QUERIES}
+    summaries(app, "c1", corpus(7, 3))
+    summary_chunks = {str(r[0]) for r in app.execute(
+        "select id from memex.chunks where source_kind = 'summary'")}  # fmt: skip
+    after = {q: memex_scores(app, q) for q in QUERIES}
+    for q in QUERIES:  # the other chunks' scores byte-identical, the summaries found too
+        assert {c: v for c, v in after[q].items() if c not in summary_chunks} == before[q]
+    assert any(set(after[q]) & summary_chunks for q in QUERIES)
+    keys = dict(app.execute("select language, chunks from memex.text_index_status").fetchall())
+    assert keys == {"english": 50, "english:summary": 3}
+    summaries(app, "c1", corpus(8, 2))  # replaced: the index follows
+    assert stored(app) == recount(app)
+    app.execute("select memex.delete_conversation('c1')")
+    assert stored(app) == recount(app)
+    assert {q: memex_scores(app, q) for q in QUERIES} != before  # the turns went too
+
+
 def test_merges_keep_a_lexemes_blocks_few_and_results_live(app: Conn) -> None:
     for i in range(200):
         app.execute("select memex.upsert_document(%s, %s)", (f"m/{i % 50}", f"quorum journal {i}"))
@@ -251,6 +286,38 @@ def test_an_index_emptied_by_hand_is_rebuilt_by_the_next_install(db: str, conn: 
     as_role(conn, "memex_app")
     assert stored(conn) == expected == recount(conn)
     assert json.dumps(memex_scores(conn, QUERIES[0]))
+
+
+def test_summaries_indexed_with_the_turns_are_split_by_the_next_install(
+    db: str, conn: Conn
+) -> None:
+    """An index written before summaries had statistics of their own: the next install
+    rewrites that tenant language's two keys."""
+    from memex.install import install
+
+    make_tenants(conn, "s")
+    conn.execute("select memex.set_tenant('s', false)")
+    conversation(conn, "c1", corpus(9, 20))
+    summaries(conn, "c1", corpus(10, 3))
+    as_role(conn, "memex_app")
+    expected = {q: memex_scores(conn, q) for q in QUERIES}
+    conn.execute("reset role")
+    # the summaries' postings moved under the language's own key, as they were written before
+    conn.execute("delete from memex.text_postings where language = 'english:summary'")
+    conn.execute("delete from memex.text_segments where language = 'english:summary'")
+    conn.execute(
+        "select memex._text_apply(tenant_id, array_agg(language::text), array_agg(text_doc),"
+        " array_agg(tsv), 1) from memex.chunks where source_kind = 'summary' group by tenant_id"
+    )
+    as_role(conn, "memex_app")
+    assert stored(conn) != recount(conn)
+    conn.execute("reset role")
+    # the upgrade that brings the split re-applies sql/146-text-index-upkeep.sql
+    conn.execute("update memex.sql_state set digest = '' where file = '146-text-index-upkeep.sql'")
+    install(db, say=lambda _m: None)
+    as_role(conn, "memex_app")
+    assert stored(conn) == recount(conn)
+    assert {q: memex_scores(conn, q) for q in QUERIES} == expected
 
 
 def test_optimize_drops_dead_postings_and_keeps_scores(db: str, conn: Conn) -> None:
