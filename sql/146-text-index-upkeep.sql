@@ -110,7 +110,8 @@ $$;
 comment on procedure memex.optimize_text_index (text) is
 'Rewrites the BM25 text index of a tenant (null: every tenant) from its chunks: one block per lexeme, dead postings gone.';
 
--- memex.text_index_status: the text index of each tenant the caller sees, per language. Replaced
+-- memex.text_index_status: the text index of each tenant the caller sees, per index key (a
+-- language, or a language's summaries: memex._text_key). Replaced
 -- in place (a drop would change its oid, and every install would look like a change); a release
 -- that changes its columns drops it in its migration.
 create or replace view memex.text_index_status
@@ -165,7 +166,7 @@ from blocks as p
 full join segments as s on p.tenant_id = s.tenant_id and p.language = s.language;
 
 comment on view memex.text_index_status is
-'The BM25 text index per tenant and language: chunks, mean length, lexemes, blocks, postings, recent segments, dead chunk versions and their share.';
+'The BM25 text index per tenant and language (a language''s summaries apart, as <language>:summary): chunks, mean length, lexemes, blocks, postings, recent segments, dead chunk versions and their share.';
 
 -- Chunks that exist without any text index (the install that brings migration 0006, or an
 -- index emptied by hand): index them now, tenant language by tenant language. Inside the
