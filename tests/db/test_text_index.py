@@ -305,10 +305,15 @@ def test_summaries_indexed_with_the_turns_are_split_by_the_next_install(
     # the summaries' postings moved under the language's own key, as they were written before
     conn.execute("delete from memex.text_postings where language = 'english:summary'")
     conn.execute("delete from memex.text_segments where language = 'english:summary'")
-    conn.execute(
-        "select memex._text_apply(tenant_id, array_agg(language::text), array_agg(text_doc),"
-        " array_agg(tsv), 1) from memex.chunks where source_kind = 'summary' group by tenant_id"
-    )
+    written = conn.execute(
+        "select tenant_id, array_agg(language::text), array_agg(text_doc), array_agg(tsv::text)"
+        " from memex.chunks where source_kind = 'summary' group by tenant_id"
+    ).fetchall()
+    for tenant, languages, docs, tsvs in written:  # one call each: a nested query on Citus
+        conn.execute(
+            "select memex._text_apply(%s, %s, %s, %s::tsvector[], 1)",
+            (tenant, languages, docs, tsvs),
+        )
     as_role(conn, "memex_app")
     assert stored(conn) != recount(conn)
     conn.execute("reset role")
