@@ -61,7 +61,7 @@ test: setup
 # The database suites of issue 27 again, on a Citus cluster (tests/citus.py; docs/scale.md).
 CITUS_SUITES := tests/db/test_tenancy.py tests/db/test_upserts.py tests/db/test_search.py \
 	tests/db/test_text_index.py tests/db/test_embed_pending.py tests/db/test_reembed.py \
-	tests/db/test_conversation_memory.py
+	tests/db/test_conversation_memory.py tests/client/test_client.py tests/mcp/test_mcp.py
 test-citus: setup
 	@if [ -f "$$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/citus.so" ]; then \
 		$(PY) -m pytest -p no:cacheprovider --citus $(CITUS_SUITES); \

@@ -164,7 +164,8 @@ def test_a_write_over_the_size_for_embedding_at_once_is_left_to_the_worker(
     anyio.run(agent)
     with psycopg.connect(db) as su:
         pending = su.execute("select count(*) from memex.chunks c where not exists"
-                             " (select 1 from memex.embeddings e where e.chunk_id = c.id)"
+                             " (select 1 from memex.embeddings e"
+                             " where e.tenant_id = c.tenant_id and e.chunk_id = c.id)"
                              ).fetchone()  # fmt: skip
     assert pending == (1,)
 
